@@ -1,0 +1,36 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Each installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast bench lint clean
+
+install: $(STAMP)
+
+# Reinstall only when the dependency list changes; the package itself is installed editable.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/mlcli train configs/digits.yaml --force --output runs/demo
+	$(BIN)/mlcli evaluate runs/demo
+
+test: install
+	$(BIN)/python -m pytest
+
+# Everything but the slow end-to-end tests, for a quick local loop.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: install
+	$(BIN)/python bench/run.py
+
+lint: install
+	$(BIN)/ruff check mlcli tests bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

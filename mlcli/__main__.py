@@ -1,0 +1,3 @@
+from mlcli.cli import app
+
+app(prog_name="mlcli")

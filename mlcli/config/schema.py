@@ -1,0 +1,324 @@
+"""The typed, frozen config schema (CONTRACT §3). No TensorFlow here.
+
+Every field carries a description (it becomes the editor hover text through `mlcli schema`) and
+every default a short reason. Unknown keys are errors at every depth, except in the sections that
+hold Keras arguments (a layer, an optimizer, a schedule, a loss, a metric), whose extra keys are
+passed to Keras and checked by `validate --deep` and by train.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DEVICE = re.compile(r"^(auto|cpu|gpu|gpu:\d+(,\d+)*)$")
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _reject(message: str) -> PydanticCustomError:
+    """A validation error whose message is shown as written (no "Value error," prefix)."""
+    return PydanticCustomError("mlcli", message)
+
+
+class _Section(BaseModel):
+    # strict: a YAML string "10" is not silently an integer; frozen: nothing below the CLI edits it.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class _KerasObject(BaseModel):
+    """`type` names a Keras class or function; the other keys are its own arguments."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+    type: str = Field(description="Keras class or function name, e.g. Dense, adam, CosineDecay.")
+
+    @field_validator("type")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        # Names resolve through Keras's registries only; dotted import paths are never followed.
+        if not _NAME.match(value):
+            raise _reject(f"{value!r} is not a Keras name — expected a plain name such as Dense or adam (import paths are not allowed)")
+        return value
+
+    def arguments(self) -> dict[str, Any]:
+        """The keyword arguments for the Keras constructor."""
+        return dict(self.model_extra or {})
+
+
+class LayerSpec(_KerasObject):
+    """One layer of the Sequential model."""
+
+    type: str = Field(description="Any keras.layers class name: Dense, Dropout, BatchNormalization, ...")
+
+
+class ScheduleSpec(_KerasObject):
+    """A learning-rate schedule from keras.optimizers.schedules."""
+
+    type: str = Field(description="A keras.optimizers.schedules class, e.g. CosineDecay, ExponentialDecay.")
+
+
+class OptimizerConfig(BaseModel):
+    """The optimizer; other keys are its keyword arguments (beta_1, momentum, weight_decay, ...)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+    type: str = Field("adam", description="Any keras.optimizers name: adam, sgd, rmsprop, adamw, ...")
+    learning_rate: Union[float, ScheduleSpec] = Field(
+        0.01, description="A number, or a schedule {type: CosineDecay, initial_learning_rate: .., decay_steps: ..}."
+    )
+
+    @field_validator("learning_rate", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float, dict)):
+            raise _reject(f"got {value!r} — expected a positive number or a schedule mapping with `type`")
+        if isinstance(value, (int, float)) and not value > 0:
+            raise _reject(f"got {value} — expected a number greater than 0")
+        return float(value) if isinstance(value, int) else value
+
+    def arguments(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class LossSpec(_KerasObject):
+    type: str = Field(description="A keras.losses name, e.g. CategoricalCrossentropy, Huber.")
+
+
+class MetricSpec(_KerasObject):
+    type: str = Field(description="A keras.metrics name, e.g. AUC, Precision, TopKCategoricalAccuracy.")
+
+
+class DataConfig(_Section):
+    """Where the data comes from and how it is prepared."""
+
+    train: str = Field(
+        description="Path (.csv .parquet .npz; a glob of shards with stream) or builtin:NAME[/SPLIT]. Required.",
+    )
+    validation: Union[float, str, None] = Field(
+        0.2,
+        description="Fraction held out of train (stratified for classification, seeded), a path, or null.",
+    )
+    test: Union[str, None] = Field(
+        None, description="Optional test data; `evaluate` uses it when --data is not given."
+    )
+    label: Union[str, list[str]] = Field(
+        "label",
+        description="Label column; a list for several regression targets; for .npz the array name (default y).",
+    )
+    features: Union[list[str], str, None] = Field(
+        None,
+        description="Feature columns; default every other column. For .npz the array name (default x).",
+    )
+    task: Literal["auto", "classification", "regression"] = Field(
+        "auto", description="auto: classification for integer/string labels with a classification loss."
+    )
+    normalize: Literal["standard", "minmax", "none"] = Field(
+        "standard",
+        description="Fitted on the training split only and saved inside the model, so predict applies it too.",
+    )
+    shuffle: bool = Field(True, description="Reshuffle the training rows every epoch (seeded).")
+    stream: bool = Field(False, description="Read from disk in batches (data larger than memory).")
+
+    @field_validator("validation", mode="before")
+    @classmethod
+    def _validation(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _reject(f"got {value!r} — expected a fraction such as 0.2, a path, or null")
+        if not 0 < value < 1:
+            raise _reject(f"fraction {value} is outside (0, 1) — expected e.g. 0.2, or null for no validation")
+        return float(value)
+
+    @field_validator("label", "features", mode="before")
+    @classmethod
+    def _columns(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            if len(set(value)) != len(value):
+                raise _reject("lists a column twice — name each column once")
+            return value
+        raise _reject(f"got {value!r} — expected a column name or a non-empty list of column names")
+
+    def label_columns(self) -> list[str]:
+        return [self.label] if isinstance(self.label, str) else list(self.label)
+
+
+def _seed_layers() -> list[LayerSpec]:
+    # The seed network: 64-64-10, relu/relu/softmax.
+    return [
+        LayerSpec(type="Dense", units=64, activation="relu"),
+        LayerSpec(type="Dense", units=64, activation="relu"),
+        LayerSpec(type="Dense", units=10, activation="softmax"),
+    ]
+
+
+class ModelConfig(_Section):
+    """A Keras Sequential; the input shape is taken from the data."""
+
+    layers: list[LayerSpec] = Field(
+        default_factory=_seed_layers,
+        min_length=1,
+        description="Layers in order; `type` is any keras.layers class, other keys its arguments.",
+    )
+
+
+class EarlyStoppingConfig(_Section):
+    """keras.callbacks.EarlyStopping."""
+
+    monitor: str = Field("val_loss", description="Metric to watch, e.g. val_loss or val_accuracy.")
+    patience: int = Field(3, ge=0, description="Epochs without improvement before stopping.")
+    restore_best_weights: bool = Field(True, description="Keep the best epoch's weights in model.keras.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
+    mode: Literal["auto", "min", "max"] = Field(
+        "auto", description="auto: max for accuracy/auc-like metrics, min otherwise (Keras's rule)."
+    )
+
+
+class CheckpointConfig(_Section):
+    """Which epoch is kept as best.keras (when there is validation data)."""
+
+    monitor: str = Field("val_loss", description="Metric that decides the best epoch.")
+    mode: Literal["auto", "min", "max"] = Field(
+        "auto", description="min, max, or auto (max for accuracy/auc-like metrics, min otherwise)."
+    )
+
+
+class TrainingConfig(_Section):
+    """The training run."""
+
+    epochs: int = Field(10, ge=1, description="Number of passes over the training data.")
+    batch_size: int = Field(
+        32, ge=1, description="Global batch size (split across replicas under a distribution strategy)."
+    )
+    early_stopping: Union[EarlyStoppingConfig, None] = Field(
+        None, description="null, or {monitor: val_loss, patience: 3, restore_best_weights: true}."
+    )
+    checkpoint: CheckpointConfig = Field(
+        default_factory=lambda: CheckpointConfig(monitor="val_loss", mode="min"),
+        description="best.keras is the best epoch by this monitor (when there is validation data).",
+    )
+    checkpoint_every_steps: Union[int, None] = Field(
+        None, ge=1, description="Also save resume state every N steps (it is always saved at each epoch end)."
+    )
+
+
+class HeadConfig(_Section):
+    """Replace the last layers of the parent model."""
+
+    replace: int = Field(description="How many of the parent's last layers to drop.", ge=0)
+    layers: list[LayerSpec] = Field(
+        default_factory=list, description="Layers appended after dropping, e.g. a new softmax."
+    )
+
+
+Selector = Union[int, str]
+
+
+class FinetuneConfig(_Section):
+    """Read by `mlcli finetune`: which layers keep their trained weights."""
+
+    freeze: list[Selector] = Field(
+        default_factory=list,
+        description="Selectors: index into model.layers (negative from the end), exact layer name, or glob.",
+    )
+    unfreeze: list[Selector] = Field(default_factory=list, description="Applied after freeze.")
+    head: Union[HeadConfig, None] = Field(
+        None, description="{replace: N, layers: [...]}: drop the last N layers and append these."
+    )
+
+    @field_validator("freeze", "unfreeze", mode="before")
+    @classmethod
+    def _selectors(cls, value: Any) -> Any:
+        if isinstance(value, (int, str)) and not isinstance(value, bool):
+            value = [value]  # a single selector is a list of one
+        if not isinstance(value, list):
+            raise _reject(f"got {value!r} — expected a list of selectors such as [0, 1] or ['dense*']")
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, (int, str)) or item == "":
+                raise _reject(f"selector {item!r} — expected a layer index, a layer name, or a glob")
+        return value
+
+
+class RuntimeConfig(_Section):
+    """Where and how the computation runs."""
+
+    device: str = Field("auto", description="auto (GPU if usable, else CPU) | cpu | gpu | gpu:0,1")
+    precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = Field(
+        "auto", description="auto: mixed_bfloat16 on compute capability >= 8.0, mixed_float16 on 7.x, else float32."
+    )
+    distribute: Literal["auto", "none", "mirrored", "multi_worker"] = Field(
+        "auto", description="auto: multi_worker when TF_CONFIG is set, mirrored with several devices, else none."
+    )
+    deterministic: bool = Field(
+        False, description="Bitwise-repeatable runs and exact resume on CPU (slower op kernels)."
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise _reject(f"{value!r} is not a device — expected auto, cpu, gpu, or gpu:0,1")
+        return value
+
+
+def _default_loss() -> str:
+    return "categorical_crossentropy"
+
+
+class Config(_Section):
+    """A whole mlcli config."""
+
+    name: Union[str, None] = Field(None, description="Run name; default: the config file's stem.")
+    seed: int = Field(42, description="Seeds every random generator; recorded in the run.")
+    extends: Union[str, None] = Field(
+        None, description="A config this one is merged onto (relative to this file); lists replace."
+    )
+    data: DataConfig = Field(description="The data section (data.train is required).")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The Keras Sequential architecture.")
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="The optimizer.")
+    loss: Union[str, LossSpec] = Field(
+        default_factory=_default_loss,
+        description="Any keras.losses name or {type: .., ...}; labels are encoded to fit it.",
+    )
+    metrics: list[Union[str, MetricSpec]] = Field(
+        default_factory=lambda: ["accuracy"], description="keras.metrics names or {type: .., ...}."
+    )
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="The training run.")
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig, description="Read by `mlcli finetune`.")
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Device, precision, distribution.")
+
+    @field_validator("name")
+    @classmethod
+    def _run_name(cls, value: str | None) -> str | None:
+        if value is not None and not _RUN_NAME.match(value):
+            raise _reject(f"{value!r} cannot name a run directory — use letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("loss", mode="before")
+    @classmethod
+    def _loss(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not _NAME.match(value):
+                raise _reject(f"{value!r} is not a Keras loss name — expected e.g. categorical_crossentropy")
+            return value
+        if isinstance(value, dict):
+            return value
+        raise _reject(f"got {value!r} — expected a keras.losses name or a mapping with `type`")
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _metrics(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            raise _reject(f"got {value!r} — expected a list such as [accuracy]")
+        for item in value:
+            if isinstance(item, str) and not _NAME.match(item):
+                raise _reject(f"{item!r} is not a Keras metric name — expected e.g. accuracy or mae")
+            if not isinstance(item, (str, dict)):
+                raise _reject(f"got {item!r} — expected a metric name or a mapping with `type`")
+        return value

@@ -1,0 +1,81 @@
+"""The only module that prints. stdout is for data, stderr is for people.
+
+`--quiet` leaves nothing on stderr but errors; `--json` sends all human output to stderr and
+exactly one JSON document to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+
+_quiet = False
+_stderr: Console | None = None
+
+
+def stderr() -> Console:
+    """Rich console on stderr. Plain text (no ANSI) when stderr is not a terminal or NO_COLOR is set."""
+    global _stderr
+    if _stderr is None:
+        _stderr = Console(
+            stderr=True,
+            highlight=False,
+            soft_wrap=True,
+            no_color=bool(os.environ.get("NO_COLOR")),
+        )
+    return _stderr
+
+
+def is_terminal() -> bool:
+    return stderr().is_terminal
+
+
+def set_quiet(quiet: bool) -> None:
+    global _quiet
+    _quiet = quiet
+
+
+def quiet() -> bool:
+    return _quiet
+
+
+def info(message: str = "", *, markup: bool = False) -> None:
+    """A line for people, on stderr; nothing with --quiet."""
+    if not _quiet:
+        stderr().print(message, markup=markup)
+
+
+def show(renderable: Any) -> None:
+    """A Rich table or other renderable, on stderr; nothing with --quiet."""
+    if not _quiet:
+        stderr().print(renderable)
+
+
+def error(message: str) -> None:
+    """Errors are shown even with --quiet."""
+    stderr().print(message, markup=False, style="red" if stderr().is_terminal else None)
+
+
+def data_text(text: str) -> None:
+    """Data on stdout, unchanged."""
+    sys.stdout.write(text)
+    if not text.endswith("\n"):
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def data_json(document: Any) -> None:
+    """Exactly one JSON document on stdout."""
+    sys.stdout.write(json.dumps(document, indent=2, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars and paths reach here; keep the dependency out of this module.
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)

@@ -1,0 +1,109 @@
+"""Known errors and their exit codes (CONTRACT §2).
+
+Everything a user can cause raises one of these; the CLI turns them into a short message on
+stderr and the exit code. Anything else is a bug and keeps its traceback (exit 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class MlcliError(Exception):
+    """Base of every error a user can cause: message on stderr, no traceback."""
+
+    exit_code = 1
+    kind = "error"
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def render(self) -> str:
+        text = f"{self.kind}: {self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+class UsageError(MlcliError):
+    """A bad flag, flag combination or run-directory conflict."""
+
+    exit_code = 2
+    kind = "usage error"
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem in a config, located as precisely as the source allows."""
+
+    path: str  # dotted key path, e.g. "training.epochs" or "model.layers.2.units"
+    message: str  # "what is wrong — what was expected", fix included where obvious
+    source: str | None = None  # file name, or "--set KEY=VALUE"
+    line: int | None = None
+
+    def render(self) -> str:
+        where = self.source or "<config>"
+        if self.line is not None:
+            where += f":{self.line}"
+        path = f" {self.path}:" if self.path else ""
+        return f"{where}:{path} {self.message}"
+
+
+class ConfigError(MlcliError):
+    """Every problem of a config, reported at once."""
+
+    exit_code = 2
+    kind = "config error"
+
+    def __init__(self, problems: list[ConfigProblem] | ConfigProblem | str, hint: str | None = None):
+        if isinstance(problems, str):
+            problems = [ConfigProblem(path="", message=problems)]
+        elif isinstance(problems, ConfigProblem):
+            problems = [problems]
+        self.problems = list(problems)
+        super().__init__("\n".join(p.render() for p in self.problems), hint)
+
+    def render(self) -> str:
+        count = len(self.problems)
+        head = "config error:" if count == 1 else f"config error: {count} problems:"
+        lines = [head] + ["  " + p.render() for p in self.problems]
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines)
+
+
+class DataError(MlcliError):
+    """Missing file, bad column, non-numeric value, NaN/inf, unknown label, shape mismatch."""
+
+    exit_code = 3
+    kind = "data error"
+
+
+class DeviceError(MlcliError):
+    """A GPU was required and none is usable."""
+
+    exit_code = 4
+    kind = "device error"
+
+
+class GateFailed(MlcliError):
+    """A --fail-under / --fail-over gate failed; everything was still saved."""
+
+    exit_code = 5
+    kind = "gate failed"
+
+
+class Diverged(MlcliError):
+    """Loss became NaN or inf; the last good state is kept."""
+
+    exit_code = 6
+    kind = "diverged"
+
+
+class Interrupted(MlcliError):
+    """Ctrl-C or SIGTERM; state saved, --resume continues."""
+
+    exit_code = 130
+    kind = "interrupted"

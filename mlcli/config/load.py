@@ -59,6 +59,7 @@ def load_config(
     positions = merge_positions(base_positions, positions)
     for assignment in sets:
         apply_set(data, positions, assignment)
+    _resolve_set_paths(data, positions)
     if not data.get("name") and source is not None:
         data["name"] = source.stem
     return LoadedConfig(validate(data, positions), positions, source)
@@ -72,7 +73,8 @@ def read_config_tree(path: Path, _chain: tuple[Path, ...] = ()) -> tuple[dict, P
         raise ConfigError(ConfigProblem("extends", f"extends cycle: {cycle} — remove one of the links", str(path)))
     data, positions = read_yaml_file(path)
     if data is None:
-        data = {}
+        # An empty file still has a place: problems such as the missing data section point at it.
+        data, positions = {}, {(): (str(path), 1)}
     if not isinstance(data, dict):
         raise ConfigError(
             ConfigProblem("", f"the file holds {_kind(data)} — expected a mapping of sections (data:, model:, ...)", str(path), 1)
@@ -89,6 +91,10 @@ def read_config_tree(path: Path, _chain: tuple[Path, ...] = ()) -> tuple[dict, P
         raise ConfigError(
             ConfigProblem("extends", f"{extends!r} not found (looked for {parent}) — paths are relative to this file", *where)
         )
+    if parent.resolve() in _chain + (resolved,):
+        # Reported at the `extends:` line that closes the loop, so the user sees where to cut it.
+        cycle = " -> ".join(str(p) for p in _chain + (resolved, parent.resolve()))
+        raise ConfigError(ConfigProblem("extends", f"extends cycle: {cycle} — remove one of the links", *where))
     base, base_positions = read_config_tree(parent, _chain + (resolved,))
     return deep_merge(base, data), merge_positions(base_positions, positions)
 
@@ -98,16 +104,35 @@ def _resolve_data_paths(data: dict, directory: Path) -> None:
     if not isinstance(section, dict):
         return
     for key in _PATH_KEYS:
-        value = section.get(key)
-        if isinstance(value, str) and value and not value.startswith("builtin:") and not os.path.isabs(value):
-            # Never shell-expanded: a config path is plain text relative to the config file.
-            section[key] = os.path.normpath(os.path.join(os.path.abspath(directory), value))
+        if key in section:
+            section[key] = _absolute(section[key], directory)
+
+
+def _resolve_set_paths(data: dict, positions: Positions) -> None:
+    # A data path given by --set is relative to the working directory, like any path on a command
+    # line; left relative, it would later be read relative to the run directory's config.yaml.
+    section = data.get("data")
+    if not isinstance(section, dict):
+        return
+    for key in _PATH_KEYS:
+        where = locate(("data", key), "", positions).source or ""
+        if key in section and where.startswith("--set "):
+            section[key] = _absolute(section[key], Path.cwd())
+
+
+def _absolute(value: Any, directory: Path) -> Any:
+    if isinstance(value, str) and value and not value.startswith("builtin:") and not os.path.isabs(value):
+        # Never shell-expanded: a config path is plain text relative to the file (or flag) that wrote it.
+        return os.path.normpath(os.path.join(os.path.abspath(directory), value))
+    return value
 
 
 def default_dict() -> dict:
     """The schema's defaults as plain data (data.train has none: it is required)."""
     defaults = Config(data=DataConfig(train="-")).model_dump(mode="json", exclude={"extends", "name"})
-    del defaults["data"]["train"]
+    # No data defaults here: the schema fills them, and a config without a data section is then
+    # reported as exactly that rather than as a missing data.train.
+    del defaults["data"]
     return defaults
 
 

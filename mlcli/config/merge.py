@@ -38,7 +38,13 @@ def parse_set(assignment: str) -> tuple[KeyPath, Any, Positions, str]:
     if any(part == "" for part in parts):
         raise ConfigError(ConfigProblem(key, "empty part in the key — expected dotted keys like training.epochs", source))
     path: KeyPath = tuple(int(p) if _is_index(p) else p for p in parts)
-    value, value_positions = parse_yaml(text, source)
+    try:
+        value, value_positions = parse_yaml(text, source)
+    except ConfigError as exc:
+        # The value is one line of a flag: name the key instead of a meaningless `:1`.
+        raise ConfigError(
+            [ConfigProblem(key, p.message, source) for p in exc.problems], exc.hint
+        ) from None
     positions = {path + sub: (source, None) for sub in value_positions}
     positions[path] = (source, None)
     return path, value, positions, source
@@ -53,6 +59,7 @@ def apply_set(data: dict, positions: Positions, assignment: str) -> None:
     path, value, value_positions, source = parse_set(assignment)
     node: Any = data
     resolved: list = []  # the path with negative list indices made positive
+    created: list[KeyPath] = []  # mappings this --set brought into being: problems in them are its own
     for depth, part in enumerate(path):
         last = depth == len(path) - 1
         here = path_text(path[:depth]) or "the config"
@@ -64,8 +71,11 @@ def apply_set(data: dict, positions: Positions, assignment: str) -> None:
             if last:
                 node[part] = value
             else:
-                if not isinstance(node.get(part), (dict, list)):
+                # Create only what is absent or null; a scalar is kept so the step below refuses it
+                # (replacing `epochs: 10` by a mapping would blame the file for the --set's mistake).
+                if node.get(part) is None:
                     node[part] = {}
+                    created.append(tuple(resolved) + (part,))
                 node = node[part]
         elif isinstance(node, list):
             if not isinstance(part, int):
@@ -73,11 +83,11 @@ def apply_set(data: dict, positions: Positions, assignment: str) -> None:
                     ConfigProblem(path_text(path), f"{here} is a list — expected an index such as {here}.0", source)
                 )
             if not -len(node) <= part < len(node):
+                fix = f"(0 to {len(node) - 1})" if node else f"— set the whole list, e.g. {here}=[...]"
                 raise ConfigError(
                     ConfigProblem(
                         path_text(path),
-                        f"index {part} is out of range — {here} has {len(node)} item(s) "
-                        f"(0 to {len(node) - 1})",
+                        f"index {part} is out of range — {here} has {len(node)} item(s) {fix}",
                         source,
                     )
                 )
@@ -85,8 +95,9 @@ def apply_set(data: dict, positions: Positions, assignment: str) -> None:
             if last:
                 node[part] = value
             else:
-                if not isinstance(node[part], (dict, list)):
+                if node[part] is None:
                     node[part] = {}
+                    created.append(tuple(resolved) + (part,))
                 node = node[part]
         else:
             raise ConfigError(
@@ -99,3 +110,4 @@ def apply_set(data: dict, positions: Positions, assignment: str) -> None:
     for stale in [p for p in positions if p[: len(path)] == path]:
         del positions[stale]
     positions.update(value_positions)
+    positions.update({prefix: (source, None) for prefix in created})

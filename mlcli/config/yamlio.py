@@ -168,6 +168,10 @@ class _Dumper(yaml.SafeDumper):
     pass
 
 
+# The dumper must know the loader's floats too, or the string "1e3" is written unquoted and read back
+# as the number 1000.0 (breaking `validate --print` round trips).
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789."))
+
 _Dumper.add_representer(
     _FlowMapping, lambda dumper, data: dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True)
 )

@@ -1,0 +1,60 @@
+"""The Typer app and its error boundary: the ONE place where known errors become a message and
+an exit code (CONTRACT §2). Commands live in the sibling modules, each: typed arguments -> load
+config -> one pipeline call -> render. Nothing here imports TensorFlow at module level.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+import typer
+from typer.core import TyperGroup
+
+from mlcli import __version__, console
+from mlcli.errors import MlcliError
+
+
+class _ErrorBoundary(TyperGroup):
+    """Known errors -> short message on stderr + exit code; unknown ones keep their traceback."""
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            return super().invoke(ctx)
+        except MlcliError as exc:
+            if os.environ.get("MLCLI_DEBUG") == "1":
+                traceback.print_exc()
+            console.error(exc.render())
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            console.error("interrupted")
+            raise typer.Exit(130) from None
+
+
+app = typer.Typer(
+    cls=_ErrorBoundary,
+    name="mlcli",
+    help="Train, evaluate, fine-tune and serve Keras models described entirely in YAML.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # a bug shows Python's plain traceback (exit 1)
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.data_text(f"mlcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Train, evaluate, fine-tune and serve Keras models described entirely in YAML."""
+
+
+SetOption = typer.Option(
+    None, "--set", metavar="KEY=VALUE",
+    help="Override a config key: dotted path, YAML-typed value (e.g. training.epochs=3).",
+)

@@ -1,0 +1,39 @@
+"""Commands about configs: validate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from mlcli import console
+from mlcli.cli.app import SetOption, app
+
+@app.command()
+def validate(
+    config: Path = typer.Argument(..., help="The YAML config to check.", show_default=False),
+    set_: Optional[List[str]] = SetOption,
+    print_: bool = typer.Option(False, "--print", help="Write the resolved config to stdout as YAML."),
+    deep: bool = typer.Option(
+        False, "--deep", help="Also resolve every Keras name and build the model on the data's shape (imports TensorFlow)."
+    ),
+) -> None:
+    """Check a config without training: every problem at once, with file and line."""
+    from mlcli.config import check_config, load_config, to_dict
+    from mlcli.config.yamlio import dump_yaml
+
+    loaded = load_config(config, set_ or [])
+    check_config(loaded)
+    if deep:
+        from mlcli.validate_deep import validate_deep
+
+        summary = validate_deep(loaded)
+        console.info(summary)
+    if print_:
+        console.data_text(dump_yaml(to_dict(loaded.config)))
+    c = loaded.config
+    console.info(
+        f"{config}: valid — {len(c.model.layers)} layer(s), loss {c.loss if isinstance(c.loss, str) else c.loss.type}, "
+        f"{c.training.epochs} epoch(s), data {c.data.train}"
+    )

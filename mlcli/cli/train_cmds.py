@@ -1,0 +1,127 @@
+"""`mlcli train` and `mlcli finetune`: one shared path from flags to a run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from mlcli import console
+from mlcli.cli.app import SetOption, app
+
+def _parse_gates(values: list[str] | None, flag: str) -> dict[str, float]:
+    from mlcli.errors import UsageError
+
+    gates: dict[str, float] = {}
+    for item in values or []:
+        name, sep, text = item.partition("=")
+        try:
+            threshold = float(text)
+        except ValueError:
+            threshold = None
+        if not sep or not name or threshold is None:
+            raise UsageError(f"{flag} {item!r}: expected METRIC=NUMBER, e.g. {flag} accuracy=0.9")
+        gates[name.strip()] = threshold
+    return gates
+
+
+def _check_gates(metrics: dict, under: dict[str, float], over: dict[str, float]) -> None:
+    from mlcli.errors import GateFailed
+
+    failed = []
+    for name, threshold in under.items():
+        value = metrics.get(name)
+        if value is None or value < threshold:
+            failed.append(f"{name} = {value if value is not None else 'missing'} is below {threshold}")
+    for name, threshold in over.items():
+        value = metrics.get(name)
+        if value is None or value > threshold:
+            failed.append(f"{name} = {value if value is not None else 'missing'} is above {threshold}")
+    if failed:
+        raise GateFailed("; ".join(failed) + " (everything was saved)")
+
+
+def _render_training(result) -> None:
+    from rich.table import Table
+
+    for note in result.notes:
+        console.info(note)
+    table = Table(title=f"{result.status}: {result.epochs_completed} epoch(s) on {result.device} ({result.precision})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in result.metrics.items():
+        table.add_row(name, f"{value:.4f}")
+    console.show(table)
+    params = result.parameters
+    if params:
+        console.info(f"parameters: {params['trainable']:,} trainable, {params['non_trainable']:,} non-trainable")
+    if result.best:
+        console.info(f"best epoch: {result.best['epoch']} ({result.best['monitor']} {result.best['value']:.4f})")
+    console.info(f"run directory: {result.run_dir}")
+
+
+def _run_training_command(
+    kind: str, config: Optional[Path], parent: Optional[Path], output: Optional[Path], sets: list[str],
+    resume: bool, force: bool, device: Optional[str], seed: Optional[int], json_: bool, quiet: bool,
+    verbose: bool, fail_under: list[str] | None, fail_over: list[str] | None,
+) -> None:
+    import sys
+
+    from mlcli import runs, runtime
+    from mlcli.config import check_config
+    from mlcli.errors import Diverged, Interrupted, UsageError
+
+    console.set_quiet(quiet)
+    runtime.set_verbose(verbose)
+    if resume and force:
+        raise UsageError("--resume and --force contradict each other: continue the run, or replace it")
+    under = _parse_gates(fail_under, "--fail-under")
+    over = _parse_gates(fail_over, "--fail-over")
+    overrides = list(sets)
+    if seed is not None:
+        overrides.append(f"seed={seed}")
+    if device is not None:
+        overrides.append(f"runtime.device={device}")
+
+    from mlcli import session
+
+    plan = session.plan_run(kind, config, parent, output, overrides, resume, force)
+    check_config(plan.loaded, gates=list(under) + list(over))
+    if plan.finished is not None:
+        result = plan.finished
+    else:
+        try:
+            result = session.execute(plan, command=["mlcli", *sys.argv[1:]] if sys.argv else [])
+        except (Diverged, Interrupted) as exc:
+            if json_ and getattr(exc, "document", None):
+                console.data_json(exc.document)
+            raise
+    if json_:
+        console.data_json(result.document())
+    _render_training(result)
+    _check_gates(result.metrics, under, over)
+
+
+@app.command()
+def train(
+    config: Optional[Path] = typer.Argument(
+        None, help="The YAML config; with --resume, a run directory to continue.", show_default=False
+    ),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run directory (default runs/<name>)."),
+    set_: Optional[List[str]] = SetOption,
+    resume: bool = typer.Option(False, "--resume", help="Continue an unfinished run (idempotent)."),
+    force: bool = typer.Option(False, "--force", help="Replace a run already in --output."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | gpu | gpu:0,1"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Override the config's seed."),
+    json_: bool = typer.Option(False, "--json", help="One JSON document on stdout; human output on stderr."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Nothing on stderr but errors."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show TensorFlow's own log lines."),
+    fail_under: Optional[List[str]] = typer.Option(None, "--fail-under", metavar="METRIC=VALUE",
+                                                   help="Exit 5 if METRIC ends below VALUE."),
+    fail_over: Optional[List[str]] = typer.Option(None, "--fail-over", metavar="METRIC=VALUE",
+                                                  help="Exit 5 if METRIC ends above VALUE."),
+) -> None:
+    """Train a model from a YAML config into a self-describing run directory."""
+    _run_training_command("train", config, None, output, set_ or [], resume, force, device, seed, json_,
+                          quiet, verbose, fail_under, fail_over)

@@ -1,0 +1,1 @@
+"""Data: sources (csv, parquet, npz, builtin), splits, label encoding, tf.data pipelines."""

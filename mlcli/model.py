@@ -1,0 +1,246 @@
+"""Build the Sequential from layer specs through Keras's own registries; freeze/unfreeze; tables.
+
+Names resolve only through `keras.layers`, `keras.optimizers`, `keras.losses`, `keras.metrics`
+(never an import path from a config), with "did you mean" for unknown names and arguments.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from typing import Any
+
+import numpy as np
+
+from mlcli.config.load import LoadedConfig
+from mlcli.config.schema import LayerSpec
+from mlcli.errors import ConfigError
+
+NORMALIZE_LAYER = "mlcli_normalize"  # the preprocessing layer mlcli adds; not counted by selectors
+
+
+def _registry(module, base: type) -> dict[str, type]:
+    """Public classes of a Keras module that derive from `base`, by name."""
+    found = {}
+    for name in dir(module):
+        obj = getattr(module, name)
+        if not name.startswith("_") and inspect.isclass(obj) and issubclass(obj, base):
+            found[name] = obj
+    return found
+
+
+def _did_you_mean(name: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    if not close:
+        lowered = {o.lower(): o for o in options}
+        close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+        close = [lowered[c] for c in close]
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _construct(cls: type, arguments: dict, where: tuple, loaded: LoadedConfig, what: str):
+    """cls(**arguments), turning Keras's argument errors into a located config error."""
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs", "args")]
+    try:
+        return cls(**arguments)
+    except TypeError as exc:
+        text = str(exc)
+        unknown = [a for a in arguments if a not in accepted]
+        if unknown and ("keyword" in text or "argument" in text):
+            name = unknown[0]
+            raise ConfigError(loaded.problem(
+                where + (name,),
+                f"{what} {cls.__name__} has no argument {name!r} — expected one of: {', '.join(accepted)}"
+                + _did_you_mean(name, accepted),
+            )) from None
+        raise ConfigError(loaded.problem(where, f"{what} {cls.__name__}: {text}")) from None
+    except ValueError as exc:
+        raise ConfigError(loaded.problem(where, f"{what} {cls.__name__}: {exc}")) from None
+
+
+def layer_classes() -> dict[str, type]:
+    import keras
+
+    return _registry(keras.layers, keras.layers.Layer)
+
+
+def build_layer(spec: LayerSpec, where: tuple, loaded: LoadedConfig, extra: dict | None = None):
+    classes = layer_classes()
+    cls = classes.get(spec.type)
+    if cls is None or spec.type in ("Layer", "InputLayer", "Input"):
+        raise ConfigError(loaded.problem(
+            where + ("type",),
+            f"{spec.type!r} is not a keras.layers class" + _did_you_mean(spec.type, list(classes)),
+        ))
+    if spec.type in ("Lambda", "TFSMLayer"):
+        raise ConfigError(loaded.problem(
+            where + ("type",), f"{spec.type} runs arbitrary code and cannot be described in a config",
+        ))
+    arguments = spec.arguments()
+    for key, value in (extra or {}).items():
+        arguments.setdefault(key, value)
+    return _construct(cls, arguments, where, loaded, "layer")
+
+
+def normalization_layer(kind: str, x: np.ndarray):
+    """Statistics of the training features, inside a Keras Normalization layer (saved with the model)."""
+    import keras
+
+    flat = x.reshape(-1, x.shape[-1]).astype(np.float64)
+    if kind == "standard":
+        mean = flat.mean(axis=0)
+        variance = flat.var(axis=0)
+    else:  # minmax: (x - min) / (max - min)
+        low, high = flat.min(axis=0), flat.max(axis=0)
+        mean, variance = low, (high - low) ** 2
+    # A constant feature would be divided by ~0: scale it by 1 instead, so unseen values stay finite.
+    variance = np.where(variance > 1e-12, variance, 1.0)
+    return keras.layers.Normalization(
+        axis=-1, mean=mean.astype(np.float32), variance=variance.astype(np.float32),
+        name=NORMALIZE_LAYER, dtype="float32",
+    )
+
+
+def build_model(loaded: LoadedConfig, input_shape: tuple[int, ...], train_x: np.ndarray | None,
+                output_float32: bool = False):
+    """Input -> (Normalization) -> the configured layers. The last layer computes in float32 under
+    mixed precision (Keras's advice for softmax)."""
+    import keras
+
+    config = loaded.config
+    layers: list[Any] = [keras.Input(shape=input_shape, name="features")]
+    if config.data.normalize != "none" and train_x is not None:
+        layers.append(normalization_layer(config.data.normalize, train_x))
+    specs = config.model.layers
+    for index, spec in enumerate(specs):
+        extra = {"dtype": "float32"} if output_float32 and index == len(specs) - 1 else None
+        layers.append(build_layer(spec, ("model", "layers", index), loaded, extra))
+    try:
+        return keras.Sequential(layers, name=config.name or "mlcli_model")
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(loaded.problem(("model", "layers"), f"the layers do not fit together: {_first_line(exc)}")) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def user_layers(model) -> list:
+    """The layers as the user declared them (mlcli's preprocessing layer excluded)."""
+    return [layer for layer in model.layers if layer.name != NORMALIZE_LAYER]
+
+
+def build_optimizer(loaded: LoadedConfig):
+    import keras
+
+    config = loaded.config.optimizer
+    classes = _registry(keras.optimizers, keras.optimizers.Optimizer)
+    by_lower = {name.lower(): cls for name, cls in classes.items() if name not in ("Optimizer", "LossScaleOptimizer")}
+    cls = by_lower.get(config.type.lower())
+    if cls is None:
+        raise ConfigError(loaded.problem(
+            ("optimizer", "type"),
+            f"{config.type!r} is not a keras.optimizers name" + _did_you_mean(config.type.lower(), list(by_lower)),
+        ))
+    rate: Any = config.learning_rate
+    if not isinstance(rate, float):
+        schedules = _registry(keras.optimizers.schedules, keras.optimizers.schedules.LearningRateSchedule)
+        schedule_cls = schedules.get(rate.type)
+        if schedule_cls is None or rate.type == "LearningRateSchedule":
+            raise ConfigError(loaded.problem(
+                ("optimizer", "learning_rate", "type"),
+                f"{rate.type!r} is not a keras.optimizers.schedules class" + _did_you_mean(rate.type, list(schedules)),
+            ))
+        rate = _construct(schedule_cls, rate.arguments(), ("optimizer", "learning_rate"), loaded, "schedule")
+    return _construct(cls, {"learning_rate": rate, **config.arguments()}, ("optimizer",), loaded, "optimizer")
+
+
+def build_loss(loaded: LoadedConfig):
+    import keras
+
+    loss = loaded.config.loss
+    if isinstance(loss, str):
+        try:
+            keras.losses.get(loss)
+        except (ValueError, TypeError):
+            names = [n for n in dir(keras.losses) if not n.startswith("_")]
+            raise ConfigError(loaded.problem(
+                ("loss",), f"{loss!r} is not a keras.losses name" + _did_you_mean(loss, names),
+            )) from None
+        return loss
+    classes = _registry(keras.losses, keras.losses.Loss)
+    cls = classes.get(loss.type)
+    if cls is None or loss.type == "Loss":
+        raise ConfigError(loaded.problem(
+            ("loss", "type"), f"{loss.type!r} is not a keras.losses class" + _did_you_mean(loss.type, list(classes)),
+        ))
+    return _construct(cls, loss.arguments(), ("loss",), loaded, "loss")
+
+
+def build_metrics(loaded: LoadedConfig) -> list:
+    import keras
+
+    out = []
+    for index, metric in enumerate(loaded.config.metrics):
+        if isinstance(metric, str):
+            try:
+                keras.metrics.get(metric)
+            except (ValueError, TypeError):
+                names = [n for n in dir(keras.metrics) if not n.startswith("_")]
+                raise ConfigError(loaded.problem(
+                    ("metrics", index), f"{metric!r} is not a keras.metrics name" + _did_you_mean(metric, names),
+                )) from None
+            out.append(metric)
+            continue
+        classes = _registry(keras.metrics, keras.metrics.Metric)
+        cls = classes.get(metric.type)
+        if cls is None or metric.type == "Metric":
+            raise ConfigError(loaded.problem(
+                ("metrics", index, "type"),
+                f"{metric.type!r} is not a keras.metrics class" + _did_you_mean(metric.type, list(classes)),
+            ))
+        out.append(_construct(cls, metric.arguments(), ("metrics", index), loaded, "metric"))
+    return out
+
+
+def select_layers(layers: list, selectors: list, where: tuple, loaded: LoadedConfig) -> list[int]:
+    """Indices matched by selectors: index (negative from the end), exact name, or glob."""
+    chosen: list[int] = []
+    for position, selector in enumerate(selectors):
+        if isinstance(selector, int):
+            if not -len(layers) <= selector < len(layers):
+                matched = []
+            else:
+                matched = [selector % len(layers)]
+        else:
+            matched = [i for i, layer in enumerate(layers) if layer.name == selector]
+            if not matched and any(ch in selector for ch in "*?["):
+                matched = [i for i, layer in enumerate(layers) if fnmatch.fnmatchcase(layer.name, selector)]
+        if not matched:
+            listing = "; ".join(f"{i}: {layer.name} ({type(layer).__name__})" for i, layer in enumerate(layers))
+            raise ConfigError(loaded.problem(
+                where + (position,),
+                f"selector {selector!r} matches no layer — the layers are: {listing}",
+            ))
+        chosen.extend(i for i in matched if i not in chosen)
+    return chosen
+
+
+def layer_table(model) -> list[dict]:
+    """Every declared layer: index, name, type, parameters, trainable or frozen."""
+    rows = []
+    for index, layer in enumerate(user_layers(model)):
+        params = int(sum(np.prod(w.shape) for w in layer.weights))
+        rows.append({
+            "index": index, "name": layer.name, "type": type(layer).__name__,
+            "params": params, "trainable": bool(layer.trainable),
+        })
+    return rows
+
+
+def parameter_counts(model) -> dict[str, int]:
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    non_trainable = int(sum(np.prod(w.shape) for w in model.non_trainable_weights))
+    return {"trainable": trainable, "non_trainable": non_trainable, "total": trainable + non_trainable}

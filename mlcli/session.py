@@ -1,0 +1,92 @@
+"""Which run directory a train/finetune command writes, and whether it starts, continues or
+only reports a run (CONTRACT §1: --output, --force, --resume)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlcli import runs
+from mlcli.config import LoadedConfig, load_config
+from mlcli.errors import UsageError
+
+
+@dataclass
+class RunPlan:
+    kind: str  # train | finetune
+    loaded: LoadedConfig
+    run_dir: Path
+    resume: bool  # continue the unfinished run in run_dir
+    finished: object | None = None  # a TrainResult when the run had already completed
+    parent: dict | None = None  # finetune: the parent checkpoint
+
+
+def _manifest(run_dir: Path) -> dict:
+    path = run_dir / runs.RUN
+    return runs.read_json(path) if path.is_file() else {}
+
+
+def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path | None,
+             overrides: list[str], resume: bool, force: bool) -> RunPlan:
+    if resume and config is not None and config.is_dir():
+        # `mlcli train --resume DIR`: the config comes from DIR.
+        run_dir = config
+        if output is not None and output.resolve() != run_dir.resolve():
+            raise UsageError(f"--resume {run_dir} and --output {output} name different directories")
+        if not runs.is_run(run_dir):
+            raise UsageError(f"{run_dir} is not an mlcli run directory (no {runs.RUN} or {runs.CONFIG})",
+                             hint="pass the directory a previous `mlcli train` wrote")
+        manifest = _manifest(run_dir)
+        if kind == "train" and manifest.get("parent"):
+            raise UsageError(f"{run_dir} is a finetune run", hint=f"continue it with: mlcli finetune --resume {run_dir}")
+        loaded = load_config(run_dir / runs.CONFIG, overrides)
+        return _continue_or_report(kind, loaded, run_dir, manifest.get("parent"))
+
+    if kind == "finetune":
+        from mlcli.finetune import load_finetune_config
+
+        if parent is None:
+            raise UsageError("mlcli finetune needs --from CKPT (a run directory or a .keras file)")
+        loaded, parent_facts = load_finetune_config(config, parent, overrides)
+    else:
+        if config is None:
+            raise UsageError("missing CONFIG", hint="mlcli train CONFIG [--output DIR], or mlcli train --resume DIR")
+        if config.is_dir():
+            raise UsageError(f"{config} is a directory", hint=f"to continue a run: mlcli train --resume {config}")
+        loaded = load_config(config, overrides)
+        parent_facts = None
+
+    name = loaded.config.name or "run"
+    if resume:
+        run_dir = output if output is not None else Path("runs") / name
+        if runs.is_run(run_dir):
+            return _continue_or_report(kind, loaded, run_dir, parent_facts)
+        return RunPlan(kind, loaded, run_dir, resume=False, parent=parent_facts)
+    if output is not None:
+        runs.claim_output(output, force)
+        return RunPlan(kind, loaded, output, resume=False, parent=parent_facts)
+    return RunPlan(kind, loaded, runs.default_run_dir(name), resume=False, parent=parent_facts)
+
+
+def _continue_or_report(kind: str, loaded: LoadedConfig, run_dir: Path, parent: dict | None) -> RunPlan:
+    from mlcli.train import check_resume_config, finished_result
+
+    manifest = _manifest(run_dir)
+    if manifest.get("config_hash"):
+        check_resume_config(run_dir, loaded)
+    if manifest.get("status") == "completed" and (run_dir / runs.MODEL).is_file():
+        return RunPlan(kind, loaded, run_dir, resume=True, finished=finished_result(run_dir), parent=parent)
+    return RunPlan(kind, loaded, run_dir, resume=True, parent=manifest.get("parent") or parent)
+
+
+def execute(plan: RunPlan, command: list[str]):
+    from mlcli.train import TrainRequest, run_training
+
+    make_model = None
+    if plan.kind == "finetune":
+        from mlcli.finetune import model_from_parent
+
+        make_model = model_from_parent(plan.parent)
+    request = TrainRequest(plan.loaded, plan.run_dir, command, resume=plan.resume, make_model=make_model,
+                           parent=plan.parent)
+    return run_training(request)

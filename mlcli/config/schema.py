@@ -122,6 +122,11 @@ class DataConfig(_Section):
     )
     shuffle: bool = Field(True, description="Reshuffle the training rows every epoch (seeded).")
     stream: bool = Field(False, description="Read from disk in batches (data larger than memory).")
+    classes: Union[list[Union[int, str]], None] = Field(
+        None,
+        description="Keep only rows whose label is one of these (classification), e.g. [0, 1, 2, 3, 4]; "
+        "null keeps every row.",
+    )
 
     @field_validator("validation", mode="before")
     @classmethod

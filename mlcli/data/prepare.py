@@ -136,11 +136,25 @@ def random_split(rows: int, fraction: float, seed: int) -> tuple[np.ndarray, np.
     return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
+def keep_classes(frame: Frame, classes: list | None, role: str) -> Frame:
+    """data.classes: only the rows whose label is listed (e.g. digits 0-4 for a base model)."""
+    if classes is None:
+        return frame
+    keep = np.isin(frame.y, np.asarray(classes, dtype=frame.y.dtype if frame.y.dtype != object else object))
+    if not keep.any():
+        raise DataError(
+            f"{role}: {frame.source.spec}: no row has a label in data.classes {classes} — "
+            f"the labels there are e.g. {', '.join(map(repr, sorted_vocabulary(frame.y)[:10]))}"
+        )
+    return frame.take(np.flatnonzero(keep))
+
+
 def prepare(config: Config) -> Prepared:
     """Read train/validation/test as the config says; fit nothing yet (normalization is in the model)."""
     data = config.data
     labels = data.label_columns()
-    train = load_frame(data.train, "data.train", labels=labels, features=data.features)
+    train = keep_classes(load_frame(data.train, "data.train", labels=labels, features=data.features), data.classes,
+                         "data.train")
     task = infer_task(config, train.y, "data.train")
     if task == "classification" and len(labels) > 1:
         raise DataError("data.label: several label columns are for regression — give one label column")
@@ -162,11 +176,16 @@ def prepare(config: Config) -> Prepared:
         validation_frame = train.take(held)
         train = train.take(keep)
     elif isinstance(data.validation, str):
-        validation_frame = load_frame(data.validation, "data.validation", labels=labels, features=train.feature_names)
+        validation_frame = keep_classes(
+            load_frame(data.validation, "data.validation", labels=labels, features=train.feature_names),
+            data.classes, "data.validation",
+        )
         files["validation"] = validation_frame.facts()
     test_frame = None
     if data.test is not None:
-        test_frame = load_frame(data.test, "data.test", labels=labels, features=train.feature_names)
+        test_frame = keep_classes(
+            load_frame(data.test, "data.test", labels=labels, features=train.feature_names), data.classes, "data.test"
+        )
         files["test"] = test_frame.facts()
 
     for frame, role in ((validation_frame, "data.validation"), (test_frame, "data.test")):

@@ -165,7 +165,7 @@ def build_loss(loaded: LoadedConfig):
         try:
             keras.losses.get(loss)
         except (ValueError, TypeError):
-            names = [n for n in dir(keras.losses) if not n.startswith("_")]
+            names = [n for n in dir(keras.losses) if n[:1].islower()]
             raise ConfigError(loaded.problem(
                 ("loss",), f"{loss!r} is not a keras.losses name" + _did_you_mean(loss, names),
             )) from None
@@ -188,7 +188,8 @@ def build_metrics(loaded: LoadedConfig) -> list:
             try:
                 keras.metrics.get(metric)
             except (ValueError, TypeError):
-                names = [n for n in dir(keras.metrics) if not n.startswith("_")]
+                # Strings name functions (snake_case); Keras also accepts "accuracy" and "acc".
+                names = [n for n in dir(keras.metrics) if n[:1].islower()] + ["accuracy"]
                 raise ConfigError(loaded.problem(
                     ("metrics", index), f"{metric!r} is not a keras.metrics name" + _did_you_mean(metric, names),
                 )) from None

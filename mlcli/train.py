@@ -128,6 +128,8 @@ def run_training(request: TrainRequest) -> TrainResult:
     keras.mixed_precision.set_global_policy("float32" if precision == "float32" else precision)
     runtime.seed_everything(config.seed, config.runtime.deterministic)
 
+    # Every Keras name is resolved before any data is read: a typo costs no time.
+    build_optimizer(loaded), build_loss(loaded), build_metrics(loaded)
     prepared = prepare(config)
     progress = _read_progress(run_dir) if request.resume else None
 
@@ -218,7 +220,7 @@ def run_training(request: TrainRequest) -> TrainResult:
             try:
                 model.fit(
                     train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=first_epoch,
-                    steps_per_epoch=steps, callbacks=callbacks, verbose=0,
+                    steps_per_epoch=steps, callbacks=callbacks, verbose=0, shuffle=False,
                 )
             finally:
                 interrupt.restore()

@@ -74,9 +74,12 @@ def load_frame(
         raise DataError(f"{role}: {source.spec}: no feature columns — the file holds only the label column(s)")
     if table.num_rows == 0:
         raise DataError(f"{role}: {source.spec}: has a header but no data rows")
+    for name in feature_names + label_names:
+        check_text(table.column(name), name, source, role)
     x = np.empty((table.num_rows, len(feature_names)), dtype=np.float32)
-    for j, name in enumerate(feature_names):
-        x[:, j] = numeric_column(table.column(name), name, source, role)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, reported by check_finite
+        for j, name in enumerate(feature_names):
+            x[:, j] = numeric_column(table.column(name), name, source, role)
     check_finite(x, feature_names, source, role)
     y = None
     if label_names:
@@ -95,7 +98,7 @@ def numeric_column(column, name: str, source: Source, role: str, row_offset: int
     if column.null_count:
         row = int(pc.index(pc.is_null(column), True).as_py())
         raise DataError(
-            f"{role}: {source.spec}: column {name!r}, row {row + 1 + row_offset}: missing value — "
+            f"{role}: {source.spec}: column {name!r}, row {row + 1 + row_offset}: missing or NaN value — "
             "every feature needs a number (fill or drop the row)"
         )
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
@@ -113,6 +116,23 @@ def numeric_column(column, name: str, source: Source, role: str, row_offset: int
                 "features must be numeric (encode categories as numbers, or list data.features without this column)"
             ) from None
     return out
+
+
+def check_text(column, name: str, source: Source, role: str, row_offset: int = 0) -> None:
+    """pyarrow reads text that is not UTF-8 as raw bytes: say so, naming the first bad row."""
+    import pyarrow as pa
+
+    if not (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
+        return
+    for row, value in enumerate(column.to_pylist()):
+        try:
+            if value is not None:
+                value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DataError(
+                f"{role}: {source.spec}: column {name!r}, row {row + 1 + row_offset}: {value!r} is not UTF-8 text "
+                "— save the file as UTF-8"
+            ) from None
 
 
 def check_finite(x: np.ndarray, names: list[str], source: Source, role: str, row_offset: int = 0) -> None:

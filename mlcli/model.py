@@ -30,7 +30,13 @@ def _registry(module, base: type) -> dict[str, type]:
     return found
 
 
+# Names from older Keras that difflib cannot connect to their current spelling.
+_RENAMED = {"lr": "learning_rate", "nb_filter": "filters", "output_dim": "units", "p": "rate"}
+
+
 def _did_you_mean(name: str, options: list[str]) -> str:
+    if _RENAMED.get(name) in options:
+        return f"; did you mean {_RENAMED[name]!r}?"
     close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
     if not close:
         lowered = {o.lower(): o for o in options}
@@ -39,24 +45,36 @@ def _did_you_mean(name: str, options: list[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def accepted_arguments(cls: type) -> list[str]:
+    """Keyword arguments cls(...) accepts, following **kwargs up the class hierarchy."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameters = inspect.signature(init).parameters
+        names.extend(p for p, v in parameters.items()
+                     if p != "self" and v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL) and p not in names)
+        if not any(v.kind == v.VAR_KEYWORD for v in parameters.values()):
+            break
+    return names
+
+
 def _construct(cls: type, arguments: dict, where: tuple, loaded: LoadedConfig, what: str):
     """cls(**arguments), turning Keras's argument errors into a located config error."""
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs", "args")]
+    accepted = accepted_arguments(cls)
+    unknown = [a for a in arguments if a not in accepted]
+    if unknown:
+        name = unknown[0]
+        raise ConfigError(loaded.problem(
+            where + (name,),
+            f"{what} {cls.__name__} has no argument {name!r} — expected one of: {', '.join(accepted)}"
+            + _did_you_mean(name, accepted),
+        ))
     try:
         return cls(**arguments)
-    except TypeError as exc:
-        text = str(exc)
-        unknown = [a for a in arguments if a not in accepted]
-        if unknown and ("keyword" in text or "argument" in text):
-            name = unknown[0]
-            raise ConfigError(loaded.problem(
-                where + (name,),
-                f"{what} {cls.__name__} has no argument {name!r} — expected one of: {', '.join(accepted)}"
-                + _did_you_mean(name, accepted),
-            )) from None
-        raise ConfigError(loaded.problem(where, f"{what} {cls.__name__}: {text}")) from None
-    except ValueError as exc:
-        raise ConfigError(loaded.problem(where, f"{what} {cls.__name__}: {exc}")) from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(loaded.problem(where, f"{what} {cls.__name__}: {_first_line(exc)}")) from None
 
 
 def layer_classes() -> dict[str, type]:

@@ -1,0 +1,147 @@
+"""A checkpoint named on the command line (CONTRACT §1: CKPT is a run directory or a .keras file).
+
+Read without TensorFlow: a .keras file is a zip whose config.json describes the architecture, so the
+layer names and types are known (and config errors reported) before anything heavy is imported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlcli import runs
+from mlcli.errors import UsageError
+from mlcli.model import NORMALIZE_LAYER  # mlcli.model imports TensorFlow only inside functions
+
+# Keras arguments that describe how a layer was stored rather than what it is.
+_STORAGE_KEYS = {"trainable", "dtype", "name"}
+
+
+@dataclass(frozen=True)
+class ArchiveLayer:
+    """One declared layer as config.json records it."""
+
+    name: str
+    type: str
+    config: dict
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path  # the .keras file itself
+    run_dir: Path | None  # the run directory it belongs to, when there is one
+    config_path: Path | None  # that run's config.yaml
+    architecture: dict  # the archive's config.json
+
+    @property
+    def layers(self) -> list[ArchiveLayer]:
+        """The layers as the user declared them: no input layer, no mlcli normalization."""
+        out = []
+        for item in self.architecture.get("config", {}).get("layers", []):
+            config = item.get("config", {})
+            if item.get("class_name") == "InputLayer" or config.get("name") == NORMALIZE_LAYER:
+                continue
+            out.append(ArchiveLayer(str(config.get("name")), str(item.get("class_name")), config))
+        return out
+
+    @property
+    def has_normalization(self) -> bool:
+        return any(item.get("config", {}).get("name") == NORMALIZE_LAYER
+                   for item in self.architecture.get("config", {}).get("layers", []))
+
+    def facts(self) -> dict:
+        """What run.json records about the parent."""
+        return {
+            "path": str(self.path),
+            "sha256": sha256_file(self.path),
+            "run_dir": str(self.run_dir) if self.run_dir else None,
+            "config": str(self.config_path) if self.config_path else None,
+        }
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve(ckpt: Path, flag: str) -> Checkpoint:
+    """A run directory (its model.keras) or a .keras file; anything else is a usage error (exit 2)."""
+    if not ckpt.exists():
+        raise UsageError(f"{flag} {ckpt}: no such file or directory",
+                         hint="pass a run directory written by `mlcli train`, or a .keras file")
+    if ckpt.is_dir():
+        if not runs.is_run(ckpt):
+            raise UsageError(f"{flag} {ckpt}: is a directory but not an mlcli run (no {runs.RUN} or {runs.CONFIG})",
+                             hint="pass a run directory written by `mlcli train`, or a .keras file")
+        model = ckpt / runs.MODEL
+        if not model.is_file():
+            status = _status(ckpt)
+            raise UsageError(
+                f"{flag} {ckpt}: the run has no {runs.MODEL} yet (status: {status})",
+                hint=f"finish it with `mlcli train --resume {ckpt}`"
+                + (f", or pass {flag} {ckpt / runs.BEST}" if (ckpt / runs.BEST).is_file() else ""),
+            )
+        run_dir = ckpt
+    else:
+        if ckpt.suffix != ".keras":
+            raise UsageError(f"{flag} {ckpt}: expected a run directory or a .keras file")
+        model = ckpt
+        # best.keras or model.keras inside a run directory: that run's config.yaml describes it.
+        run_dir = ckpt.parent if (ckpt.parent / runs.CONFIG).is_file() else None
+    config_path = run_dir / runs.CONFIG if run_dir is not None and (run_dir / runs.CONFIG).is_file() else None
+    architecture = _read_architecture(model, flag)
+    return Checkpoint(model.resolve(), run_dir.resolve() if run_dir else None,
+                      config_path.resolve() if config_path else None, architecture)
+
+
+def _status(run_dir: Path) -> str:
+    try:
+        return str(runs.read_json(run_dir / runs.RUN).get("status", "unknown"))
+    except (OSError, ValueError):
+        return "unknown"
+
+
+def _read_architecture(path: Path, flag: str) -> dict:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            architecture = json.loads(archive.read("config.json"))
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise UsageError(f"{flag} {path}: not a Keras archive (a .keras zip holding config.json): {exc}",
+                         hint="pass a model saved by Keras 3 (model.save('x.keras')) or a run directory") from None
+    if not isinstance(architecture, dict) or architecture.get("class_name") != "Sequential":
+        kind = architecture.get("class_name") if isinstance(architecture, dict) else type(architecture).__name__
+        raise UsageError(
+            f"{flag} {path}: holds a {kind} model — mlcli fine-tunes Sequential models (what `mlcli train` writes), "
+            "whose layers can be counted, frozen and replaced in order",
+        )
+    return architecture
+
+
+def describe_layers(layers: list[ArchiveLayer]) -> list[dict[str, Any]]:
+    """model.layers entries for a checkpoint that carries no config.yaml: each layer's type, its name,
+    and its plain-valued Keras arguments as stored. Nested objects (initializers, regularizers,
+    dtype policies) are left out: they only matter when building from scratch, and the weights come
+    from the checkpoint."""
+    out = []
+    for layer in layers:
+        spec: dict[str, Any] = {"type": layer.type, "name": layer.name}
+        for key, value in layer.config.items():
+            if key in _STORAGE_KEYS or value is None:
+                continue
+            if _plain(value):
+                spec[key] = value
+        out.append(spec)
+    return out
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, (str, int, float, bool)):
+        return True
+    return isinstance(value, list) and all(isinstance(v, (str, int, float, bool)) for v in value)

@@ -68,6 +68,18 @@ def data_text(text: str) -> None:
     sys.stdout.flush()
 
 
+def data_bytes(data: bytes) -> None:
+    """Binary data on stdout (predictions streamed batch by batch), after any pending text."""
+    sys.stdout.flush()
+    stream = getattr(sys.stdout, "buffer", None)
+    if stream is None:  # a text-only stdout (some test harnesses): data is UTF-8 text anyway
+        sys.stdout.write(data.decode("utf-8"))
+        sys.stdout.flush()
+        return
+    stream.write(data)
+    stream.flush()
+
+
 def data_json(document: Any) -> None:
     """Exactly one JSON document on stdout."""
     sys.stdout.write(json.dumps(document, indent=2, default=_json_default) + "\n")

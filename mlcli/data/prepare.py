@@ -78,22 +78,25 @@ def sorted_vocabulary(y: np.ndarray) -> list:
     return [v.item() if hasattr(v, "item") else v for v in np.unique(y)]
 
 
-def class_indices(y: np.ndarray, classes: list, role: str, spec: str) -> np.ndarray:
-    """Labels -> indices into `classes`; an unseen label is a DataError naming it and its row."""
+def class_indices(y: np.ndarray, classes: list, role: str, spec: str, row_offset: int = 0) -> np.ndarray:
+    """Labels -> indices into `classes`; an unseen label is a DataError naming it and its row.
+
+    `row_offset`: rows before this batch, so a batch-wise reader names the row in the whole file.
+    """
     lookup = {c: i for i, c in enumerate(classes)}
     out = np.empty(len(y), dtype=np.int32)
     for row, value in enumerate(y.tolist()):
         index = lookup.get(value)
         if index is None:
             raise DataError(
-                f"{role}: {spec}: row {row + 1}: label {value!r} was not among the training classes "
+                f"{role}: {spec}: row {row + 1 + row_offset}: label {value!r} was not among the training classes "
                 f"({', '.join(map(repr, classes[:20]))}{', …' if len(classes) > 20 else ''})"
             )
         out[row] = index
     return out
 
 
-def regression_targets(y: np.ndarray, role: str, spec: str, names: list[str]) -> np.ndarray:
+def regression_targets(y: np.ndarray, role: str, spec: str, names: list[str], row_offset: int = 0) -> np.ndarray:
     values = y.reshape(len(y), -1)
     try:
         targets = values.astype(np.float32)
@@ -104,14 +107,15 @@ def regression_targets(y: np.ndarray, role: str, spec: str, names: list[str]) ->
                     float(item)
                 except (TypeError, ValueError):
                     raise DataError(
-                        f"{role}: {spec}: label column {names[col] if col < len(names) else col!r}, row {row + 1}: "
+                        f"{role}: {spec}: label column {names[col] if col < len(names) else col!r}, "
+                        f"row {row + 1 + row_offset}: "
                         f"{item!r} is not a number — regression targets must be numeric"
                     ) from None
         raise
     bad = np.argwhere(~np.isfinite(targets))
     if len(bad):
         row, col = int(bad[0][0]), int(bad[0][1])
-        raise DataError(f"{role}: {spec}: label {names[col] if col < len(names) else col!r}, row {row + 1}: "
+        raise DataError(f"{role}: {spec}: label {names[col] if col < len(names) else col!r}, row {row + 1 + row_offset}: "
                         f"{values[row, col]!r} is not a finite number")
     return targets
 
@@ -149,12 +153,39 @@ def keep_classes(frame: Frame, classes: list | None, role: str) -> Frame:
     return frame.take(np.flatnonzero(keep))
 
 
+def read_train(config: Config) -> Frame:
+    """data.train as training reads it: every row, then only those with a label in data.classes."""
+    data = config.data
+    frame = load_frame(data.train, "data.train", labels=data.label_columns(), features=data.features)
+    return keep_classes(frame, data.classes, "data.train")
+
+
+def validation_split(config: Config, task: str, train: Frame) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation) of a fractional data.validation, from the config's seed.
+
+    The one place the split is made: training calls it, and `mlcli evaluate` calls it again on the
+    run's own config to get back exactly the rows the run was validated on.
+    """
+    fraction = config.data.validation
+    if task == "classification":
+        keep, held = stratified_split(train.y, fraction, config.seed)
+    else:
+        keep, held = random_split(train.rows, fraction, config.seed)
+    if len(held) == 0:
+        raise DataError(
+            f"data.validation: {fraction} of {train.rows} training rows is an empty split — "
+            "use a larger fraction, a validation file, or null"
+        )
+    if len(keep) == 0:
+        raise DataError(f"data.validation: {fraction} leaves no training rows")
+    return keep, held
+
+
 def prepare(config: Config) -> Prepared:
     """Read train/validation/test as the config says; fit nothing yet (normalization is in the model)."""
     data = config.data
     labels = data.label_columns()
-    train = keep_classes(load_frame(data.train, "data.train", labels=labels, features=data.features), data.classes,
-                         "data.train")
+    train = read_train(config)
     task = infer_task(config, train.y, "data.train")
     if task == "classification" and len(labels) > 1:
         raise DataError("data.label: several label columns are for regression — give one label column")
@@ -162,17 +193,7 @@ def prepare(config: Config) -> Prepared:
 
     validation_frame: Frame | None = None
     if isinstance(data.validation, float):
-        if task == "classification":
-            keep, held = stratified_split(train.y, data.validation, config.seed)
-        else:
-            keep, held = random_split(train.rows, data.validation, config.seed)
-        if len(held) == 0:
-            raise DataError(
-                f"data.validation: {data.validation} of {train.rows} training rows is an empty split — "
-                "use a larger fraction, a validation file, or null"
-            )
-        if len(keep) == 0:
-            raise DataError(f"data.validation: {data.validation} leaves no training rows")
+        keep, held = validation_split(config, task, train)
         validation_frame = train.take(held)
         train = train.take(keep)
     elif isinstance(data.validation, str):

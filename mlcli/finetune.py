@@ -1,0 +1,186 @@
+"""`mlcli finetune`: start from a trained checkpoint, freeze most of it, adapt the rest.
+
+Only the model is prepared here; compile, fit and save are train.py's, shared with `mlcli train`.
+Two stages:
+
+- `load_finetune_config` (no TensorFlow): refuse a `model:` section (the architecture comes from
+  --from), lay CONFIG and --set over the parent run's resolved config, and check the freeze
+  selectors against the layer names stored in the checkpoint, so a selector that matches nothing
+  fails in well under a second.
+- `model_from_parent`: load the parent, replace the head, freeze then unfreeze — all before train.py
+  compiles (Keras reads `trainable` at compile time) — and show the layer table before training.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from mlcli import checkpoints
+from mlcli.config.checks import snake_case
+from mlcli.config.load import LoadedConfig, default_dict, load_config, read_config_tree
+from mlcli.config.yamlio import read_yaml_file
+from mlcli.errors import ConfigError, ConfigProblem, UsageError
+from mlcli.model import NORMALIZE_LAYER, select_layers
+
+FLAG = "--from"
+
+
+# ---- config: CONFIG and --set laid over the parent's resolved config (no TensorFlow) ------------
+
+def load_finetune_config(config: Path | None, parent: Path, overrides: list[str]) -> tuple[LoadedConfig, dict]:
+    """The resolved config of a finetune run, and the facts run.json records about the parent."""
+    raw = _refuse_model_section(config, overrides)
+    checkpoint = checkpoints.resolve(parent, FLAG)
+    base, base_source = _parent_config(checkpoint, config)
+    if checkpoint.config_path is None and "data" not in raw and not _sets_key(overrides, "data"):
+        raise ConfigError(ConfigProblem(
+            "data", f"{checkpoint.path} has no run's config.yaml beside it, so the data section must come from "
+            "CONFIG — add e.g. `data: {train: new.csv}`, or --set data.train=new.csv",
+            str(config) if config is not None else f"{FLAG} {parent}",
+        ))
+    loaded = load_config(config, overrides, base=base, base_source=base_source)
+    check_selectors(loaded, checkpoint.layers)
+    return loaded, checkpoint.facts()
+
+
+def _set_key(assignment: str) -> str:
+    return assignment.partition("=")[0].strip()
+
+
+def _sets_key(overrides: list[str], section: str) -> bool:
+    return any(_set_key(s) == section or _set_key(s).startswith(section + ".") for s in overrides)
+
+
+def _refuse_model_section(config: Path | None, overrides: list[str]) -> dict:
+    """CONFIG as written (with its extends); a model section there or in --set is exit 2."""
+    why = (f"mlcli finetune takes the architecture and weights from {FLAG} — remove the model section; "
+           "to change the last layers use finetune.head: {replace: N, layers: [...]}")
+    raw: dict = {}
+    if config is not None:
+        if config.is_dir():
+            raise UsageError(f"{config} is a directory, not a config",
+                             hint=f"to continue a finetune run: mlcli finetune --resume {config}")
+        raw, positions = read_config_tree(config)
+        if "model" in raw:
+            source, line = positions.get(("model",), (str(config), None))
+            raise ConfigError(ConfigProblem("model", why, source, line))
+    for assignment in overrides:
+        key = _set_key(assignment)
+        if key == "model" or key.startswith("model."):
+            raise ConfigError(ConfigProblem(key, why, f"--set {assignment}"))
+    return raw
+
+
+def _parent_config(checkpoint: checkpoints.Checkpoint, config: Path | None) -> tuple[dict, str]:
+    """The parent's resolved config as the base every section not given by CONFIG comes from.
+
+    model.layers describes the parent model as it is: for a finetune parent, its model.layers with
+    its head already applied. The parent's finetune.head is therefore dropped (the checkpoint holds
+    it already; applying it again would replace a trained head with a fresh one); its freeze and
+    unfreeze selectors are kept, like any other setting not given.
+    """
+    declared = checkpoint.layers
+    if checkpoint.config_path is not None:
+        data, _ = read_yaml_file(checkpoint.config_path)
+        if not isinstance(data, dict):
+            raise ConfigError(ConfigProblem("", "the parent's config.yaml is not a mapping of sections",
+                                            str(checkpoint.config_path), 1))
+        base = copy.deepcopy(data)
+        layers = _layers_with_head(base)
+        if layers is None or len(layers) != len(declared):
+            # e.g. a .keras file copied into a run of another architecture: the checkpoint is the truth.
+            layers = checkpoints.describe_layers(declared)
+        source = str(checkpoint.config_path)
+        parent_name = base.get("name") or (checkpoint.run_dir.name if checkpoint.run_dir else checkpoint.path.stem)
+    else:
+        base = default_dict()
+        layers = checkpoints.describe_layers(declared)
+        source = f"{checkpoint.path} (no config.yaml beside it: the layers are read from the checkpoint)"
+        parent_name = checkpoint.path.stem
+    base["model"] = {"layers": layers}
+    finetune = dict(base.get("finetune") or {})
+    finetune["head"] = None
+    base["finetune"] = finetune
+    base.pop("extends", None)
+    base.pop("name", None)  # the run is named after CONFIG (name: or its file's stem) ...
+    if config is None:
+        # ... or, with no CONFIG, after its parent.
+        base["name"] = (re.sub(r"[^A-Za-z0-9._-]+", "-", str(parent_name)).strip("-._") or "run") + "-finetune"
+    return base, source
+
+
+def _layers_with_head(config: dict) -> list | None:
+    model = config.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("layers"), list):
+        return None
+    layers = list(model["layers"])
+    head = (config.get("finetune") or {}).get("head")
+    if isinstance(head, dict):
+        replace = int(head.get("replace") or 0)
+        layers = layers[: len(layers) - replace] + list(head.get("layers") or [])
+    return layers
+
+
+def head_names(loaded: LoadedConfig, kept: list[str]) -> list[str]:
+    """Names of the new head layers: the config's `name`, or head_<type> made unique.
+
+    Keras would otherwise name a new Dense "dense", which the parent's first Dense already is, and
+    a Sequential refuses two layers of one name. The prefix also lets a glob select the new head.
+    """
+    head = loaded.config.finetune.head
+    taken = {NORMALIZE_LAYER, *kept}
+    names = []
+    for index, spec in enumerate(head.layers if head else []):
+        name = spec.arguments().get("name")
+        if name is not None:
+            if not isinstance(name, str) or not name or name in taken:
+                raise ConfigError(loaded.problem(
+                    ("finetune", "head", "layers", index, "name"),
+                    f"{name!r} cannot name a new layer: the model already has {', '.join(sorted(taken))} — "
+                    "choose another name, or leave it out",
+                ))
+        else:
+            stem = name = f"head_{snake_case(spec.type)}"
+            suffix = 1
+            while name in taken:
+                name = f"{stem}_{suffix}"
+                suffix += 1
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def check_selectors(loaded: LoadedConfig, declared: list[checkpoints.ArchiveLayer]) -> None:
+    """freeze/unfreeze against the layers the new model will have, from the checkpoint's own record."""
+    head = loaded.config.finetune.head
+    if head is not None and head.replace > len(declared):
+        return  # check_config says so, with the numbers
+    kept = declared[: len(declared) - head.replace] if head else declared
+    layers = [_Named(layer.name, layer.type) for layer in kept]
+    layers += [_Named(name, spec.type) for name, spec in zip(head_names(loaded, [l.name for l in kept]),
+                                                              head.layers if head else [])]
+    select_layers(layers, list(loaded.config.finetune.freeze), ("finetune", "freeze"), loaded)
+    select_layers(layers, list(loaded.config.finetune.unfreeze), ("finetune", "unfreeze"), loaded)
+
+
+def _Named(name: str, type_name: str) -> Any:
+    """A stand-in for a Keras layer as select_layers sees it: a name, and a class name to list."""
+    stand_in = type(type_name, (), {})()
+    stand_in.name = name
+    return stand_in
+
+
+# ---- the model: load, replace the head, freeze, show the table (imports TensorFlow) -------------
+
+def model_from_parent(parent_facts: dict) -> Callable[[LoadedConfig, Any], tuple[Any, dict]]:
+    """train.py's make_model for a finetune run: (uncompiled model, facts for run.json)."""
+
+    def make_model(loaded: LoadedConfig, prepared) -> tuple[Any, dict]:
+        from mlcli.finetune_model import prepare_model
+
+        return prepare_model(loaded, prepared, parent_facts)
+
+    return make_model

@@ -1,0 +1,29 @@
+"""`mlcli validate --deep`: resolve every Keras name and build the model on the data's shape."""
+
+from __future__ import annotations
+
+from mlcli.config import LoadedConfig
+
+
+def validate_deep(loaded: LoadedConfig) -> str:
+    """Everything train checks before its first step, without writing anything. Returns a summary."""
+    from mlcli import runtime
+
+    runtime.import_tensorflow()
+    from mlcli.data.prepare import label_encoding, prepare
+    from mlcli.model import build_loss, build_metrics, build_model, build_optimizer, parameter_counts
+    from mlcli.train import _check_output_width
+
+    build_optimizer(loaded)
+    build_loss(loaded)
+    build_metrics(loaded)
+    prepared = prepare(loaded.config)
+    model = build_model(loaded, prepared.input_shape, prepared.train.x)
+    outputs = int(model.output_shape[-1])
+    encoding = label_encoding(loaded.config, prepared.task, outputs, len(prepared.classes or []))
+    _check_output_width(loaded, prepared, encoding, outputs)
+    counts = parameter_counts(model)
+    splits = ", ".join(f"{s.name} {s.rows}" for s in (prepared.train, prepared.validation, prepared.test) if s)
+    kind = f"{len(prepared.classes)} classes" if prepared.classes else f"{len(prepared.label_names)} target(s)"
+    return (f"deep check passed: {prepared.task} with {kind}; rows: {splits}; input shape {prepared.input_shape}; "
+            f"{counts['trainable']:,} trainable parameters; labels encoded {encoding}")

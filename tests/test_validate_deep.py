@@ -1,0 +1,38 @@
+"""`mlcli validate --deep`: Keras names and the model's fit to the data, without training."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import CONFIGS, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_deep_check_passes_on_the_seed_config():
+    ran = run_cli("validate", CONFIGS / "digits.yaml", "--deep")
+    assert ran.exit_code == 0, ran
+    assert "10 classes" in ran.stderr and "8,970 trainable" in ran.stderr and "train 1151" in ran.stderr
+
+
+def test_deep_check_finds_a_last_layer_that_does_not_fit():
+    ran = run_cli("validate", CONFIGS / "digits.yaml", "--deep", "--set", "model.layers.2.units=9")
+    assert ran.exit_code == 2
+    assert "9 units" in ran.stderr and "10 classes" in ran.stderr and "digits.yaml:" in ran.stderr
+
+
+def test_deep_check_resolves_keras_names():
+    ran = run_cli("validate", CONFIGS / "digits.yaml", "--deep", "--set", "model.layers.0.type=Dnse")
+    assert ran.exit_code == 2
+    assert "did you mean 'Dense'" in ran.stderr
+
+
+def test_shallow_validate_does_not_resolve_keras_names():
+    # Without --deep, layer types are only checked for shape (no TensorFlow import), so this passes.
+    ran = run_cli("validate", CONFIGS / "digits.yaml", "--set", "model.layers.0.type=Dnse")
+    assert ran.exit_code == 0, ran
+
+
+def test_deep_check_reads_the_data():
+    ran = run_cli("validate", CONFIGS / "digits.yaml", "--deep", "--set", "data.train=missing.csv")
+    assert ran.exit_code == 3 and "missing.csv" in ran.stderr

@@ -159,14 +159,14 @@ def check_selectors(loaded: LoadedConfig, declared: list[checkpoints.ArchiveLaye
     if head is not None and head.replace > len(declared):
         return  # check_config says so, with the numbers
     kept = declared[: len(declared) - head.replace] if head else declared
-    layers = [_Named(layer.name, layer.type) for layer in kept]
-    layers += [_Named(name, spec.type) for name, spec in zip(head_names(loaded, [l.name for l in kept]),
+    layers = [_stand_in(layer.name, layer.type) for layer in kept]
+    layers += [_stand_in(name, spec.type) for name, spec in zip(head_names(loaded, [l.name for l in kept]),
                                                               head.layers if head else [])]
     select_layers(layers, list(loaded.config.finetune.freeze), ("finetune", "freeze"), loaded)
     select_layers(layers, list(loaded.config.finetune.unfreeze), ("finetune", "unfreeze"), loaded)
 
 
-def _Named(name: str, type_name: str) -> Any:
+def _stand_in(name: str, type_name: str) -> Any:
     """A stand-in for a Keras layer as select_layers sees it: a name, and a class name to list."""
     stand_in = type(type_name, (), {})()
     stand_in.name = name

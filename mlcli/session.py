@@ -39,6 +39,9 @@ def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path |
         manifest = _manifest(run_dir)
         if kind == "train" and manifest.get("parent"):
             raise UsageError(f"{run_dir} is a finetune run", hint=f"continue it with: mlcli finetune --resume {run_dir}")
+        if kind == "finetune" and not manifest.get("parent"):
+            raise UsageError(f"{run_dir} is a train run, not a finetune run",
+                             hint=f"continue it with: mlcli train --resume {run_dir}")
         loaded = load_config(run_dir / runs.CONFIG, overrides)
         return _continue_or_report(kind, loaded, run_dir, manifest.get("parent"))
 

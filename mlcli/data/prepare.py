@@ -25,8 +25,17 @@ def loss_name(config: Config) -> str:
     return name.replace("_", "").lower()
 
 
+def loss_family(name: str) -> str | None:
+    """onehot | sparse | binary for a classification loss name (any spelling Keras accepts), else None."""
+    key = name.replace("_", "").lower()
+    for family, names in (("onehot", _ONE_HOT), ("sparse", _SPARSE), ("binary", _BINARY)):
+        if key in names:
+            return family
+    return None
+
+
 def is_classification_loss(config: Config) -> bool:
-    return loss_name(config) in _ONE_HOT | _SPARSE | _BINARY
+    return loss_family(loss_name(config)) is not None
 
 
 @dataclass

@@ -1,0 +1,265 @@
+"""The finetune model: the parent loaded, its head replaced, layers frozen — before compile.
+
+Called by train.py through `mlcli.finetune.model_from_parent`; train.py compiles the model this
+returns, so `trainable` is final when Keras reads it (Keras's transfer-learning guide: freeze, then
+compile). The layer table is shown here, before the first epoch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlcli import checkpoints, console, runs
+from mlcli.config.load import LoadedConfig
+from mlcli.errors import ConfigError, DataError, UsageError
+from mlcli.finetune import FLAG, head_names
+from mlcli.model import NORMALIZE_LAYER
+
+
+def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict) -> tuple[Any, dict]:
+    import keras
+
+    from mlcli.model import build_layer, layer_table, parameter_counts, select_layers, user_layers
+
+    config = loaded.config
+    path = check_parent_file(parent_facts)
+    parent = _load(path)
+    expected = tuple(int(d) for d in parent.input_shape[1:])
+    if expected != tuple(prepared.input_shape):
+        raise DataError(
+            f"data.train: {config.data.train}: {shape_text(prepared.input_shape)}, but the parent model {path} "
+            f"takes {shape_text(expected)}",
+            hint="fine-tune on data with the parent's feature columns (the parent's run.json lists them)",
+        )
+    notes = _feature_notes(parent_facts, prepared)
+
+    head = config.finetune.head
+    declared = user_layers(parent)
+    normalize = [layer for layer in parent.layers if layer.name == NORMALIZE_LAYER]
+    kept = declared[: len(declared) - head.replace] if head else list(declared)
+    dropped = declared[len(kept):]
+    specs = list(head.layers) if head else []
+    names = head_names(loaded, [layer.name for layer in kept])
+    # Under mixed precision the last layer computes in float32, as build_model does (softmax).
+    mixed = keras.mixed_precision.global_policy().name != "float32"
+    added = []
+    for index, (spec, name) in enumerate(zip(specs, names)):
+        extra = {"name": name, **({"dtype": "float32"} if mixed and index == len(specs) - 1 else {})}
+        added.append(build_layer(spec, ("finetune", "head", "layers", index), loaded, extra))
+    try:
+        model = keras.Sequential([keras.Input(shape=expected, name="features"), *normalize, *kept, *added],
+                                 name=config.name or parent.name)
+    except (ValueError, TypeError) as exc:
+        below = kept[-1].name if kept else "the input"
+        raise ConfigError(loaded.problem(
+            ("finetune", "head", "layers"), f"the new layers do not fit onto {below}: {_first_line(exc)}",
+        )) from None
+
+    layers = user_layers(model)
+    for layer in layers:
+        layer.trainable = True  # the config decides, not the flags the parent was saved with
+    for layer in normalize:
+        layer.trainable = False  # statistics, never trained
+    for index in select_layers(layers, list(config.finetune.freeze), ("finetune", "freeze"), loaded):
+        layers[index].trainable = False
+    for index in select_layers(layers, list(config.finetune.unfreeze), ("finetune", "unfreeze"), loaded):
+        layers[index].trainable = True
+    if not model.trainable_weights:
+        raise ConfigError(loaded.problem(
+            ("finetune", "freeze"),
+            "every layer is frozen, so training would change nothing — unfreeze a layer "
+            "(finetune.unfreeze) or add a new head (finetune.head)",
+        ))
+    _check_width(loaded, prepared, int(model.output_shape[-1]))
+
+    table = layer_table(model)
+    new = set(names)
+    for row in table:
+        row["origin"] = "head" if row["name"] in new else "parent"
+    counts = parameter_counts(model)
+    frozen = sum(row["params"] for row in table if not row["trainable"])
+    normalization = int(sum(np.prod(w.shape) for layer in normalize for w in layer.weights))
+    totals = {
+        "trainable": counts["trainable"], "frozen": frozen, "normalization": normalization,
+        "other_non_trainable": counts["non_trainable"] - frozen - normalization, "total": counts["total"],
+    }
+    frozen_bn = [layer.name for layer in layers
+                 if isinstance(layer, keras.layers.BatchNormalization) and not layer.trainable]
+    trained_bn = [layer.name for layer in layers
+                  if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+
+    notes.insert(0, "fine-tuned from {}: frozen {}; trainable {}".format(
+        path, ", ".join(r["name"] for r in table if not r["trainable"]) or "none",
+        ", ".join(r["name"] for r in table if r["trainable"])))
+    if normalize:
+        notes.append("normalization kept from the parent: mlcli_normalize holds the statistics fitted on the "
+                     "parent's training data and is not refitted on this data")
+    else:
+        notes.append("the parent model has no normalization layer (it was trained with data.normalize: none), "
+                     "so this data is fed to it as is")
+    if frozen_bn:
+        notes.append(f"frozen BatchNormalization ({', '.join(frozen_bn)}) runs in inference mode: it keeps the "
+                     "parent's moving mean and variance and does not update them (Keras's rule for trainable=False)")
+    if trained_bn:
+        notes.append(f"trainable BatchNormalization ({', '.join(trained_bn)}) updates its moving mean and "
+                     "variance on this data")
+    notes.extend(_label_notes(parent_facts, prepared, replaced=bool(head and head.layers)))
+
+    show_table(_display_rows(table, normalize, normalization, head is not None), totals, path)
+    facts = {
+        "frozen": [row["name"] for row in table if not row["trainable"]],
+        "trainable": [row["name"] for row in table if row["trainable"]],
+        "head": {"replaced": [layer.name for layer in dropped], "added": names} if head else None,
+        "normalization": "kept from the parent" if normalize else None,
+        "parameters": totals,
+        "table": table,
+        "notes": notes,
+    }
+    return model, facts
+
+
+def check_parent_file(parent_facts: dict) -> Path:
+    """The parent file still exists and is the one the run started from (it matters on --resume)."""
+    path = Path(parent_facts["path"])
+    if not path.is_file():
+        raise UsageError(f"the parent checkpoint {path} is gone",
+                         hint="restore it, or start a new finetune run from another checkpoint")
+    if parent_facts.get("sha256") and checkpoints.sha256_file(path) != parent_facts["sha256"]:
+        raise UsageError(f"the parent checkpoint {path} has changed since this run started (its sha256 differs)",
+                         hint="start a new finetune run from it rather than continuing this one")
+    return path
+
+
+def _load(path: Path):
+    import keras
+
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 — a user's file can fail in any of Keras's ways
+        raise UsageError(f"{FLAG} {path}: Keras cannot load it: {_first_line(exc)}",
+                         hint="pass a model saved by `mlcli train` or by Keras 3's model.save") from None
+    if not isinstance(model, keras.Sequential):
+        raise UsageError(f"{FLAG} {path}: holds a {type(model).__name__} — mlcli fine-tunes Sequential models")
+    return model
+
+
+def _check_width(loaded: LoadedConfig, prepared, outputs: int) -> None:
+    """The new data must fit the model's last layer: the new head's, or the parent's when kept."""
+    from mlcli.data.prepare import label_encoding
+
+    config = loaded.config
+    head = config.finetune.head
+    if prepared.task == "classification":
+        classes = len(prepared.classes)
+        shown = ", ".join(map(repr, prepared.classes[:12])) + (", …" if classes > 12 else "")
+        what, needed = f"{classes} classes ({shown})", classes
+        if label_encoding(config, prepared.task, outputs, classes) == "binary":
+            if classes == 2:
+                return
+            outputs_text = "1 unit (binary)"
+        elif outputs == classes:
+            return
+        else:
+            outputs_text = f"{outputs} units"
+        activation = ", activation: softmax"
+    else:
+        needed = len(prepared.label_names)
+        if outputs == needed:
+            return
+        what = f"{needed} regression target(s) ({', '.join(prepared.label_names)})"
+        outputs_text, activation = f"{outputs} units", ""
+    if head is not None and head.layers:
+        where = ("finetune", "head", "layers", len(head.layers) - 1)
+        message = f"the new head's last layer has {outputs_text} but the data has {what} — set its units to {needed}"
+    else:
+        where = ("finetune", "head") if head is None else ("finetune", "head", "replace")
+        message = (f"the parent's last layer has {outputs_text} but the data has {what} — replace it: "
+                   f"finetune.head: {{replace: 1, layers: [{{type: Dense, units: {needed}{activation}}}]}}")
+    raise ConfigError(loaded.problem(where, message))
+
+
+def _feature_notes(parent_facts: dict, prepared) -> list[str]:
+    """The same columns in another order would be silently wrong: refuse; renamed ones: say so."""
+    before = _parent_run_file(parent_facts, runs.RUN, "features")
+    after = list(prepared.feature_names)
+    if not before or before == after or len(before) != len(after):
+        return []
+    if sorted(before) == sorted(after):
+        position = next(i for i, (a, b) in enumerate(zip(before, after)) if a != b)
+        raise DataError(
+            f"data.train: feature column {position + 1} is {after[position]!r} here but {before[position]!r} in the "
+            "parent's training data — the model reads columns by position",
+            hint="set data.features to the parent's columns in its order (its run.json lists them under features)",
+        )
+    return [f"the feature columns are named differently from the parent's ({after[0]!r}… vs {before[0]!r}…); "
+            "they are fed to it by position"]
+
+
+def _label_notes(parent_facts: dict, prepared, replaced: bool) -> list[str]:
+    before = _parent_run_file(parent_facts, runs.LABELS)
+    if replaced or prepared.classes is None or before is None or before == prepared.classes:
+        return []
+    return [f"the parent's output layer is kept: its outputs, trained for classes {before}, now stand for "
+            f"{prepared.classes} (this run's labels.json)"]
+
+
+def _parent_run_file(parent_facts: dict, name: str, key: str | None = None):
+    if not parent_facts.get("run_dir"):
+        return None
+    path = Path(parent_facts["run_dir"]) / name
+    try:
+        document = runs.read_json(path)
+    except (OSError, ValueError):
+        return None
+    return document.get(key) if key is not None and isinstance(document, dict) else document
+
+
+def _display_rows(table: list[dict], normalize: list, normalization: int, has_head: bool) -> list[dict]:
+    rows = []
+    if normalize:
+        rows.append({"index": None, "name": NORMALIZE_LAYER, "type": "Normalization", "params": normalization,
+                     "state": "fixed (parent's statistics)"})
+    for row in table:
+        state = "trainable" if row["trainable"] else "frozen"
+        if row["type"] == "BatchNormalization" and not row["trainable"]:
+            state += " (inference mode)"
+        if has_head and row["origin"] == "head":
+            state += " (new)"
+        rows.append({**row, "state": state})
+    return rows
+
+
+def show_table(rows: list[dict], totals: dict, path: Path) -> None:
+    """Every layer with its parameters and state, and the totals — on stderr, before training."""
+    from rich.table import Table
+
+    table = Table(title=f"fine-tuning {path}")
+    for column, justify in (("index", "right"), ("name", "left"), ("type", "left"), ("params", "right"),
+                            ("state", "left")):
+        table.add_column(column, justify=justify)
+    for row in rows:
+        table.add_row("-" if row["index"] is None else str(row["index"]), row["name"], row["type"],
+                      f"{row['params']:,}", row["state"])
+    console.show(table)
+    console.info(parameters_line(totals))
+
+
+def parameters_line(totals: dict) -> str:
+    text = f"parameters: {totals['trainable']:,} trainable, {totals['frozen']:,} frozen"
+    if totals["normalization"]:
+        text += f", {totals['normalization']:,} in the normalization kept from the parent"
+    if totals["other_non_trainable"]:
+        text += f", {totals['other_non_trainable']:,} moving statistics of trainable layers"
+    return text + f" — {totals['total']:,} in total"
+
+
+def shape_text(shape: tuple) -> str:
+    return f"{shape[0]} feature(s) per row" if len(shape) == 1 else f"inputs of shape {tuple(shape)}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

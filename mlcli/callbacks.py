@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 
 from mlcli import console, runs
 
@@ -31,18 +30,22 @@ def current_learning_rate(model) -> float:
 class DivergenceGuard(keras.callbacks.Callback):
     """Stops training at the first non-finite loss and remembers where it happened."""
 
-    def __init__(self):
+    def __init__(self, first_step: int = 0):
         super().__init__()
         self.epoch = 0
+        self.offset = first_step  # steps taken before a mid-epoch resume
         self.where: dict | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
+    def on_epoch_end(self, epoch, logs=None):
+        self.offset = 0
+
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.where = {"epoch": self.epoch + 1, "step": int(batch) + 1, "loss": float(loss)}
+            self.where = {"epoch": self.epoch + 1, "step": int(batch) + 1 + self.offset, "loss": float(loss)}
             self.model.stop_training = True
 
     @property
@@ -89,16 +92,18 @@ class InterruptGuard(keras.callbacks.Callback):
         return self.signal_name is not None
 
 
-class EpochEnd(keras.callbacks.Callback):
-    """At each finished, finite epoch: history row, best.keras, resume state — in that order.
+class StateKeeper(keras.callbacks.Callback):
+    """Writes history.csv, best.keras and the resume state; knows how far the run has got.
 
-    Everything is written atomically; a kill between two writes leaves each file whole, and the
-    resume state (written last) never claims an epoch whose history row is missing.
+    At each finished, finite epoch: the history row, best.keras when the monitor improved, then the
+    resume point — in that order, each file atomically, so the resume point (written last) never
+    claims an epoch whose history row is missing. Every `every_steps` steps, and when a signal
+    asks to stop, a mid-epoch resume point (with the epoch's running metric totals) as well.
     """
 
     def __init__(self, run_dir: Path, *, history: list[dict], monitor: str | None, mode: str,
-                 best: dict | None, guard: DivergenceGuard, interrupt: InterruptGuard,
-                 extra_state: callable, steps: int):
+                 best: dict | None, guard: DivergenceGuard, interrupt: InterruptGuard, steps: int,
+                 every_steps: int | None, early_stopping=None, first_step: int = 0):
         super().__init__()
         self.run_dir = run_dir
         self.history = history
@@ -107,26 +112,39 @@ class EpochEnd(keras.callbacks.Callback):
         self.best = best  # {"epoch", "monitor", "value"} or None
         self.guard = guard
         self.interrupt = interrupt
-        self.extra_state = extra_state
         self.steps = steps
+        self.every_steps = every_steps
+        self.early_stopping = early_stopping
+        self.offset = first_step  # steps already taken in the first epoch (mid-epoch resume)
+        self.epoch = 0
+        self.step = first_step  # steps finished in the current epoch
         self._started = 0.0
-        self._completed_steps = 0
 
     def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.step = self.offset
         self._started = time.perf_counter()
-        self._completed_steps = 0
 
     def on_train_batch_end(self, batch, logs=None):
-        self._completed_steps = int(batch) + 1
+        self.step = int(batch) + 1 + self.offset
+        if self.guard.diverged:
+            return
+        if self.interrupt.interrupted:
+            if self.step < self.steps:
+                self._save(step=self.step)
+            self.model.stop_training = True
+        elif self.every_steps and self.step % self.every_steps == 0 and self.step < self.steps:
+            self._save(step=self.step)
 
     def on_epoch_end(self, epoch, logs=None):
+        self.offset = 0
         logs = dict(logs or {})
         if self.guard.diverged or not all(math.isfinite(float(v)) for v in logs.values()):
             return
-        if self._completed_steps < self.steps:
-            return  # stopped mid-epoch (interrupt): this epoch did not finish and is not recorded
+        if self.step < self.steps:
+            return  # stopped mid-epoch (a signal): the epoch did not finish and is not recorded
         row: dict[str, Any] = {"epoch": epoch + 1}
-        for key in sorted(logs, key=lambda k: (k.startswith("val_"), k != "loss" and k != "val_loss", k)):
+        for key in sorted(logs, key=metric_order):
             if key != "learning_rate":
                 row[key] = float(logs[key])
         row["learning_rate"] = float(logs.get("learning_rate", current_learning_rate(self.model)))
@@ -138,60 +156,97 @@ class EpochEnd(keras.callbacks.Callback):
             if _better(self.mode, self.monitor, value, self.best["value"] if self.best else None):
                 self.best = {"epoch": epoch + 1, "monitor": self.monitor, "value": value}
                 runs.save_model(self.model, self.run_dir / runs.BEST)
-        save_resume_state(self.model, self.run_dir, {
-            "epochs_completed": epoch + 1,
+        self._save(step=0, epochs_completed=epoch + 1)
+
+    def _save(self, step: int, epochs_completed: int | None = None) -> None:
+        from mlcli import resume
+
+        es = self.early_stopping
+        progress = {
+            "epochs_completed": self.epoch if epochs_completed is None else epochs_completed,
+            "step": step,
             "best": self.best,
-            **self.extra_state(),
-        })
+            "early_stopping": es.snapshot() if es is not None else None,
+        }
+        resume.save_point(self.model, self.run_dir, progress, partial_metrics=step > 0,
+                          early_stopping_weights=es.best_weights if es is not None else None)
 
 
-def save_resume_state(model, run_dir: Path, progress: dict) -> None:
-    """state/checkpoint.keras (weights and optimizer), then state/progress.json that points at it."""
-    state = run_dir / runs.STATE
-    runs.save_model(model, state / runs.STATE_MODEL)
-    runs.write_json(state / runs.STATE_PROGRESS, progress)
+class RestoreMetrics(keras.callbacks.Callback):
+    """Mid-epoch resume: after Keras resets the metrics at the epoch's start, put back the totals
+    of the steps taken before the interruption, so the epoch's logged metrics are unchanged."""
+
+    def __init__(self, extras: dict):
+        super().__init__()
+        self.extras = extras
+
+    def on_epoch_begin(self, epoch, logs=None):
+        from mlcli import resume
+
+        resume.restore_partial_metrics(self.model, self.extras)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """Keras's EarlyStopping whose patience counter and best value survive a resume."""
+    """Keras's EarlyStopping whose patience counter, best value and best weights survive a resume.
 
-    def __init__(self, restored: dict | None = None, **kwargs):
+    It is reused across the two `fit` calls of a mid-epoch resume, so it initialises once, and it
+    does not restore the best weights at the end of a `fit` call: the run does that once, at the end.
+    """
+
+    def __init__(self, restored: dict | None = None, restored_weights: list | None = None, **kwargs):
         super().__init__(**kwargs)
         self._restored = restored
+        self._restored_weights = restored_weights
+        self._initialised = False
 
     def on_train_begin(self, logs=None):
+        if self._initialised:
+            return
+        self._initialised = True
         super().on_train_begin(logs)
         if self._restored:
             self.wait = int(self._restored["wait"])
             self.best = self._restored["best"]
             self.best_epoch = int(self._restored["best_epoch"])
-            weights = self._restored.get("best_weights")
-            self.best_weights = [np.asarray(w) for w in weights] if weights is not None else None
+            self.stopped_epoch = int(self._restored.get("stopped_epoch", 0))
+            self.best_weights = self._restored_weights
+
+    def on_train_end(self, logs=None):
+        pass
+
+    def restore_best(self) -> int | None:
+        """Put the best epoch's weights back (restore_best_weights); returns that epoch (1-based)."""
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+            return int(self.best_epoch) + 1
+        return None
 
     def snapshot(self) -> dict:
         best = self.best
         return {
             "wait": int(self.wait),
-            "best": None if best is None else float(best),
+            "best": None if best is None or not math.isfinite(float(best)) else float(best),
             "best_epoch": int(self.best_epoch),
             "stopped_epoch": int(self.stopped_epoch),
+            "stopped": bool(self.stopped_epoch),
         }
 
 
 class Progress(keras.callbacks.Callback):
     """A live Rich bar on a terminal; one plain line per epoch otherwise; nothing with --quiet."""
 
-    def __init__(self, epochs: int, steps: int):
+    def __init__(self, epochs: int, steps: int, first_step: int = 0):
         super().__init__()
         self.epochs = epochs
         self.steps = steps
+        self.offset = first_step
         self.live = console.is_terminal() and not console.quiet()
         self._bar = None
         self._task = None
         self._started = 0.0
 
     def on_train_begin(self, logs=None):
-        if self.live:
+        if self.live and self._bar is None:  # once, though a mid-epoch resume calls fit twice
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
 
             self._bar = RichProgress(
@@ -208,10 +263,11 @@ class Progress(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self._bar is not None and self._task is not None:
             loss = (logs or {}).get("loss")
-            self._bar.update(self._task, completed=int(batch) + 1,
+            self._bar.update(self._task, completed=int(batch) + 1 + self.offset,
                              metrics=f"loss {float(loss):.4f}" if loss is not None else "")
 
     def on_epoch_end(self, epoch, logs=None):
+        self.offset = 0
         text = format_metrics(logs or {})
         seconds = time.perf_counter() - self._started
         if self._bar is not None and self._task is not None:
@@ -219,11 +275,17 @@ class Progress(keras.callbacks.Callback):
         elif not console.quiet():
             console.info(f"epoch {epoch + 1}/{self.epochs}  {text}  ({seconds:.1f}s)")
 
-    def on_train_end(self, logs=None):
+    def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
+            self._bar = None
+
+
+def metric_order(key: str) -> tuple:
+    """loss first, then metrics alphabetically; validation after training."""
+    return (key.startswith("val_"), key not in ("loss", "val_loss"), key)
 
 
 def format_metrics(logs: dict) -> str:
-    keys = sorted((k for k in logs if k != "learning_rate"), key=lambda k: (k.startswith("val_"), k != "loss" and k != "val_loss", k))
+    keys = sorted((k for k in logs if k != "learning_rate"), key=metric_order)
     return "  ".join(f"{k} {float(logs[k]):.4f}" for k in keys)

@@ -68,6 +68,23 @@ def claim_output(output: Path, force: bool) -> None:
 
 # ---- atomic writes: a file is always complete, from its old or its new version -------------------
 
+def fault_point(name: str) -> None:
+    """Crash-safety tests only: MLCLI_TEST_KILL_AT=NAME[:N] kills this process with SIGKILL the Nth
+    time it reaches NAME (e.g. between writing a temporary file and renaming it)."""
+    spec = os.environ.get("MLCLI_TEST_KILL_AT")
+    if not spec:
+        return
+    point, _, count = spec.partition(":")
+    if point != name:
+        return
+    remaining = int(count or 1) - 1
+    os.environ["MLCLI_TEST_KILL_AT"] = f"{point}:{remaining}"
+    if remaining <= 0:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -96,6 +113,7 @@ def write_atomic(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        fault_point("before-rename")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -120,6 +138,15 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def remove_temporaries(run_dir: Path) -> None:
+    """Temporary files a killed writer left behind (never renamed into place, so never read)."""
+    for folder in (run_dir, run_dir / STATE):
+        if folder.is_dir():
+            for path in folder.glob(".*"):
+                if path.is_file() and path.name != LOCK and path.suffix in (".tmp", ".keras"):
+                    path.unlink(missing_ok=True)
+
+
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
@@ -134,6 +161,7 @@ def save_model(model, path: Path) -> None:
         os.chmod(tmp, _FILE_MODE)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        fault_point("before-rename")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

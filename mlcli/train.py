@@ -10,17 +10,15 @@ from __future__ import annotations
 import datetime as dt
 import math
 import platform
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
-from mlcli import __version__, console, runs
+from mlcli import __version__, runs
 from mlcli.config import LoadedConfig, config_hash, differences, to_dict
 from mlcli.config.yamlio import dump_yaml
-from mlcli.errors import ConfigError, Diverged, Interrupted, UsageError
+from mlcli.errors import ConfigError, Diverged, Interrupted
 
 
 @dataclass
@@ -109,15 +107,13 @@ def check_resume_config(run_dir: Path, loaded: LoadedConfig) -> None:
 
 
 def run_training(request: TrainRequest) -> TrainResult:
-    from mlcli import runtime
+    from mlcli import resume, runtime
 
-    tf = runtime.import_tensorflow()
+    runtime.import_tensorflow()
     import keras
 
-    from mlcli import callbacks as cb
-    from mlcli.data.pipeline import evaluation_dataset, training_dataset
     from mlcli.data.prepare import label_encoding, prepare
-    from mlcli.model import build_loss, build_metrics, build_model, build_optimizer, layer_table, parameter_counts
+    from mlcli.model import build_loss, build_metrics, build_model, build_optimizer
 
     loaded = request.loaded
     config = loaded.config
@@ -131,12 +127,14 @@ def run_training(request: TrainRequest) -> TrainResult:
     # Every Keras name is resolved before any data is read: a typo costs no time.
     build_optimizer(loaded), build_loss(loaded), build_metrics(loaded)
     prepared = prepare(config)
-    progress = _read_progress(run_dir) if request.resume else None
+    progress = resume.read_progress(run_dir) if request.resume else None
 
     notes: list[str] = []
     finetune_facts = None
+    extras: dict = {}
     if progress is not None:
-        model = _load_state_model(run_dir)
+        model, extras = resume.load_point(run_dir, progress)
+        notes.append(resume.describe(progress))
     elif request.make_model is not None:
         model, finetune_facts = request.make_model(loaded, prepared)
         notes.extend(finetune_facts.get("notes", []))
@@ -145,142 +143,183 @@ def run_training(request: TrainRequest) -> TrainResult:
 
     outputs = int(model.output_shape[-1])
     encoding = label_encoding(config, prepared.task, outputs, len(prepared.classes or []))
-    _check_output_width(loaded, prepared, encoding, outputs)
+    check_output_width(loaded, prepared, encoding, outputs)
     if progress is None:
         model.compile(optimizer=build_optimizer(loaded), loss=build_loss(loaded), metrics=build_metrics(loaded))
 
-    num_classes = len(prepared.classes or [])
-    batch = config.training.batch_size
-    first_epoch = int(progress["epochs_completed"]) if progress else 0
-    epochs = config.training.epochs
-
     with runs.hold_lock(run_dir):
+        runs.remove_temporaries(run_dir)
+        first_epoch = int(progress["epochs_completed"]) if progress else 0
         history = runs.read_history(run_dir / runs.HISTORY)[:first_epoch] if progress else []
-        started = _now()
-        manifest = _start_manifest(request, prepared, device.describe(), precision, model, started, finetune_facts)
+        manifest = _start_manifest(request, prepared, device.describe(), precision, model, _now(), finetune_facts)
         if progress is None:
             runs.write_text(run_dir / runs.CONFIG, dump_yaml(to_dict(config)))
             if prepared.classes is not None:
                 runs.write_json(run_dir / runs.LABELS, prepared.classes)
         runs.write_json(run_dir / runs.RUN, manifest)
-
-        if first_epoch >= epochs or (progress or {}).get("stopped_early"):
-            status = "completed"
-            guard = cb.DivergenceGuard()
-            interrupt = cb.InterruptGuard()
-            best = progress.get("best") if progress else None
-            early = None
-        else:
-            train_ds, steps = training_dataset(
-                prepared.train, batch_size=batch, seed=config.seed, shuffle=config.data.shuffle,
-                first_epoch=first_epoch, epochs=epochs, encoding=encoding, num_classes=num_classes,
-            )
-            val_ds = None
-            if prepared.validation is not None:
-                val_ds = evaluation_dataset(prepared.validation, batch_size=max(batch, 256), encoding=encoding,
-                                            num_classes=num_classes)
-            guard = cb.DivergenceGuard()
-            interrupt = cb.InterruptGuard()
-            early = None
-            es_config = config.training.early_stopping
-            if es_config is not None:
-                early = cb.ResumableEarlyStopping(
-                    restored=_early_stopping_state(run_dir, progress),
-                    monitor=es_config.monitor, patience=es_config.patience,
-                    restore_best_weights=es_config.restore_best_weights,
-                    min_delta=es_config.min_delta, mode=es_config.mode,
-                )
-            monitor = config.training.checkpoint.monitor if prepared.validation is not None else None
-            mode = config.training.checkpoint.mode
-
-            def extra_state() -> dict:
-                state: dict = {}
-                if early is not None:
-                    state["early_stopping"] = early.snapshot()
-                    state["stopped_early"] = bool(early.model is not None and early.model.stop_training
-                                                  and not guard.diverged and not interrupt.interrupted)
-                    if early.best_weights is not None:
-                        _save_weights(run_dir / runs.STATE / "early_stopping_best.npz", early.best_weights)
-                return state
-
-            epoch_end = cb.EpochEnd(
-                run_dir, history=history, monitor=monitor, mode=mode,
-                best=progress.get("best") if progress else None, guard=guard, interrupt=interrupt,
-                extra_state=extra_state, steps=steps,
-            )
-            callbacks = [guard, interrupt]
-            if early is not None:
-                callbacks.append(early)
-            callbacks += [
-                epoch_end,
-                keras.callbacks.TensorBoard(log_dir=str(run_dir / runs.LOGS), write_graph=False, profile_batch=0),
-                cb.Progress(epochs, steps),
-            ]
-            interrupt.install()
-            try:
-                model.fit(
-                    train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=first_epoch,
-                    steps_per_epoch=steps, callbacks=callbacks, verbose=0, shuffle=False,
-                )
-            finally:
-                interrupt.restore()
-            best = epoch_end.best
-            if guard.diverged:
-                status = "diverged"
-            elif interrupt.interrupted:
-                status = "interrupted"
-            else:
-                status = "completed"
-
-        completed_epochs = len(history)
-        manifest["epochs_completed"] = completed_epochs
-        manifest["best"] = best
-        if status == "diverged":
-            _keep_last_good(run_dir, model, manifest)
-            manifest.update(status="diverged", diverged=guard.where, ended_at=_now())
+        try:
+            fitted = _fit(request, model, prepared, encoding, progress, extras, history)
+        except KeyboardInterrupt:
+            manifest.update(status="interrupted", ended_at=_now(), epochs_completed=len(history),
+                            interrupted={"signal": "SIGINT", "epochs_completed": len(history)})
             runs.write_json(run_dir / runs.RUN, manifest)
-            where = guard.where
-            raise Diverged(
-                f"loss became {where['loss']} at epoch {where['epoch']}, step {where['step']}; "
-                f"the last good state (epoch {completed_epochs}) is kept in {run_dir}",
-                hint="lower optimizer.learning_rate, check the data for extreme values, or use normalize: standard",
-            )
-        if status == "interrupted":
-            manifest.update(status="interrupted", interrupted={"signal": interrupt.signal_name,
-                                                               "epochs_completed": completed_epochs},
-                            ended_at=_now())
+            raise Interrupted(f"stopped after {len(history)} finished epoch(s); the last saved state is in {run_dir}",
+                              hint=f"continue with: {_resume_command(request)}") from None
+        except BaseException:
+            manifest.update(status="failed", ended_at=_now(), epochs_completed=len(history))
             runs.write_json(run_dir / runs.RUN, manifest)
-            raise Interrupted(
-                f"{interrupt.signal_name}: stopped after {completed_epochs} finished epoch(s); state saved in {run_dir}",
-                hint=f"continue with: mlcli {'finetune' if request.parent else 'train'} --resume {run_dir}",
-            )
+            raise
+        return _finish(request, model, prepared, encoding, fitted, manifest, history,
+                       device.describe(), precision, notes, finetune_facts)
 
-        if progress is not None and first_epoch >= epochs or (progress or {}).get("stopped_early"):
-            model = _load_state_model(run_dir)
-            if early is None and config.training.early_stopping and config.training.early_stopping.restore_best_weights:
-                weights = _load_weights(run_dir / runs.STATE / "early_stopping_best.npz")
-                if weights is not None:
-                    model.set_weights(weights)
-        runs.save_model(model, run_dir / runs.MODEL)
 
-        metrics = _final_metrics(history, config, early, progress)
-        if prepared.test is not None:
-            test_ds = evaluation_dataset(prepared.test, batch_size=max(batch, 256), encoding=encoding,
-                                         num_classes=num_classes)
-            scores = model.evaluate(test_ds, verbose=0, return_dict=True)
-            metrics.update({f"test_{k}": float(v) for k, v in scores.items()})
-        runs.write_json(run_dir / runs.METRICS, metrics)
-        manifest.update(status="completed", ended_at=_now(), metrics=metrics)
+@dataclass
+class _Fitted:
+    status: str  # completed | diverged | interrupted
+    best: dict | None
+    early: Any  # ResumableEarlyStopping or None
+    guard: Any
+    interrupt: Any
+
+
+def _fit(request: TrainRequest, model, prepared, encoding: str, progress: dict | None, extras: dict,
+         history: list[dict]) -> _Fitted:
+    """model.fit over the remaining epochs; a mid-epoch resume first finishes its epoch."""
+    import keras
+
+    from mlcli import callbacks as cb
+    from mlcli import resume
+    from mlcli.data.pipeline import as_numpy_targets, evaluation_dataset, steps_per_epoch, training_dataset
+
+    config = request.loaded.config
+    run_dir = request.run_dir
+    batch = config.training.batch_size
+    epochs = config.training.epochs
+    num_classes = len(prepared.classes or [])
+    first_epoch = int(progress["epochs_completed"]) if progress else 0
+    first_step = int(progress.get("step", 0)) if progress else 0
+    steps = steps_per_epoch(prepared.train.rows, batch)
+
+    early = None
+    es_config = config.training.early_stopping
+    if es_config is not None:
+        early = cb.ResumableEarlyStopping(
+            restored=(progress or {}).get("early_stopping"), restored_weights=resume.early_stopping_weights(extras),
+            monitor=es_config.monitor, patience=es_config.patience, restore_best_weights=es_config.restore_best_weights,
+            min_delta=es_config.min_delta, mode=es_config.mode,
+        )
+        early.set_model(model)
+    guard = cb.DivergenceGuard(first_step)
+    interrupt = cb.InterruptGuard()
+    best = (progress or {}).get("best")
+    stopped_early = bool(((progress or {}).get("early_stopping") or {}).get("stopped"))
+    if first_epoch >= epochs or stopped_early:
+        return _Fitted("completed", best, early, guard, interrupt)
+
+    keeper = cb.StateKeeper(
+        run_dir, history=history, monitor=config.training.checkpoint.monitor if prepared.validation else None,
+        mode=config.training.checkpoint.mode, best=best, guard=guard, interrupt=interrupt, steps=steps,
+        every_steps=config.training.checkpoint_every_steps, early_stopping=early, first_step=first_step,
+    )
+    progress_bar = cb.Progress(epochs, steps, first_step)
+    callbacks = [guard, interrupt] + ([early] if early is not None else []) + [
+        keeper,
+        keras.callbacks.TensorBoard(log_dir=str(run_dir / runs.LOGS), write_graph=False, profile_batch=0),
+        progress_bar,
+    ]
+    val_ds = None
+    if prepared.validation is not None:
+        val_ds = evaluation_dataset(prepared.validation, batch_size=max(batch, 256), encoding=encoding,
+                                    num_classes=num_classes)
+
+    def fit(start_epoch: int, end_epoch: int, start_step: int, extra_callbacks: list) -> None:
+        dataset, _ = training_dataset(
+            prepared.train, batch_size=batch, seed=config.seed, shuffle=config.data.shuffle, first_epoch=start_epoch,
+            epochs=end_epoch, encoding=encoding, num_classes=num_classes, first_step=start_step,
+        )
+        model.fit(dataset, validation_data=val_ds, epochs=end_epoch, initial_epoch=start_epoch,
+                  steps_per_epoch=steps - start_step, callbacks=callbacks + extra_callbacks, verbose=0, shuffle=False)
+
+    interrupt.install()
+    try:
+        if first_step:
+            # Keras creates metric variables at the first step; build them now so that the running
+            # totals of the interrupted epoch can be put back before that step.
+            x, y = prepared.train.x[:1], as_numpy_targets(prepared.train, encoding, num_classes)[:1]
+            model.evaluate(x, y, verbose=0)
+            fit(first_epoch, first_epoch + 1, first_step, [cb.RestoreMetrics(extras)])
+            first_epoch += 1
+        if first_epoch < epochs and not model.stop_training:
+            fit(first_epoch, epochs, 0, [])
+    finally:
+        interrupt.restore()
+        progress_bar.close()
+    status = "diverged" if guard.diverged else "interrupted" if interrupt.interrupted else "completed"
+    return _Fitted(status, keeper.best, early, guard, interrupt)
+
+
+def _resume_command(request: TrainRequest) -> str:
+    return f"mlcli {'finetune' if request.parent else 'train'} --resume {request.run_dir}"
+
+
+def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitted, manifest: dict,
+            history: list[dict], device: str, precision: str, notes: list[str], finetune_facts) -> TrainResult:
+    """Write what the outcome calls for; raise Diverged / Interrupted for those outcomes."""
+    from mlcli import resume
+    from mlcli.data.pipeline import evaluation_dataset
+
+    run_dir = request.run_dir
+    config = request.loaded.config
+    completed = len(history)
+    manifest.update(epochs_completed=completed, best=fitted.best)
+    document = {"run_dir": str(run_dir), "status": fitted.status, "epochs_completed": completed,
+                "metrics": {}, "best": fitted.best, "device": device, "precision": precision}
+    if fitted.status == "diverged":
+        where = fitted.guard.where
+        point = resume.read_progress(run_dir)
+        if point is not None:  # model.keras is the last finite state
+            good, _ = resume.load_point(run_dir, point)
+            runs.save_model(good, run_dir / runs.MODEL)
+        manifest.update(status="diverged", diverged=where, ended_at=_now())
         runs.write_json(run_dir / runs.RUN, manifest)
+        error = Diverged(
+            f"loss became {where['loss']} at epoch {where['epoch']}, step {where['step']}; "
+            + (f"the last good state ({resume.describe(point)[len('resuming after '):]}) is kept in {run_dir}"
+               if point else "no epoch had finished, so there is no model to keep"),
+            hint="lower optimizer.learning_rate, check the data for extreme values, or use normalize: standard",
+        )
+        error.document = document
+        raise error
+    if fitted.status == "interrupted":
+        manifest.update(status="interrupted", ended_at=_now(),
+                        interrupted={"signal": fitted.interrupt.signal_name, "epochs_completed": completed})
+        runs.write_json(run_dir / runs.RUN, manifest)
+        error = Interrupted(
+            f"{fitted.interrupt.signal_name}: stopped after {completed} finished epoch(s); state saved in {run_dir}",
+            hint=f"continue with: {_resume_command(request)}",
+        )
+        error.document = document
+        raise error
 
+    best_epoch = fitted.early.restore_best() if fitted.early is not None else None
+    runs.save_model(model, run_dir / runs.MODEL)
+    metrics = _final_metrics(history, best_epoch)
+    if prepared.test is not None:
+        test_ds = evaluation_dataset(prepared.test, batch_size=max(config.training.batch_size, 256),
+                                     encoding=encoding, num_classes=len(prepared.classes or []))
+        scores = model.evaluate(test_ds, verbose=0, return_dict=True)
+        metrics.update({f"test_{k}": float(scores[k]) for k in sorted(scores, key=lambda k: (k != "loss", k))})
+    runs.write_json(run_dir / runs.METRICS, metrics)
+    manifest.update(status="completed", ended_at=_now(), metrics=metrics)
+    runs.write_json(run_dir / runs.RUN, manifest)
     return TrainResult(
-        run_dir=run_dir, status="completed", epochs_completed=completed_epochs, metrics=metrics, best=best,
-        device=device.describe(), precision=precision, parameters=manifest["parameters"],
-        layers=manifest["layers"], notes=notes, finetune=finetune_facts and {k: v for k, v in finetune_facts.items() if k != "notes"},
+        run_dir=run_dir, status="completed", epochs_completed=completed, metrics=metrics, best=fitted.best,
+        device=device, precision=precision, parameters=manifest["parameters"], layers=manifest["layers"],
+        notes=notes, finetune=manifest.get("finetune"),
     )
 
 
-def _check_output_width(loaded: LoadedConfig, prepared, encoding: str, outputs: int) -> None:
+def check_output_width(loaded: LoadedConfig, prepared, encoding: str, outputs: int) -> None:
     last = ("model", "layers", len(loaded.config.model.layers) - 1)
     if prepared.task == "classification":
         classes = len(prepared.classes)
@@ -342,68 +381,10 @@ def _start_manifest(request: TrainRequest, prepared, device: str, precision: str
     return manifest
 
 
-def _read_progress(run_dir: Path) -> dict | None:
-    path = run_dir / runs.STATE / runs.STATE_PROGRESS
-    if not path.is_file() or not (run_dir / runs.STATE / runs.STATE_MODEL).is_file():
-        return None
-    return runs.read_json(path)
-
-
-def _load_state_model(run_dir: Path):
-    import keras
-
-    return keras.saving.load_model(run_dir / runs.STATE / runs.STATE_MODEL, compile=True)
-
-
-def _early_stopping_state(run_dir: Path, progress: dict | None) -> dict | None:
-    if not progress or "early_stopping" not in progress:
-        return None
-    state = dict(progress["early_stopping"])
-    weights = _load_weights(run_dir / runs.STATE / "early_stopping_best.npz")
-    if weights is not None:
-        state["best_weights"] = weights
-    return state
-
-
-def _save_weights(path: Path, weights: list) -> None:
-    import io
-
-    buffer = io.BytesIO()
-    np.savez(buffer, *weights)
-    runs.write_atomic(path, buffer.getvalue())
-
-
-def _load_weights(path: Path) -> list | None:
-    if not path.is_file():
-        return None
-    with np.load(path, allow_pickle=False) as archive:
-        return [archive[f"arr_{i}"] for i in range(len(archive.files))]
-
-
-def _keep_last_good(run_dir: Path, model, manifest: dict) -> None:
-    """After divergence, model.keras is the last finite state (the last finished epoch), if any."""
-    state = run_dir / runs.STATE / runs.STATE_MODEL
-    if state.is_file():
-        import keras
-
-        good = keras.saving.load_model(state, compile=True)
-        runs.save_model(good, run_dir / runs.MODEL)
-
-
-def _final_metrics(history: list[dict], config, early, progress) -> dict[str, float]:
-    """Train/val metrics of the epoch whose weights model.keras holds."""
+def _final_metrics(history: list[dict], best_epoch: int | None) -> dict[str, float]:
+    """Train/val metrics of the epoch whose weights model.keras holds (the restored best, or the last)."""
     if not history:
         return {}
-    row = history[-1]
-    es = config.training.early_stopping
-    if es is not None and es.restore_best_weights:
-        best_epoch = None
-        if early is not None and early.best_weights is not None:
-            best_epoch = early.best_epoch + 1
-        elif progress and progress.get("early_stopping"):
-            best_epoch = int(progress["early_stopping"]["best_epoch"]) + 1
-        for candidate in history:
-            if best_epoch is not None and candidate["epoch"] == best_epoch:
-                row = candidate
+    row = next((r for r in history if r["epoch"] == best_epoch), history[-1])
     return {k: float(v) for k, v in row.items() if k not in ("epoch", "learning_rate", "seconds")
             and isinstance(v, (int, float)) and math.isfinite(float(v))}

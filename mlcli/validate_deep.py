@@ -12,7 +12,7 @@ def validate_deep(loaded: LoadedConfig) -> str:
     runtime.import_tensorflow()
     from mlcli.data.prepare import label_encoding, prepare
     from mlcli.model import build_loss, build_metrics, build_model, build_optimizer, parameter_counts
-    from mlcli.train import _check_output_width
+    from mlcli.train import check_output_width
 
     build_optimizer(loaded)
     build_loss(loaded)
@@ -21,7 +21,7 @@ def validate_deep(loaded: LoadedConfig) -> str:
     model = build_model(loaded, prepared.input_shape, prepared.train.x)
     outputs = int(model.output_shape[-1])
     encoding = label_encoding(loaded.config, prepared.task, outputs, len(prepared.classes or []))
-    _check_output_width(loaded, prepared, encoding, outputs)
+    check_output_width(loaded, prepared, encoding, outputs)
     counts = parameter_counts(model)
     splits = ", ".join(f"{s.name} {s.rows}" for s in (prepared.train, prepared.validation, prepared.test) if s)
     kind = f"{len(prepared.classes)} classes" if prepared.classes else f"{len(prepared.label_names)} target(s)"

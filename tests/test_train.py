@@ -52,7 +52,9 @@ def test_run_directory_is_complete(seed_run):
     for name in ("config.yaml", "model.keras", "best.keras", "labels.json", "history.csv", "metrics.json", "run.json"):
         assert (out / name).is_file(), name
     assert any((out / "logs").rglob("events.out.tfevents.*"))
-    assert (out / "state" / "checkpoint.keras").is_file()
+    progress = json.loads((out / "state" / "progress.json").read_text())
+    assert progress["epochs_completed"] == 10 and progress["step"] == 0
+    assert (out / "state" / progress["checkpoint"]).is_file()
     assert json.loads((out / "labels.json").read_text()) == list(range(10))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics == pytest.approx(doc["metrics"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import List, Optional
 
@@ -42,6 +43,26 @@ def _check_gates(metrics: dict, under: dict[str, float], over: dict[str, float])
         raise GateFailed("; ".join(failed) + " (everything was saved)")
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM before training starts (loading data, importing TensorFlow) ends like Ctrl-C: exit 130.
+    During training, the run's own handler takes over and saves state first."""
+    import signal
+
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _render_training(result) -> None:
     from rich.table import Table
 
@@ -66,11 +87,8 @@ def _run_training_command(
     resume: bool, force: bool, device: Optional[str], seed: Optional[int], json_: bool, quiet: bool,
     verbose: bool, fail_under: list[str] | None, fail_over: list[str] | None,
 ) -> None:
-    import sys
-
-    from mlcli import runs, runtime
-    from mlcli.config import check_config
-    from mlcli.errors import Diverged, Interrupted, UsageError
+    from mlcli import runtime
+    from mlcli.errors import UsageError
 
     console.set_quiet(quiet)
     runtime.set_verbose(verbose)
@@ -84,23 +102,31 @@ def _run_training_command(
     if device is not None:
         overrides.append(f"runtime.device={device}")
 
-    from mlcli import session
-
-    plan = session.plan_run(kind, config, parent, output, overrides, resume, force)
-    check_config(plan.loaded, gates=list(under) + list(over))
-    if plan.finished is not None:
-        result = plan.finished
-    else:
-        try:
-            result = session.execute(plan, command=["mlcli", *sys.argv[1:]] if sys.argv else [])
-        except (Diverged, Interrupted) as exc:
-            if json_ and getattr(exc, "document", None):
-                console.data_json(exc.document)
-            raise
+    with _sigterm_interrupts():
+        result = _plan_and_run(kind, config, parent, output, overrides, resume, force, under, over, json_)
     if json_:
         console.data_json(result.document())
     _render_training(result)
     _check_gates(result.metrics, under, over)
+
+
+def _plan_and_run(kind, config, parent, output, overrides, resume, force, under, over, json_):
+    import sys
+
+    from mlcli import session
+    from mlcli.config import check_config
+    from mlcli.errors import Diverged, Interrupted
+
+    plan = session.plan_run(kind, config, parent, output, overrides, resume, force)
+    check_config(plan.loaded, gates=list(under) + list(over))
+    if plan.finished is not None:
+        return plan.finished
+    try:
+        return session.execute(plan, command=["mlcli", *sys.argv[1:]] if sys.argv else [])
+    except (Diverged, Interrupted) as exc:
+        if json_ and getattr(exc, "document", None):
+            console.data_json(exc.document)
+        raise
 
 
 @app.command()

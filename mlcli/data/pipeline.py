@@ -28,8 +28,9 @@ def steps_per_epoch(rows: int, batch_size: int) -> int:
 
 
 def training_dataset(split: Split, *, batch_size: int, seed: int, shuffle: bool, first_epoch: int,
-                     epochs: int, encoding: str, num_classes: int):
-    """Batches for epochs first_epoch..epochs-1, in order, each epoch's order fixed by (seed, epoch)."""
+                     epochs: int, encoding: str, num_classes: int, first_step: int = 0):
+    """Batches for epochs first_epoch..epochs-1 in order, each epoch's order fixed by (seed, epoch);
+    the first epoch starts at `first_step` (a mid-epoch resume)."""
     from mlcli.runtime import import_tensorflow
 
     tf = import_tensorflow()
@@ -38,20 +39,23 @@ def training_dataset(split: Split, *, batch_size: int, seed: int, shuffle: bool,
     x = tf.constant(split.x)
     y = tf.constant(split.y)
 
-    def epoch_batches(epoch):
+    def epoch_batches(epoch, start=0):
         order = tf.range(rows, dtype=tf.int64)
         if shuffle:
             order = tf.random.experimental.stateless_shuffle(
-                order, seed=tf.stack([tf.constant(seed, tf.int64), epoch])
+                order, seed=tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
             )
 
         def gather(step):
             index = order[step * batch_size: (step + 1) * batch_size]
             return tf.gather(x, index), _encode(tf, tf.gather(y, index), encoding, num_classes)
 
-        return tf.data.Dataset.range(steps).map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return tf.data.Dataset.range(start, steps).map(gather, num_parallel_calls=tf.data.AUTOTUNE,
+                                                        deterministic=True)
 
-    dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
+    dataset = tf.data.Dataset.range(first_epoch + (1 if first_step else 0), epochs).flat_map(epoch_batches)
+    if first_step:
+        dataset = epoch_batches(tf.constant(first_epoch, tf.int64), first_step).concatenate(dataset)
     return dataset.prefetch(tf.data.AUTOTUNE), steps
 
 

@@ -45,7 +45,8 @@ class DivergenceGuard(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.where = {"epoch": self.epoch + 1, "step": int(batch) + 1 + self.offset, "loss": float(loss)}
+            # str: JSON has no inf/nan, and run.json must stay readable by jq.
+            self.where = {"epoch": self.epoch + 1, "step": int(batch) + 1 + self.offset, "loss": str(float(loss))}
             self.model.stop_training = True
 
     @property

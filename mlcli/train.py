@@ -7,6 +7,7 @@ each epoch end.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import platform
@@ -107,13 +108,13 @@ def check_resume_config(run_dir: Path, loaded: LoadedConfig) -> None:
 
 
 def run_training(request: TrainRequest) -> TrainResult:
-    from mlcli import resume, runtime
+    from mlcli import runtime
 
     runtime.import_tensorflow()
     import keras
 
-    from mlcli.data.prepare import label_encoding, prepare
-    from mlcli.model import build_loss, build_metrics, build_model, build_optimizer
+    from mlcli.data.prepare import prepare
+    from mlcli.model import build_loss, build_metrics, build_optimizer
 
     loaded = request.loaded
     config = loaded.config
@@ -127,6 +128,20 @@ def run_training(request: TrainRequest) -> TrainResult:
     # Every Keras name is resolved before any data is read: a typo costs no time.
     build_optimizer(loaded), build_loss(loaded), build_metrics(loaded)
     prepared = prepare(config)
+    with contextlib.ExitStack() as stack:
+        if request.resume:  # lock before reading the state a live run may be rewriting
+            stack.enter_context(runs.hold_lock(run_dir))
+        return _train_locked(request, prepared, device, precision, stack)
+
+
+def _train_locked(request: TrainRequest, prepared, device, precision: str, stack) -> TrainResult:
+    from mlcli import resume
+    from mlcli.data.prepare import label_encoding
+    from mlcli.model import build_loss, build_metrics, build_model, build_optimizer
+
+    loaded = request.loaded
+    config = loaded.config
+    run_dir = request.run_dir
     progress = resume.read_progress(run_dir) if request.resume else None
 
     notes: list[str] = []
@@ -147,30 +162,31 @@ def run_training(request: TrainRequest) -> TrainResult:
     if progress is None:
         model.compile(optimizer=build_optimizer(loaded), loss=build_loss(loaded), metrics=build_metrics(loaded))
 
-    with runs.hold_lock(run_dir):
-        runs.remove_temporaries(run_dir)
-        first_epoch = int(progress["epochs_completed"]) if progress else 0
-        history = runs.read_history(run_dir / runs.HISTORY)[:first_epoch] if progress else []
-        manifest = _start_manifest(request, prepared, device.describe(), precision, model, _now(), finetune_facts)
-        if progress is None:
-            runs.write_text(run_dir / runs.CONFIG, dump_yaml(to_dict(config)))
-            if prepared.classes is not None:
-                runs.write_json(run_dir / runs.LABELS, prepared.classes)
+    if not request.resume:
+        stack.enter_context(runs.hold_lock(run_dir))
+    runs.remove_temporaries(run_dir)
+    first_epoch = int(progress["epochs_completed"]) if progress else 0
+    history = runs.read_history(run_dir / runs.HISTORY)[:first_epoch] if progress else []
+    manifest = _start_manifest(request, prepared, device.describe(), precision, model, _now(), finetune_facts)
+    if progress is None:
+        runs.write_text(run_dir / runs.CONFIG, dump_yaml(to_dict(config)))
+        if prepared.classes is not None:
+            runs.write_json(run_dir / runs.LABELS, prepared.classes)
+    runs.write_json(run_dir / runs.RUN, manifest)
+    try:
+        fitted = _fit(request, model, prepared, encoding, progress, extras, history)
+    except KeyboardInterrupt:
+        manifest.update(status="interrupted", ended_at=_now(), epochs_completed=len(history),
+                        interrupted={"signal": "SIGINT", "epochs_completed": len(history)})
         runs.write_json(run_dir / runs.RUN, manifest)
-        try:
-            fitted = _fit(request, model, prepared, encoding, progress, extras, history)
-        except KeyboardInterrupt:
-            manifest.update(status="interrupted", ended_at=_now(), epochs_completed=len(history),
-                            interrupted={"signal": "SIGINT", "epochs_completed": len(history)})
-            runs.write_json(run_dir / runs.RUN, manifest)
-            raise Interrupted(f"stopped after {len(history)} finished epoch(s); the last saved state is in {run_dir}",
-                              hint=f"continue with: {_resume_command(request)}") from None
-        except BaseException:
-            manifest.update(status="failed", ended_at=_now(), epochs_completed=len(history))
-            runs.write_json(run_dir / runs.RUN, manifest)
-            raise
-        return _finish(request, model, prepared, encoding, fitted, manifest, history,
-                       device.describe(), precision, notes, finetune_facts)
+        raise Interrupted(f"stopped after {len(history)} finished epoch(s); the last saved state is in {run_dir}",
+                          hint=f"continue with: {_resume_command(request)}") from None
+    except BaseException:
+        manifest.update(status="failed", ended_at=_now(), epochs_completed=len(history))
+        runs.write_json(run_dir / runs.RUN, manifest)
+        raise
+    return _finish(request, model, prepared, encoding, fitted, manifest, history,
+                   device.describe(), precision, notes, finetune_facts)
 
 
 @dataclass

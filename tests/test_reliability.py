@@ -1,0 +1,263 @@
+"""Nothing lost: real processes killed at many points (SIGKILL, SIGINT, SIGTERM, crashes inside a
+save), resumed, and compared bit for bit with the same run left alone."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run_cli, run_process
+
+pytestmark = pytest.mark.slow
+
+# Dropout (random state), a schedule (optimizer step count), early stopping and a best checkpoint
+# (callback state), mid-epoch resume points every 7 steps: everything a resume must restore.
+CONFIG = """
+name: resumable
+seed: 13
+data: {train: builtin:digits/train, validation: 0.2}
+model:
+  layers:
+    - {type: Dense, units: 24, activation: relu}
+    - {type: Dropout, rate: 0.2}
+    - {type: Dense, units: 10, activation: softmax}
+optimizer:
+  type: adam
+  learning_rate: {type: ExponentialDecay, initial_learning_rate: 0.01, decay_steps: 50, decay_rate: 0.9}
+training:
+  epochs: 3
+  batch_size: 16
+  checkpoint_every_steps: 7
+  early_stopping: {monitor: val_loss, patience: 5, restore_best_weights: true}
+runtime: {deterministic: true}
+"""
+
+
+def _env(extra: dict | None = None) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra or {})
+    return env
+
+
+def _start(*args, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mlcli", *map(str, args), "--quiet"], env=_env(env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+
+
+def _progress(run: Path) -> dict:
+    try:
+        return json.loads((run / "state" / "progress.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def _wait(process: subprocess.Popen, run: Path, condition, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition(_progress(run)):
+            return
+        if process.poll() is not None:
+            raise AssertionError(f"process ended before the kill point: {process.communicate()}")
+        time.sleep(0.01)
+    raise AssertionError("kill point never reached")
+
+
+def _weights(path: Path) -> list[np.ndarray]:
+    import keras
+
+    return keras.saving.load_model(path).get_weights()
+
+
+def _history(run: Path) -> list[dict]:
+    with open(run / "history.csv") as handle:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+
+
+def _assert_every_file_whole(run: Path) -> None:
+    """After any kill: each JSON parses, each .keras archive is intact, no file is half-written."""
+    for path in list(run.glob("*.json")) + list((run / "state").glob("*.json")):
+        json.loads(path.read_text())
+    for path in list(run.glob("*.keras")) + list((run / "state").glob("*.keras")):
+        if not path.name.startswith("."):
+            with zipfile.ZipFile(path) as archive:
+                assert archive.testzip() is None, path
+    if (run / "history.csv").exists():
+        with open(run / "history.csv") as handle:
+            rows = list(csv.reader(handle))
+        assert all(len(row) == len(rows[0]) for row in rows)
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "resumable.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(config, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("ref") / "run"
+    done = run_process("train", config, "--output", run, "--quiet")
+    assert done.returncode == 0, done.stderr
+    return run
+
+
+def _kill_and_resume(config: Path, run: Path, plan: list[tuple]) -> list[int]:
+    """Run the plan: each step starts (or resumes) the run and ends it one way; returns exit codes."""
+    codes = []
+    for index, (how, arg) in enumerate(plan):
+        args = ("train", config, "--output", run) if index == 0 else ("train", "--resume", run)
+        if how == "fault":  # crash inside the code path named by arg, e.g. between temp write and rename
+            process = _start(*args, env={"MLCLI_TEST_KILL_AT": arg})
+            process.communicate(timeout=300)
+        else:
+            process = _start(*args)
+            _wait(process, run, arg)
+            process.send_signal(how)
+            process.communicate(timeout=120)
+        codes.append(process.returncode)
+        _assert_every_file_whole(run)
+    done = run_process("train", "--resume", run, "--quiet")
+    assert done.returncode == 0, done.stderr
+    return codes
+
+
+def _assert_same_as_reference(run: Path, reference: Path) -> None:
+    assert json.loads((run / "run.json").read_text())["status"] == "completed"
+    for name in ("model.keras", "best.keras"):
+        ours, theirs = _weights(run / name), _weights(reference / name)
+        assert len(ours) == len(theirs)
+        assert all(np.array_equal(a, b) for a, b in zip(ours, theirs)), name
+    assert _history(run) == _history(reference)
+    assert json.loads((run / "metrics.json").read_text()) == json.loads((reference / "metrics.json").read_text())
+
+
+def test_sigkill_at_many_points_resumes_bit_identical(config, reference, tmp_path):
+    run = tmp_path / "run"
+    plan = [
+        ("fault", "before-rename:6"),  # inside the first mid-epoch save: model written, not yet renamed
+        (signal.SIGKILL, lambda p: p.get("step", 0) >= 21),  # in the middle of epoch 1
+        ("fault", "state-before-progress:2"),  # checkpoint files written, progress.json not yet
+        (signal.SIGKILL, lambda p: p.get("epochs_completed", 0) >= 1),  # just after an epoch boundary
+        ("fault", "before-rename:9"),  # inside a later save (history, best.keras or state)
+        (signal.SIGKILL, lambda p: p.get("epochs_completed", 0) >= 2 and p.get("step", 0) >= 14),
+    ]
+    codes = _kill_and_resume(config, run, plan)
+    assert all(code == -signal.SIGKILL for code in codes), codes
+    _assert_same_as_reference(run, reference)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_saves_state_exits_130_and_resume_matches(config, reference, tmp_path, sig):
+    run = tmp_path / "run"
+    process = _start("train", config, "--output", run)
+    _wait(process, run, lambda p: p.get("step", 0) >= 7 or p.get("epochs_completed", 0) >= 1)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert manifest["interrupted"]["signal"] == signal.Signals(sig).name
+    assert _progress(run)["step"] > 0 or _progress(run)["epochs_completed"] >= 1
+    done = run_process("train", "--resume", run, "--quiet")
+    assert done.returncode == 0, done.stderr
+    _assert_same_as_reference(run, reference)
+
+
+def test_a_live_run_holds_its_directory_and_a_dead_one_does_not(config, tmp_path):
+    run = tmp_path / "run"
+    process = _start("train", config, "--output", run, "--set", "training.epochs=200")
+    _wait(process, run, lambda p: p.get("step", 0) >= 7)
+    second = run_cli("train", config, "--output", run, "--resume", "--set", "training.epochs=200")
+    assert second.exit_code == 2, second
+    assert "in use by a live run" in second.stderr and f"pid {process.pid}" in second.stderr
+    forced = run_cli("train", config, "--output", run, "--force")
+    assert forced.exit_code == 2 and "in use" in forced.stderr
+    process.kill()
+    process.communicate(timeout=60)
+    assert json.loads((run / "run.json").read_text())["status"] == "running"  # what a SIGKILL leaves
+    done = run_process("train", config, "--output", run, "--resume", "--set", "training.epochs=1", "--quiet")
+    assert done.returncode == 2 and "training.epochs: 200 -> 1" in done.stderr  # config differs
+    done = run_process("train", config, "--output", run, "--resume", "--set", "training.epochs=200",
+                       "--set", "training.early_stopping.patience=0", "--quiet")
+    assert done.returncode == 2 and "training.early_stopping.patience: 5 -> 0" in done.stderr
+
+
+def test_resume_is_idempotent(config, tmp_path):
+    run = tmp_path / "run"
+    first = run_cli("train", config, "--output", run, "--resume", "--quiet", "--json", "--set", "training.epochs=1")
+    assert first.exit_code == 0, first  # no run there yet: starts one
+    again = run_cli("train", config, "--output", run, "--resume", "--json", "--set", "training.epochs=1")
+    assert again.exit_code == 0, again
+    assert json.loads(again.stdout)["metrics"] == json.loads(first.stdout)["metrics"]
+    assert "nothing to do" in again.stderr
+    assert len(_history(run)) == 1
+    by_dir = run_cli("train", "--resume", run, "--json", "--quiet")
+    assert by_dir.exit_code == 0 and json.loads(by_dir.stdout)["status"] == "completed"
+
+
+def test_resume_of_something_that_is_not_a_run(tmp_path):
+    ran = run_cli("train", "--resume", tmp_path)
+    assert ran.exit_code == 2 and "not an mlcli run directory" in ran.stderr
+
+
+def test_resume_and_force_together_is_a_usage_error(config, tmp_path):
+    ran = run_cli("train", config, "--output", tmp_path / "r", "--resume", "--force")
+    assert ran.exit_code == 2 and "contradict" in ran.stderr
+
+
+DIVERGING = """
+name: diverging
+data: {train: builtin:diabetes/train, validation: 0.2, label: target, task: regression}
+model:
+  layers:
+    - {type: Dense, units: 16, activation: relu}
+    - {type: Dense, units: 1}
+optimizer:
+  type: sgd
+  # fine for the first epoch (9 steps), then a million times larger: loss becomes inf in epoch 2
+  learning_rate: {type: ExponentialDecay, initial_learning_rate: 0.0001, decay_steps: 9, decay_rate: 1.0e+6,
+                  staircase: true}
+loss: mse
+metrics: [mae]
+training: {epochs: 4, batch_size: 32}
+"""
+
+
+def test_divergence_exits_6_and_keeps_the_last_good_model(write, tmp_path):
+    config = write("d.yaml", DIVERGING)
+    run = tmp_path / "run"
+    ran = run_cli("train", config, "--output", run, "--json")
+    assert ran.exit_code == 6, ran
+    assert "loss became inf at epoch 2" in ran.stderr or "loss became nan at epoch 2" in ran.stderr
+    doc = json.loads(ran.stdout)
+    assert doc["status"] == "diverged" and doc["epochs_completed"] == 1
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["status"] == "diverged"
+    assert manifest["diverged"]["epoch"] == 2 and manifest["diverged"]["step"] >= 1
+    weights = _weights(run / "model.keras")
+    assert all(np.isfinite(w).all() for w in weights)
+    first_epoch_state = json.loads((run / "state" / "progress.json").read_text())
+    assert first_epoch_state["epochs_completed"] == 1
+    assert all(np.array_equal(a, b) for a, b in zip(weights, _weights(run / "state" / first_epoch_state["checkpoint"])))
+    assert len(_history(run)) == 1  # the diverged epoch is not recorded
+
+
+def test_divergence_in_the_first_epoch_leaves_no_model(write, tmp_path):
+    config = write("d.yaml", DIVERGING.replace("initial_learning_rate: 0.0001", "initial_learning_rate: 1000.0"))
+    ran = run_cli("train", config, "--output", tmp_path / "run")
+    assert ran.exit_code == 6, ran
+    assert "no epoch had finished" in ran.stderr
+    assert not (tmp_path / "run" / "model.keras").exists()

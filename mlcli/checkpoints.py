@@ -49,6 +49,16 @@ class Checkpoint:
         return out
 
     @property
+    def from_finetune(self) -> bool:
+        """Whether the checkpoint's run was itself a finetune run (its run.json names a parent)."""
+        if self.run_dir is None or not (self.run_dir / runs.RUN).is_file():
+            return False
+        try:
+            return bool(runs.read_json(self.run_dir / runs.RUN).get("parent"))
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    @property
     def has_normalization(self) -> bool:
         return any(item.get("config", {}).get("name") == NORMALIZE_LAYER
                    for item in self.architecture.get("config", {}).get("layers", []))

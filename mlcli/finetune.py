@@ -77,10 +77,11 @@ def _refuse_model_section(config: Path | None, overrides: list[str]) -> dict:
 def _parent_config(checkpoint: checkpoints.Checkpoint, config: Path | None) -> tuple[dict, str]:
     """The parent's resolved config as the base every section not given by CONFIG comes from.
 
-    model.layers describes the parent model as it is: for a finetune parent, its model.layers with
-    its head already applied. The parent's finetune.head is therefore dropped (the checkpoint holds
-    it already; applying it again would replace a trained head with a fresh one); its freeze and
-    unfreeze selectors are kept, like any other setting not given.
+    model.layers describes the parent model as it is. A train run ignores its finetune section, so
+    that section is taken as it stands. A finetune parent's checkpoint already holds its head: its
+    model.layers are shown with that head applied, and its finetune.head is dropped (applying it
+    again would replace a trained head with a fresh one); its freeze and unfreeze selectors are
+    kept, like any other setting not given.
     """
     declared = checkpoint.layers
     if checkpoint.config_path is not None:
@@ -89,7 +90,7 @@ def _parent_config(checkpoint: checkpoints.Checkpoint, config: Path | None) -> t
             raise ConfigError(ConfigProblem("", "the parent's config.yaml is not a mapping of sections",
                                             str(checkpoint.config_path), 1))
         base = copy.deepcopy(data)
-        layers = _layers_with_head(base)
+        layers = _layers(base, with_head=checkpoint.from_finetune)
         if layers is None or len(layers) != len(declared):
             # e.g. a .keras file copied into a run of another architecture: the checkpoint is the truth.
             layers = checkpoints.describe_layers(declared)
@@ -101,9 +102,8 @@ def _parent_config(checkpoint: checkpoints.Checkpoint, config: Path | None) -> t
         source = f"{checkpoint.path} (no config.yaml beside it: the layers are read from the checkpoint)"
         parent_name = checkpoint.path.stem
     base["model"] = {"layers": layers}
-    finetune = dict(base.get("finetune") or {})
-    finetune["head"] = None
-    base["finetune"] = finetune
+    if checkpoint.from_finetune:
+        base["finetune"] = {**(base.get("finetune") or {}), "head": None}
     base.pop("extends", None)
     base.pop("name", None)  # the run is named after CONFIG (name: or its file's stem) ...
     if config is None:
@@ -112,12 +112,12 @@ def _parent_config(checkpoint: checkpoints.Checkpoint, config: Path | None) -> t
     return base, source
 
 
-def _layers_with_head(config: dict) -> list | None:
+def _layers(config: dict, with_head: bool) -> list | None:
     model = config.get("model")
     if not isinstance(model, dict) or not isinstance(model.get("layers"), list):
         return None
     layers = list(model["layers"])
-    head = (config.get("finetune") or {}).get("head")
+    head = (config.get("finetune") or {}).get("head") if with_head else None
     if isinstance(head, dict):
         replace = int(head.get("replace") or 0)
         layers = layers[: len(layers) - replace] + list(head.get("layers") or [])
@@ -160,7 +160,7 @@ def check_selectors(loaded: LoadedConfig, declared: list[checkpoints.ArchiveLaye
         return  # check_config says so, with the numbers
     kept = declared[: len(declared) - head.replace] if head else declared
     layers = [_stand_in(layer.name, layer.type) for layer in kept]
-    layers += [_stand_in(name, spec.type) for name, spec in zip(head_names(loaded, [l.name for l in kept]),
+    layers += [_stand_in(name, spec.type) for name, spec in zip(head_names(loaded, [layer.name for layer in kept]),
                                                               head.layers if head else [])]
     select_layers(layers, list(loaded.config.finetune.freeze), ("finetune", "freeze"), loaded)
     select_layers(layers, list(loaded.config.finetune.unfreeze), ("finetune", "unfreeze"), loaded)

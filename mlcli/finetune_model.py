@@ -14,33 +14,69 @@ import numpy as np
 
 from mlcli import checkpoints, console, runs
 from mlcli.config.load import LoadedConfig
-from mlcli.errors import ConfigError, DataError, UsageError
+from mlcli.errors import ConfigError, ConfigProblem, DataError, UsageError
 from mlcli.finetune import FLAG, head_names
 from mlcli.model import NORMALIZE_LAYER
 
 
 def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict) -> tuple[Any, dict]:
-    import keras
-
-    from mlcli.model import build_layer, layer_table, parameter_counts, select_layers, user_layers
-
-    config = loaded.config
+    """(uncompiled model, facts): the parent with its new head, frozen as the config says."""
     path = check_parent_file(parent_facts)
     parent = _load(path)
     expected = tuple(int(d) for d in parent.input_shape[1:])
     if expected != tuple(prepared.input_shape):
         raise DataError(
-            f"data.train: {config.data.train}: {shape_text(prepared.input_shape)}, but the parent model {path} "
-            f"takes {shape_text(expected)}",
+            f"data.train: {loaded.config.data.train}: {shape_text(prepared.input_shape)}, but the parent model "
+            f"{path} takes {shape_text(expected)}",
             hint="fine-tune on data with the parent's feature columns (the parent's run.json lists them)",
         )
     notes = _feature_notes(parent_facts, prepared)
+    model, normalize, dropped, added = _assemble(loaded, parent, expected)
+    layers = _set_trainable(loaded, model, normalize)
+    _check_width(loaded, prepared, int(model.output_shape[-1]), path)
 
-    head = config.finetune.head
+    from mlcli.model import layer_table, parameter_counts
+
+    table = layer_table(model)
+    for row in table:
+        row["origin"] = "head" if row["name"] in added else "parent"
+    counts = parameter_counts(model)
+    frozen = sum(row["params"] for row in table if not row["trainable"])
+    normalization = int(sum(np.prod(w.shape) for layer in normalize for w in layer.weights))
+    totals = {
+        "trainable": counts["trainable"], "frozen": frozen, "normalization": normalization,
+        "other_non_trainable": counts["non_trainable"] - frozen - normalization, "total": counts["total"],
+    }
+    head = loaded.config.finetune.head
+    notes = [_freeze_note(path, table), *notes, *_model_notes(layers, normalize)]
+    notes += _label_notes(parent_facts, prepared, replaced=bool(head and head.layers))
+    show_table(_display_rows(table, normalize, normalization, head is not None), totals, path)
+    facts = {
+        "frozen": [row["name"] for row in table if not row["trainable"]],
+        "trainable": [row["name"] for row in table if row["trainable"]],
+        "head": {"replaced": dropped, "added": added} if head else None,
+        "normalization": "kept from the parent" if normalize else None,
+        "parameters": totals,
+        "table": table,
+        "notes": notes,
+    }
+    return model, facts
+
+
+def _assemble(loaded: LoadedConfig, parent, input_shape: tuple) -> tuple[Any, list, list[str], list[str]]:
+    """Input -> the parent's normalization -> its layers but the last `replace` -> the new head.
+
+    Returns (model, the normalization layer if any, names dropped, names added). The parent's layer
+    objects are reused, so their weights are the parent's exactly.
+    """
+    import keras
+
+    from mlcli.model import build_layer, user_layers
+
+    head = loaded.config.finetune.head
     declared = user_layers(parent)
     normalize = [layer for layer in parent.layers if layer.name == NORMALIZE_LAYER]
     kept = declared[: len(declared) - head.replace] if head else list(declared)
-    dropped = declared[len(kept):]
     specs = list(head.layers) if head else []
     names = head_names(loaded, [layer.name for layer in kept])
     # Under mixed precision the last layer computes in float32, as build_model does (softmax).
@@ -50,22 +86,30 @@ def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict) -> tuple[A
         extra = {"name": name, **({"dtype": "float32"} if mixed and index == len(specs) - 1 else {})}
         added.append(build_layer(spec, ("finetune", "head", "layers", index), loaded, extra))
     try:
-        model = keras.Sequential([keras.Input(shape=expected, name="features"), *normalize, *kept, *added],
-                                 name=config.name or parent.name)
+        model = keras.Sequential([keras.Input(shape=input_shape, name="features"), *normalize, *kept, *added],
+                                 name=loaded.config.name or parent.name)
     except (ValueError, TypeError) as exc:
         below = kept[-1].name if kept else "the input"
         raise ConfigError(loaded.problem(
             ("finetune", "head", "layers"), f"the new layers do not fit onto {below}: {_first_line(exc)}",
         )) from None
+    return model, normalize, [layer.name for layer in declared[len(kept):]], names
 
+
+def _set_trainable(loaded: LoadedConfig, model, normalize: list) -> list:
+    """Everything trainable, then freeze, then unfreeze — the config decides, not the flags the
+    parent happened to be saved with. Returns the declared layers."""
+    from mlcli.model import select_layers, user_layers
+
+    finetune = loaded.config.finetune
     layers = user_layers(model)
     for layer in layers:
-        layer.trainable = True  # the config decides, not the flags the parent was saved with
+        layer.trainable = True
     for layer in normalize:
         layer.trainable = False  # statistics, never trained
-    for index in select_layers(layers, list(config.finetune.freeze), ("finetune", "freeze"), loaded):
+    for index in select_layers(layers, list(finetune.freeze), ("finetune", "freeze"), loaded):
         layers[index].trainable = False
-    for index in select_layers(layers, list(config.finetune.unfreeze), ("finetune", "unfreeze"), loaded):
+    for index in select_layers(layers, list(finetune.unfreeze), ("finetune", "unfreeze"), loaded):
         layers[index].trainable = True
     if not model.trainable_weights:
         raise ConfigError(loaded.problem(
@@ -73,52 +117,36 @@ def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict) -> tuple[A
             "every layer is frozen, so training would change nothing — unfreeze a layer "
             "(finetune.unfreeze) or add a new head (finetune.head)",
         ))
-    _check_width(loaded, prepared, int(model.output_shape[-1]))
+    return layers
 
-    table = layer_table(model)
-    new = set(names)
-    for row in table:
-        row["origin"] = "head" if row["name"] in new else "parent"
-    counts = parameter_counts(model)
-    frozen = sum(row["params"] for row in table if not row["trainable"])
-    normalization = int(sum(np.prod(w.shape) for layer in normalize for w in layer.weights))
-    totals = {
-        "trainable": counts["trainable"], "frozen": frozen, "normalization": normalization,
-        "other_non_trainable": counts["non_trainable"] - frozen - normalization, "total": counts["total"],
-    }
-    frozen_bn = [layer.name for layer in layers
-                 if isinstance(layer, keras.layers.BatchNormalization) and not layer.trainable]
-    trained_bn = [layer.name for layer in layers
-                  if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
 
-    notes.insert(0, "fine-tuned from {}: frozen {}; trainable {}".format(
-        path, ", ".join(r["name"] for r in table if not r["trainable"]) or "none",
-        ", ".join(r["name"] for r in table if r["trainable"])))
+def _freeze_note(path: Path, table: list[dict]) -> str:
+    frozen = ", ".join(row["name"] for row in table if not row["trainable"]) or "none"
+    trainable = ", ".join(row["name"] for row in table if row["trainable"])
+    return f"fine-tuned from {path}: frozen {frozen}; trainable {trainable}"
+
+
+def _model_notes(layers: list, normalize: list) -> list[str]:
+    """What the summary must say about normalization (CONTRACT, DESIGN habit 7)."""
+    import keras
+
+    notes = []
     if normalize:
         notes.append("normalization kept from the parent: mlcli_normalize holds the statistics fitted on the "
                      "parent's training data and is not refitted on this data")
     else:
-        notes.append("the parent model has no normalization layer (it was trained with data.normalize: none), "
-                     "so this data is fed to it as is")
-    if frozen_bn:
-        notes.append(f"frozen BatchNormalization ({', '.join(frozen_bn)}) runs in inference mode: it keeps the "
+        notes.append("the parent model has no mlcli normalization layer, so this data is fed to it as is "
+                     "(normalization lives inside the model; data.normalize does not add one to a parent)")
+    batch_norms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
+    frozen = [layer.name for layer in batch_norms if not layer.trainable]
+    trained = [layer.name for layer in batch_norms if layer.trainable]
+    if frozen:
+        notes.append(f"frozen BatchNormalization ({', '.join(frozen)}) runs in inference mode: it keeps the "
                      "parent's moving mean and variance and does not update them (Keras's rule for trainable=False)")
-    if trained_bn:
-        notes.append(f"trainable BatchNormalization ({', '.join(trained_bn)}) updates its moving mean and "
+    if trained:
+        notes.append(f"trainable BatchNormalization ({', '.join(trained)}) updates its moving mean and "
                      "variance on this data")
-    notes.extend(_label_notes(parent_facts, prepared, replaced=bool(head and head.layers)))
-
-    show_table(_display_rows(table, normalize, normalization, head is not None), totals, path)
-    facts = {
-        "frozen": [row["name"] for row in table if not row["trainable"]],
-        "trainable": [row["name"] for row in table if row["trainable"]],
-        "head": {"replaced": [layer.name for layer in dropped], "added": names} if head else None,
-        "normalization": "kept from the parent" if normalize else None,
-        "parameters": totals,
-        "table": table,
-        "notes": notes,
-    }
-    return model, facts
+    return notes
 
 
 def check_parent_file(parent_facts: dict) -> Path:
@@ -146,7 +174,7 @@ def _load(path: Path):
     return model
 
 
-def _check_width(loaded: LoadedConfig, prepared, outputs: int) -> None:
+def _check_width(loaded: LoadedConfig, prepared, outputs: int, parent_path: Path) -> None:
     """The new data must fit the model's last layer: the new head's, or the parent's when kept."""
     from mlcli.data.prepare import label_encoding
 
@@ -172,13 +200,18 @@ def _check_width(loaded: LoadedConfig, prepared, outputs: int) -> None:
         what = f"{needed} regression target(s) ({', '.join(prepared.label_names)})"
         outputs_text, activation = f"{outputs} units", ""
     if head is not None and head.layers:
-        where = ("finetune", "head", "layers", len(head.layers) - 1)
-        message = f"the new head's last layer has {outputs_text} but the data has {what} — set its units to {needed}"
-    else:
-        where = ("finetune", "head") if head is None else ("finetune", "head", "replace")
-        message = (f"the parent's last layer has {outputs_text} but the data has {what} — replace it: "
-                   f"finetune.head: {{replace: 1, layers: [{{type: Dense, units: {needed}{activation}}}]}}")
-    raise ConfigError(loaded.problem(where, message))
+        raise ConfigError(loaded.problem(
+            ("finetune", "head", "layers", len(head.layers) - 1),
+            f"the new head's last layer has {outputs_text} but the data has {what} — set its units to {needed}",
+        ))
+    message = (f"the parent's last layer has {outputs_text} but the data has {what} — replace it: "
+               f"finetune.head: {{replace: 1, layers: [{{type: Dense, units: {needed}{activation}}}]}}")
+    if head is not None:
+        raise ConfigError(loaded.problem(("finetune", "head", "replace"), message))
+    # No head was written anywhere: the mismatch is between the parent and the data, so the problem
+    # is placed at CONFIG (or --from), not at the parent's config.yaml, which is not at fault.
+    raise ConfigError(ConfigProblem("finetune.head", message,
+                                    str(loaded.source) if loaded.source else f"{FLAG} {parent_path}"))
 
 
 def _feature_notes(parent_facts: dict, prepared) -> list[str]:
@@ -221,7 +254,7 @@ def _display_rows(table: list[dict], normalize: list, normalization: int, has_he
     rows = []
     if normalize:
         rows.append({"index": None, "name": NORMALIZE_LAYER, "type": "Normalization", "params": normalization,
-                     "state": "fixed (parent's statistics)"})
+                     "state": "kept from the parent"})
     for row in table:
         state = "trainable" if row["trainable"] else "frozen"
         if row["type"] == "BatchNormalization" and not row["trainable"]:
@@ -234,12 +267,16 @@ def _display_rows(table: list[dict], normalize: list, normalization: int, has_he
 
 def show_table(rows: list[dict], totals: dict, path: Path) -> None:
     """Every layer with its parameters and state, and the totals — on stderr, before training."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"fine-tuning {path}")
+    # No side borders and folding instead of "…": a layer name is what a selector has to match, so
+    # it is never cut short, even on an 80-column log.
+    table = Table(title=f"fine-tuning {path}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  padding=(0, 0))
     for column, justify in (("index", "right"), ("name", "left"), ("type", "left"), ("params", "right"),
                             ("state", "left")):
-        table.add_column(column, justify=justify)
+        table.add_column(column, justify=justify, overflow="fold")
     for row in rows:
         table.add_row("-" if row["index"] is None else str(row["index"]), row["name"], row["type"],
                       f"{row['params']:,}", row["state"])

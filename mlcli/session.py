@@ -72,7 +72,7 @@ def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path |
 
 
 def _continue_or_report(kind: str, loaded: LoadedConfig, run_dir: Path, parent: dict | None) -> RunPlan:
-    from mlcli.train import check_resume_config, finished_result
+    from mlcli.manifest import check_resume_config, finished_result
 
     manifest = _manifest(run_dir)
     if manifest.get("config_hash"):

@@ -8,18 +8,17 @@ each epoch end.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import math
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 
-from mlcli import __version__, runs
-from mlcli.config import LoadedConfig, config_hash, differences, to_dict
+from mlcli import runs
+from mlcli.config import LoadedConfig, to_dict
 from mlcli.config.yamlio import dump_yaml
 from mlcli.errors import ConfigError, Diverged, Interrupted
+from mlcli.manifest import now, start_manifest
 
 
 @dataclass
@@ -63,48 +62,6 @@ class TrainResult:
         if self.finetune is not None:
             doc["finetune"] = self.finetune
         return doc
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def versions() -> dict[str, str]:
-    import keras
-    import tensorflow as tf
-
-    return {"mlcli": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
-            "python": platform.python_version()}
-
-
-def finished_result(run_dir: Path) -> TrainResult:
-    """What a completed run reports when asked to resume (nothing to do)."""
-    manifest = runs.read_json(run_dir / runs.RUN)
-    metrics = runs.read_json(run_dir / runs.METRICS) if (run_dir / runs.METRICS).is_file() else {}
-    return TrainResult(
-        run_dir=run_dir, status=manifest.get("status", "completed"),
-        epochs_completed=int(manifest.get("epochs_completed", 0)), metrics=metrics,
-        best=manifest.get("best"), device=manifest.get("device", "unknown"),
-        precision=manifest.get("precision", "unknown"), parameters=manifest.get("parameters", {}),
-        layers=manifest.get("layers", []), notes=["the run had already finished: nothing to do"],
-        finetune=manifest.get("finetune"),
-    )
-
-
-def check_resume_config(run_dir: Path, loaded: LoadedConfig) -> None:
-    """--resume with a config that differs from the run's is exit 2 with the key-by-key difference."""
-    saved = runs.read_json(run_dir / runs.RUN).get("config_hash")
-    if saved == config_hash(loaded.config):
-        return
-    from mlcli.config.yamlio import read_yaml_file
-
-    old, _ = read_yaml_file(run_dir / runs.CONFIG)
-    lines = differences(old, to_dict(loaded.config)) or ["(the configs differ)"]
-    raise ConfigError(
-        f"{run_dir} was started with a different config; --resume needs the same one:\n    "
-        + "\n    ".join(lines),
-        hint="rerun with the original config, or write to another --output",
-    )
 
 
 def run_training(request: TrainRequest) -> TrainResult:
@@ -167,7 +124,7 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, stack
     runs.remove_temporaries(run_dir)
     first_epoch = int(progress["epochs_completed"]) if progress else 0
     history = runs.read_history(run_dir / runs.HISTORY)[:first_epoch] if progress else []
-    manifest = _start_manifest(request, prepared, device.describe(), precision, model, _now(), finetune_facts)
+    manifest = start_manifest(request, prepared, device.describe(), precision, model, now(), finetune_facts)
     if progress is None:
         runs.write_text(run_dir / runs.CONFIG, dump_yaml(to_dict(config)))
         if prepared.classes is not None:
@@ -176,13 +133,13 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, stack
     try:
         fitted = _fit(request, model, prepared, encoding, progress, extras, history)
     except KeyboardInterrupt:
-        manifest.update(status="interrupted", ended_at=_now(), epochs_completed=len(history),
+        manifest.update(status="interrupted", ended_at=now(), epochs_completed=len(history),
                         interrupted={"signal": "SIGINT", "epochs_completed": len(history)})
         runs.write_json(run_dir / runs.RUN, manifest)
         raise Interrupted(f"stopped after {len(history)} finished epoch(s); the last saved state is in {run_dir}",
                           hint=f"continue with: {_resume_command(request)}") from None
     except BaseException:
-        manifest.update(status="failed", ended_at=_now(), epochs_completed=len(history))
+        manifest.update(status="failed", ended_at=now(), epochs_completed=len(history))
         runs.write_json(run_dir / runs.RUN, manifest)
         raise
     return _finish(request, model, prepared, encoding, fitted, manifest, history,
@@ -296,7 +253,7 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
         if point is not None:  # model.keras is the last finite state
             good, _ = resume.load_point(run_dir, point)
             runs.save_model(good, run_dir / runs.MODEL)
-        manifest.update(status="diverged", diverged=where, ended_at=_now())
+        manifest.update(status="diverged", diverged=where, ended_at=now())
         runs.write_json(run_dir / runs.RUN, manifest)
         error = Diverged(
             f"loss became {where['loss']} at epoch {where['epoch']}, step {where['step']}; "
@@ -307,7 +264,7 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
         error.document = document
         raise error
     if fitted.status == "interrupted":
-        manifest.update(status="interrupted", ended_at=_now(),
+        manifest.update(status="interrupted", ended_at=now(),
                         interrupted={"signal": fitted.interrupt.signal_name, "epochs_completed": completed})
         runs.write_json(run_dir / runs.RUN, manifest)
         error = Interrupted(
@@ -326,7 +283,7 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
         scores = model.evaluate(test_ds, verbose=0, return_dict=True)
         metrics.update({f"test_{k}": float(scores[k]) for k in sorted(scores, key=lambda k: (k != "loss", k))})
     runs.write_json(run_dir / runs.METRICS, metrics)
-    manifest.update(status="completed", ended_at=_now(), metrics=metrics)
+    manifest.update(status="completed", ended_at=now(), metrics=metrics)
     runs.write_json(run_dir / runs.RUN, manifest)
     return TrainResult(
         run_dir=run_dir, status="completed", epochs_completed=completed, metrics=metrics, best=fitted.best,
@@ -356,45 +313,6 @@ def check_output_width(loaded: LoadedConfig, prepared, encoding: str, outputs: i
             last, f"the last layer has {outputs} units but there are {len(prepared.label_names)} regression "
             f"target(s) ({', '.join(prepared.label_names)}) — set its units to {len(prepared.label_names)}",
         ))
-
-
-def _start_manifest(request: TrainRequest, prepared, device: str, precision: str, model, started: str,
-                    finetune_facts: dict | None) -> dict:
-    from mlcli.model import layer_table, parameter_counts
-
-    config = request.loaded.config
-    previous = {}
-    if request.resume and (request.run_dir / runs.RUN).is_file():
-        previous = runs.read_json(request.run_dir / runs.RUN)
-    manifest = {
-        "status": "running",
-        "command": list(request.command),
-        "config_hash": config_hash(config),
-        "versions": versions(),
-        "device": device,
-        "precision": precision,
-        "seed": config.seed,
-        "deterministic": config.runtime.deterministic,
-        "data": prepared.files,
-        "task": prepared.task,
-        "features": prepared.feature_names,
-        "labels": prepared.label_names,
-        "classes": prepared.classes,
-        "rows": {name: getattr(prepared, name).rows for name in ("train", "validation", "test")
-                 if getattr(prepared, name) is not None},
-        "parameters": parameter_counts(model),
-        "layers": layer_table(model),
-        "parent": request.parent,
-        "started_at": previous.get("started_at", started),
-        "resumed_at": ([*previous.get("resumed_at", []), started] if previous else []),
-        "ended_at": None,
-        "epochs_completed": previous.get("epochs_completed", 0),
-    }
-    if finetune_facts is not None:
-        manifest["finetune"] = {k: v for k, v in finetune_facts.items() if k != "notes"}
-    elif previous.get("finetune"):
-        manifest["finetune"] = previous["finetune"]
-    return manifest
 
 
 def _final_metrics(history: list[dict], best_epoch: int | None) -> dict[str, float]:

@@ -1,0 +1,94 @@
+"""run.json: what a run records about itself, and what a finished or resumed run reports."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+from pathlib import Path
+
+from mlcli import __version__, runs
+from mlcli.config import LoadedConfig, config_hash, differences, to_dict
+from mlcli.errors import ConfigError
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def versions() -> dict[str, str]:
+    import keras
+    import tensorflow as tf
+
+    return {"mlcli": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "python": platform.python_version()}
+
+
+def finished_result(run_dir: Path):
+    """What a completed run reports when asked to resume (nothing to do): a TrainResult."""
+    from mlcli.train import TrainResult
+
+    manifest = runs.read_json(run_dir / runs.RUN)
+    metrics = runs.read_json(run_dir / runs.METRICS) if (run_dir / runs.METRICS).is_file() else {}
+    return TrainResult(
+        run_dir=run_dir, status=manifest.get("status", "completed"),
+        epochs_completed=int(manifest.get("epochs_completed", 0)), metrics=metrics,
+        best=manifest.get("best"), device=manifest.get("device", "unknown"),
+        precision=manifest.get("precision", "unknown"), parameters=manifest.get("parameters", {}),
+        layers=manifest.get("layers", []), notes=["the run had already finished: nothing to do"],
+        finetune=manifest.get("finetune"),
+    )
+
+
+def check_resume_config(run_dir: Path, loaded: LoadedConfig) -> None:
+    """--resume with a config that differs from the run's is exit 2 with the key-by-key difference."""
+    saved = runs.read_json(run_dir / runs.RUN).get("config_hash")
+    if saved == config_hash(loaded.config):
+        return
+    from mlcli.config.yamlio import read_yaml_file
+
+    old, _ = read_yaml_file(run_dir / runs.CONFIG)
+    lines = differences(old, to_dict(loaded.config)) or ["(the configs differ)"]
+    raise ConfigError(
+        f"{run_dir} was started with a different config; --resume needs the same one:\n    "
+        + "\n    ".join(lines),
+        hint="rerun with the original config, or write to another --output",
+    )
+
+
+def start_manifest(request, prepared, device: str, precision: str, model, started: str,
+                    finetune_facts: dict | None) -> dict:
+    from mlcli.model import layer_table, parameter_counts
+
+    config = request.loaded.config
+    previous = {}
+    if request.resume and (request.run_dir / runs.RUN).is_file():
+        previous = runs.read_json(request.run_dir / runs.RUN)
+    manifest = {
+        "status": "running",
+        "command": list(request.command),
+        "config_hash": config_hash(config),
+        "versions": versions(),
+        "device": device,
+        "precision": precision,
+        "seed": config.seed,
+        "deterministic": config.runtime.deterministic,
+        "data": prepared.files,
+        "task": prepared.task,
+        "features": prepared.feature_names,
+        "labels": prepared.label_names,
+        "classes": prepared.classes,
+        "rows": {name: getattr(prepared, name).rows for name in ("train", "validation", "test")
+                 if getattr(prepared, name) is not None},
+        "parameters": parameter_counts(model),
+        "layers": layer_table(model),
+        "parent": request.parent,
+        "started_at": previous.get("started_at", started),
+        "resumed_at": ([*previous.get("resumed_at", []), started] if previous else []),
+        "ended_at": None,
+        "epochs_completed": previous.get("epochs_completed", 0),
+    }
+    if finetune_facts is not None:
+        manifest["finetune"] = {k: v for k, v in finetune_facts.items() if k != "notes"}
+    elif previous.get("finetune"):
+        manifest["finetune"] = previous["finetune"]
+    return manifest

@@ -30,9 +30,10 @@ def current_learning_rate(model) -> float:
 class DivergenceGuard(keras.callbacks.Callback):
     """Stops training at the first non-finite loss and remembers where it happened."""
 
-    def __init__(self, first_step: int = 0):
+    def __init__(self, steps: int, first_step: int = 0):
         super().__init__()
         self.epoch = 0
+        self.steps = steps
         self.offset = first_step  # steps taken before a mid-epoch resume
         self.where: dict | None = None
 
@@ -46,7 +47,8 @@ class DivergenceGuard(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             # str: JSON has no inf/nan, and run.json must stay readable by jq.
-            self.where = {"epoch": self.epoch + 1, "step": int(batch) + 1 + self.offset, "loss": str(float(loss))}
+            self.where = {"epoch": self.epoch + 1, "step": min(int(batch) + 1 + self.offset, self.steps),
+                          "loss": str(float(loss))}
             self.model.stop_training = True
 
     @property
@@ -127,14 +129,18 @@ class StateKeeper(keras.callbacks.Callback):
         self._started = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        self.step = int(batch) + 1 + self.offset
+        # With steps_per_execution > 1, Keras reports every Nth step: a save is due when the step
+        # count crosses a multiple of every_steps, not only when it lands on one.
+        # Keras reports begin + steps_per_execution - 1, even when the epoch's last call is shorter.
+        previous, self.step = self.step, min(int(batch) + 1 + self.offset, self.steps)
         if self.guard.diverged:
             return
         if self.interrupt.interrupted:
             if self.step < self.steps:
                 self._save(step=self.step)
             self.model.stop_training = True
-        elif self.every_steps and self.step % self.every_steps == 0 and self.step < self.steps:
+        elif self.every_steps and self.step // self.every_steps > previous // self.every_steps \
+                and self.step < self.steps:
             self._save(step=self.step)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -171,6 +177,17 @@ class StateKeeper(keras.callbacks.Callback):
         }
         resume.save_point(self.model, self.run_dir, progress, partial_metrics=step > 0,
                           early_stopping_weights=es.best_weights if es is not None else None)
+
+
+class SetEpoch(keras.callbacks.Callback):
+    """Tells the training data which epoch starts, so that its order is that epoch's."""
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(epoch)
 
 
 class RestoreMetrics(keras.callbacks.Callback):
@@ -264,7 +281,7 @@ class Progress(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self._bar is not None and self._task is not None:
             loss = (logs or {}).get("loss")
-            self._bar.update(self._task, completed=int(batch) + 1 + self.offset,
+            self._bar.update(self._task, completed=min(int(batch) + 1 + self.offset, self.steps),
                              metrics=f"loss {float(loss):.4f}" if loss is not None else "")
 
     def on_epoch_end(self, epoch, logs=None):

@@ -116,8 +116,12 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, stack
     outputs = int(model.output_shape[-1])
     encoding = label_encoding(config, prepared.task, outputs, len(prepared.classes or []))
     check_output_width(loaded, prepared, encoding, outputs)
+    spe = steps_per_execution(config, prepared.train.rows)
     if progress is None:
-        model.compile(optimizer=build_optimizer(loaded), loss=build_loss(loaded), metrics=build_metrics(loaded))
+        model.compile(optimizer=build_optimizer(loaded), loss=build_loss(loaded), metrics=build_metrics(loaded),
+                      steps_per_execution=spe)
+    else:  # a resumed model was compiled by load_model; only the execution size is set again
+        model.steps_per_execution = spe
 
     if not request.resume:
         stack.enter_context(runs.hold_lock(run_dir))
@@ -159,6 +163,7 @@ def _fit(request: TrainRequest, model, prepared, encoding: str, progress: dict |
          history: list[dict]) -> _Fitted:
     """model.fit over the remaining epochs; a mid-epoch resume first finishes its epoch."""
     import keras
+    import tensorflow as tf
 
     from mlcli import callbacks as cb
     from mlcli import resume
@@ -182,7 +187,7 @@ def _fit(request: TrainRequest, model, prepared, encoding: str, progress: dict |
             min_delta=es_config.min_delta, mode=es_config.mode,
         )
         early.set_model(model)
-    guard = cb.DivergenceGuard(first_step)
+    guard = cb.DivergenceGuard(steps, first_step)
     interrupt = cb.InterruptGuard()
     best = (progress or {}).get("best")
     stopped_early = bool(((progress or {}).get("early_stopping") or {}).get("stopped"))
@@ -205,13 +210,16 @@ def _fit(request: TrainRequest, model, prepared, encoding: str, progress: dict |
         val_ds = evaluation_dataset(prepared.validation, batch_size=max(batch, 256), encoding=encoding,
                                     num_classes=num_classes)
 
+    epoch_variable = tf.Variable(first_epoch, dtype=tf.int64, trainable=False)
+    callbacks.insert(0, cb.SetEpoch(epoch_variable))
+
     def fit(start_epoch: int, end_epoch: int, start_step: int, extra_callbacks: list) -> None:
-        dataset, _ = training_dataset(
-            prepared.train, batch_size=batch, seed=config.seed, shuffle=config.data.shuffle, first_epoch=start_epoch,
-            epochs=end_epoch, encoding=encoding, num_classes=num_classes, first_step=start_step,
+        dataset = training_dataset(
+            prepared.train, batch_size=batch, seed=config.seed, shuffle=config.data.shuffle, epoch=epoch_variable,
+            encoding=encoding, num_classes=num_classes, first_step=start_step,
         )
         model.fit(dataset, validation_data=val_ds, epochs=end_epoch, initial_epoch=start_epoch,
-                  steps_per_epoch=steps - start_step, callbacks=callbacks + extra_callbacks, verbose=0, shuffle=False)
+                  callbacks=callbacks + extra_callbacks, verbose=0, shuffle=False)
 
     interrupt.install()
     try:
@@ -283,6 +291,8 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
         scores = model.evaluate(test_ds, verbose=0, return_dict=True)
         metrics.update({f"test_{k}": float(scores[k]) for k in sorted(scores, key=lambda k: (k != "loss", k))})
     runs.write_json(run_dir / runs.METRICS, metrics)
+    from mlcli.plots import write_run_plots  # catches its own failures: a picture never fails a finished run
+    write_run_plots(run_dir, history, model, prepared, config)
     manifest.update(status="completed", ended_at=now(), metrics=metrics)
     runs.write_json(run_dir / runs.RUN, manifest)
     return TrainResult(
@@ -290,6 +300,20 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
         device=device, precision=precision, parameters=manifest["parameters"], layers=manifest["layers"],
         notes=notes, finetune=manifest.get("finetune"),
     )
+
+
+def steps_per_execution(config, rows: int) -> int:
+    """training.steps_per_execution; auto runs about 4,096 rows per TensorFlow call (same math)."""
+    from mlcli.data.pipeline import steps_per_epoch
+
+    value = config.training.steps_per_execution
+    steps = steps_per_epoch(rows, config.training.batch_size)
+    if value == "auto":
+        value = max(1, 4096 // config.training.batch_size)
+        every = config.training.checkpoint_every_steps
+        if every:  # land on every save point: the largest divisor of checkpoint_every_steps that fits
+            value = max(d for d in range(1, min(value, every) + 1) if every % d == 0)
+    return max(1, min(int(value), steps))
 
 
 def check_output_width(loaded: LoadedConfig, prepared, encoding: str, outputs: int) -> None:

@@ -304,3 +304,18 @@ def test_tensorflow_startup_noise_is_hidden_unless_verbose(tmp_path):
                        "--verbose")
     assert loud.returncode == 0, loud.stderr
     assert "oneDNN" in loud.stderr or "cuda" in loud.stderr.lower()
+
+
+def test_steps_per_execution_does_not_change_the_math(tmp_path):
+    import keras
+
+    for name, value in (("one", "1"), ("auto", "auto"), ("odd", "5")):
+        ran = run_cli("train", CONFIGS / "tiny.yaml", "--output", tmp_path / name, "--quiet",
+                      "--set", f"training.steps_per_execution={value}")
+        assert ran.exit_code == 0, ran
+    reference = keras.saving.load_model(tmp_path / "one" / "model.keras").get_weights()
+    for name in ("auto", "odd"):  # 18 steps per epoch: 5 does not divide it, auto runs a whole epoch per call
+        weights = keras.saving.load_model(tmp_path / name / "model.keras").get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(reference, weights)), name
+        assert (tmp_path / name / "history.csv").read_text().splitlines()[2].split(",")[:5] == \
+            (tmp_path / "one" / "history.csv").read_text().splitlines()[2].split(",")[:5]

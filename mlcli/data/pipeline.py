@@ -27,10 +27,15 @@ def steps_per_epoch(rows: int, batch_size: int) -> int:
     return max(1, math.ceil(rows / batch_size))
 
 
-def training_dataset(split: Split, *, batch_size: int, seed: int, shuffle: bool, first_epoch: int,
-                     epochs: int, encoding: str, num_classes: int, first_step: int = 0):
-    """Batches for epochs first_epoch..epochs-1 in order, each epoch's order fixed by (seed, epoch);
-    the first epoch starts at `first_step` (a mid-epoch resume)."""
+def training_dataset(split: Split, *, batch_size: int, seed: int, shuffle: bool, epoch, encoding: str,
+                     num_classes: int, first_step: int = 0):
+    """One epoch of batches, in the order fixed by (seed, epoch); `epoch` is a tf.Variable that the
+    run sets at each epoch's start (Keras makes a new iterator per epoch, which reads it then).
+
+    One epoch per iterator matters: Keras runs `steps_per_execution` steps per call until the data
+    runs out, so an endless stream would let the last call of an epoch eat into the next one.
+    `first_step` skips the batches a mid-epoch resume has already trained on.
+    """
     from mlcli.runtime import import_tensorflow
 
     tf = import_tensorflow()
@@ -39,24 +44,23 @@ def training_dataset(split: Split, *, batch_size: int, seed: int, shuffle: bool,
     x = tf.constant(split.x)
     y = tf.constant(split.y)
 
-    def epoch_batches(epoch, start=0):
+    def epoch_batches(_):
         order = tf.range(rows, dtype=tf.int64)
         if shuffle:
             order = tf.random.experimental.stateless_shuffle(
-                order, seed=tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+                order, seed=tf.stack([tf.constant(seed, tf.int64), epoch.read_value()])
             )
 
         def gather(step):
             index = order[step * batch_size: (step + 1) * batch_size]
             return tf.gather(x, index), _encode(tf, tf.gather(y, index), encoding, num_classes)
 
-        return tf.data.Dataset.range(start, steps).map(gather, num_parallel_calls=tf.data.AUTOTUNE,
-                                                        deterministic=True)
+        return tf.data.Dataset.range(first_step, steps).map(gather, num_parallel_calls=tf.data.AUTOTUNE,
+                                                             deterministic=True)
 
-    dataset = tf.data.Dataset.range(first_epoch + (1 if first_step else 0), epochs).flat_map(epoch_batches)
-    if first_step:
-        dataset = epoch_batches(tf.constant(first_epoch, tf.int64), first_step).concatenate(dataset)
-    return dataset.prefetch(tf.data.AUTOTUNE), steps
+    dataset = tf.data.Dataset.from_tensors(0).flat_map(epoch_batches)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps - first_step))
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def evaluation_dataset(split: Split, *, batch_size: int, encoding: str, num_classes: int):

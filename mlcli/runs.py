@@ -104,22 +104,31 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+@contextlib.contextmanager
+def replacing(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside `path`; once the block has written it, fsync and rename it
+    over `path`. On any failure the temporary file is removed and `path` is left as it was.
+    (Keras insists that the temporary name of a model ends in .keras, hence `suffix`.)"""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
+        yield tmp
+        os.chmod(tmp, _FILE_MODE)
+        with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         fault_point("before-rename")
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -153,21 +162,8 @@ def read_json(path: Path) -> Any:
 
 def save_model(model, path: Path) -> None:
     """model.save to a temporary .keras name in the same directory, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
-    os.close(fd)
-    try:
+    with replacing(path, suffix=".keras") as tmp:
         model.save(tmp)
-        os.chmod(tmp, _FILE_MODE)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        fault_point("before-rename")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 def write_history(path: Path, rows: list[dict]) -> None:

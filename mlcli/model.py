@@ -60,6 +60,23 @@ def accepted_arguments(cls: type) -> list[str]:
     return names
 
 
+def _numeric_defaults(cls: type) -> dict[str, int | float]:
+    """Keyword arguments of cls(...) whose default is a plain number (not a bool), with that default."""
+    found: dict[str, int | float] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameters = inspect.signature(init).parameters
+        for name, parameter in parameters.items():
+            default = parameter.default
+            if name not in found and isinstance(default, (int, float)) and not isinstance(default, bool):
+                found[name] = default
+        if not any(v.kind == v.VAR_KEYWORD for v in parameters.values()):
+            break
+    return found
+
+
 def _construct(cls: type, arguments: dict, where: tuple, loaded: LoadedConfig, what: str):
     """cls(**arguments), turning Keras's argument errors into a located config error."""
     accepted = accepted_arguments(cls)
@@ -71,6 +88,15 @@ def _construct(cls: type, arguments: dict, where: tuple, loaded: LoadedConfig, w
             f"{what} {cls.__name__} has no argument {name!r} — expected one of: {', '.join(accepted)}"
             + _did_you_mean(name, accepted),
         ))
+    numeric = _numeric_defaults(cls)
+    for name, value in arguments.items():
+        # Keras stores e.g. Adam(beta_1="high") or a loss's label_smoothing="lots" as given and fails
+        # only inside fit, with a bare TypeError: check what the default says is a number up front.
+        if name in numeric and isinstance(value, (str, bool)):
+            raise ConfigError(loaded.problem(
+                where + (name,),
+                f"{what} {cls.__name__}: {name} got {value!r} — expected a number (default {numeric[name]!r})",
+            ))
     try:
         return cls(**arguments)
     except (TypeError, ValueError) as exc:
@@ -86,7 +112,11 @@ def layer_classes() -> dict[str, type]:
 def build_layer(spec: LayerSpec, where: tuple, loaded: LoadedConfig, extra: dict | None = None):
     classes = layer_classes()
     cls = classes.get(spec.type)
-    if cls is None or spec.type in ("Layer", "InputLayer", "Input"):
+    if spec.type in ("InputLayer", "Input"):
+        raise ConfigError(loaded.problem(
+            where + ("type",), f"{spec.type} is not needed: mlcli adds the input from the data's shape — remove this layer",
+        ))
+    if cls is None or spec.type == "Layer":
         raise ConfigError(loaded.problem(
             where + ("type",),
             f"{spec.type!r} is not a keras.layers class" + _did_you_mean(spec.type, list(classes)),
@@ -135,9 +165,19 @@ def build_model(loaded: LoadedConfig, input_shape: tuple[int, ...], train_x: np.
         extra = {"dtype": "float32"} if output_float32 and index == len(specs) - 1 else None
         layers.append(build_layer(spec, ("model", "layers", index), loaded, extra))
     try:
-        return keras.Sequential(layers, name=config.name or "mlcli_model")
+        model = keras.Sequential(layers, name=config.name or "mlcli_model")
     except (ValueError, TypeError) as exc:
         raise ConfigError(loaded.problem(("model", "layers"), f"the layers do not fit together: {_first_line(exc)}")) from None
+    shape = tuple(model.output_shape)
+    if len(shape) != 2:
+        # Dense acts on the last axis only: (rows, 4, 2) features give (rows, 4, units), which no
+        # loss can compare with one label per row (Keras fails mid-fit with a rank error).
+        raise ConfigError(loaded.problem(
+            ("model", "layers", len(specs) - 1),
+            f"the model's output has shape {shape} for inputs of shape {(None, *input_shape)} — expected "
+            "(None, units), one vector per row; add {type: Flatten} as the first layer",
+        ))
+    return model
 
 
 def _first_line(exc: BaseException) -> str:

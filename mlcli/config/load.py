@@ -87,6 +87,8 @@ def read_config_tree(path: Path, _chain: tuple[Path, ...] = ()) -> tuple[dict, P
     if not isinstance(extends, str) or not extends:
         raise ConfigError(ConfigProblem("extends", f"got {extends!r} — expected the path of a YAML file", *where))
     parent = Path(extends) if os.path.isabs(extends) else path.parent / extends
+    if parent.is_dir():
+        raise ConfigError(ConfigProblem("extends", f"{extends!r} is a directory ({parent}) — expected a YAML file", *where))
     if not parent.is_file():
         raise ConfigError(
             ConfigProblem("extends", f"{extends!r} not found (looked for {parent}) — paths are relative to this file", *where)

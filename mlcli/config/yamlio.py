@@ -86,21 +86,53 @@ def parse_yaml(text: str, source: str) -> tuple[Any, Positions]:
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(ConfigProblem("", f"YAML error: {exc}", source)) from None
+    except RecursionError:
+        raise ConfigError(ConfigProblem("", _TOO_DEEP, source)) from None
     finally:
         loader.dispose()
     positions: Positions = {}
     if node is None:
         return None, positions
     problems: list[ConfigProblem] = []
-    data = _to_plain(loader, node, (), positions, source, problems)
+    try:
+        data = _to_plain(loader, node, (), positions, source, problems, _Walk())
+    except RecursionError:
+        raise ConfigError(ConfigProblem("", _TOO_DEEP, source)) from None
     if problems:
         raise ConfigError(problems)
     return data, positions
 
 
-def _to_plain(loader, node, path: KeyPath, positions: Positions, source: str, problems: list) -> Any:
+_TOO_DEEP = "the YAML is nested too deeply — a config is a few levels of mappings and lists"
+# Far above any real config (a few hundred values), far below what aliases of aliases can expand to
+# ("billion laughs": ten lines, 10^9 values), so such a file is refused at once instead of hanging.
+_MAX_VALUES = 100_000
+
+
+class _Walk:
+    """What _to_plain tracks across the tree: values expanded so far, nodes on the current path."""
+
+    def __init__(self) -> None:
+        self.values = 0
+        self.open: set[int] = set()
+
+
+def _to_plain(loader, node, path: KeyPath, positions: Positions, source: str, problems: list,
+              walk: _Walk) -> Any:
     line = node.start_mark.line + 1
     positions.setdefault(path, (source, line))
+    walk.values += 1
+    if walk.values > _MAX_VALUES:
+        raise ConfigError(ConfigProblem(
+            path_text(path), f"the YAML expands to more than {_MAX_VALUES:,} values (aliases of aliases?) — "
+            "write the config out plainly", source, line,
+        ))
+    if id(node) in walk.open:
+        problems.append(ConfigProblem(
+            path_text(path), "recursive alias: an anchor (&name) is used inside itself — configs hold plain data",
+            source, line,
+        ))
+        return None
     if node.tag not in _PLAIN_TAGS:
         problems.append(
             ConfigProblem(
@@ -150,13 +182,21 @@ def _to_plain(loader, node, path: KeyPath, positions: Positions, source: str, pr
                 )
                 continue
             positions[child] = (source, key_line)
-            result[key] = _to_plain(loader, value_node, child, positions, source, problems)
+            walk.open.add(id(node))
+            try:
+                result[key] = _to_plain(loader, value_node, child, positions, source, problems, walk)
+            finally:
+                walk.open.discard(id(node))
         return result
     if isinstance(node, SequenceNode):
-        return [
-            _to_plain(loader, item, path + (index,), positions, source, problems)
-            for index, item in enumerate(node.value)
-        ]
+        walk.open.add(id(node))
+        try:
+            return [
+                _to_plain(loader, item, path + (index,), positions, source, problems, walk)
+                for index, item in enumerate(node.value)
+            ]
+        finally:
+            walk.open.discard(id(node))
     return loader.construct_object(node)
 
 

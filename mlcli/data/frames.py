@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,7 +59,7 @@ def load_frame(
     if missing_labels:
         raise DataError(
             f"{role}: {source.spec}: label column {missing_labels[0]!r} not found — the columns are: "
-            f"{_listing(columns)}; set data.label to the right one"
+            f"{_listing(columns)}{_column_hint(missing_labels[0], columns)}; set data.label to the right one"
         )
     if features is None:
         feature_names = [c for c in columns if c not in label_names]
@@ -68,7 +69,7 @@ def load_frame(
         if missing:
             raise DataError(
                 f"{role}: {source.spec}: feature column(s) {', '.join(map(repr, missing))} not found — "
-                f"the columns are: {_listing(columns)}"
+                f"the columns are: {_listing(columns)}{_column_hint(missing[0], columns)}"
             )
     if not feature_names:
         raise DataError(f"{role}: {source.spec}: no feature columns — the file holds only the label column(s)")
@@ -214,6 +215,18 @@ def _npz_frame(source: Source, role: str, labels: list[str] | None, features) ->
             y = y.astype(object)
         label_names = [label_name]
     return Frame(x, y, [feature_name], label_names, source)
+
+
+def _column_hint(name: str, columns: list[str]) -> str:
+    """Why a column may be missing: the file is not comma-separated, or the name is spelt differently."""
+    if len(columns) == 1:
+        for delimiter, called in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'")):
+            if delimiter in columns[0]:
+                return (f" (one column: the file seems separated by {called}, but mlcli reads "
+                        "comma-separated CSV — save it with commas)")
+    near = [c for c in columns if c.strip().lower() == name.strip().lower()]
+    near = near or difflib.get_close_matches(name, columns, n=1, cutoff=0.8)
+    return f"; did you mean {near[0]!r}?" if near else ""
 
 
 def _listing(columns: list[str], limit: int = 12) -> str:

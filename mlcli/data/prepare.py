@@ -125,7 +125,7 @@ def regression_targets(y: np.ndarray, role: str, spec: str, names: list[str], ro
     if len(bad):
         row, col = int(bad[0][0]), int(bad[0][1])
         raise DataError(f"{role}: {spec}: label {names[col] if col < len(names) else col!r}, row {row + 1 + row_offset}: "
-                        f"{values[row, col]!r} is not a finite number")
+                        f"{np.asarray(values[row, col]).item()!r} is not a finite number")
     return targets
 
 
@@ -135,7 +135,9 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     held: list[np.ndarray] = []
     for value in np.unique(labels):
         rows = np.flatnonzero(labels == value)
-        count = int(round(fraction * len(rows))) if len(rows) > 1 else 0
+        # At least one row of every class stays in training: holding a whole class out would make
+        # its validation rows "unknown labels" (and a file that is fine would fail).
+        count = min(int(round(fraction * len(rows))), len(rows) - 1)
         held.append(rng.permutation(rows)[:count])
     mask = np.zeros(len(labels), dtype=bool)
     mask[np.concatenate(held) if held else []] = True
@@ -200,6 +202,9 @@ def prepare(config: Config) -> Prepared:
         raise DataError("data.label: several label columns are for regression — give one label column")
     files = {"train": train.facts()}
 
+    if task == "regression":
+        # Checked on the whole file, before the split, so a bad target is named by its row in the file.
+        regression_targets(train.y, "data.train", train.source.spec, labels)
     validation_frame: Frame | None = None
     if isinstance(data.validation, float):
         keep, held = validation_split(config, task, train)

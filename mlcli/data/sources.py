@@ -6,6 +6,7 @@ pickle). Every problem is a DataError naming the file and what was expected.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import os
@@ -128,10 +129,58 @@ def _read_one(path: Path, fmt: str, role: str, columns: list[str] | None):
     except IsADirectoryError:
         raise DataError(f"{role}: {path}: is a directory — expected a file") from None
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowKeyError, OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{role}: {path}: cannot be read as {fmt.upper()}: {_arrow_reason(exc)}") from None
+        not_text = _not_text(path) if fmt == "csv" else None
+        if not_text:
+            raise DataError(f"{role}: {path}: {not_text}") from None
+        reason = _ragged_row(path, exc) if fmt == "csv" else None
+        raise DataError(f"{role}: {path}: cannot be read as {fmt.upper()}: {reason or _arrow_reason(exc)}") from None
+    try:
+        _ = table.column_names  # pyarrow decodes the header lazily: a non-UTF-8 name fails only here
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{role}: {path}: " + ((_not_text(path) if fmt == "csv" else None)
+                                   or f"the header row is not UTF-8 text ({exc.object!r}) — save the file as UTF-8")
+        ) from None
     if table.num_columns == 0:
         raise DataError(f"{role}: {path}: has no columns — expected a header row naming the columns")
     return table
+
+
+def _not_text(path: Path) -> str | None:
+    """Why a CSV that pyarrow could not read is not UTF-8 text at all (NUL bytes), or None."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return None
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "is UTF-16 text (as Excel's \"Unicode text\" saves it) — save the file as CSV UTF-8"
+    if head.startswith(b"\x1f\x8b") or b"\x00" not in head:  # gzip: pyarrow decompresses it
+        return None
+    return ("is a binary file, not CSV text — expected comma-separated UTF-8 text "
+            "(or name the file .parquet / .npz if that is what it is)")
+
+
+def _ragged_row(path: Path, exc: BaseException) -> str | None:
+    """pyarrow's "Expected 3 columns, got 4" names no row; read again, single-threaded, to find it."""
+    import pyarrow.csv as pacsv
+
+    if "Expected" not in str(exc) or "columns, got" not in str(exc):
+        return None
+    found: list = []
+
+    def handler(row) -> str:
+        found.append(row)
+        return "error"
+
+    with contextlib.suppress(Exception):  # the first error is already known; this only adds its row
+        pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=False),
+                       parse_options=pacsv.ParseOptions(invalid_row_handler=handler))
+    if not found or found[0].number is None:
+        return None
+    row = found[0]
+    return (f"row {row.number - 1}: {row.actual_columns} field(s) where the header has {row.expected_columns} "
+            f"({row.text[:80]!r}) — every row needs one value per column")
 
 
 def _arrow_reason(exc: BaseException) -> str:
@@ -148,6 +197,12 @@ def read_npz(source: Source, role: str) -> dict[str, np.ndarray]:
     if len(source.paths) != 1:
         raise DataError(f"{role}: {source.spec}: globs of .npz files are not supported — give one file")
     path = source.paths[0]
+    if not _is_zip(path):
+        # An .npz is a zip archive; np.load would take anything else for a .npy or a pickle.
+        kind = "a single .npy array" if _starts_with(path, b"\x93NUMPY") else "not a zip archive"
+        raise DataError(
+            f"{role}: {path}: not a valid .npz file ({kind}) — expected arrays saved with np.savez(path, x=..., y=...)"
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
@@ -160,3 +215,18 @@ def read_npz(source: Source, role: str) -> dict[str, np.ndarray]:
         raise DataError(f"{role}: {path}: not a valid .npz file ({exc})") from None
     except (OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         raise DataError(f"{role}: {path}: not a valid .npz file ({exc})") from None
+
+
+def _is_zip(path: Path) -> bool:
+    try:
+        return zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(magic)) == magic
+    except OSError:
+        return False

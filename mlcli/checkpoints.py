@@ -17,6 +17,37 @@ from mlcli import runs
 from mlcli.errors import UsageError
 from mlcli.model import NORMALIZE_LAYER  # mlcli.model imports TensorFlow only inside functions
 
+_unsafe = False  # --unsafe: the user trusts the file enough to let Keras run code stored in it
+
+
+def allow_unsafe(flag: bool) -> None:
+    global _unsafe
+    _unsafe = flag
+
+
+def load_keras(path: Path, *, compile: bool, what: str = "CKPT"):
+    """keras.saving.load_model in Keras's safe mode (unless --unsafe); every failure is exit 2.
+
+    Safe mode refuses Python code stored in a model (a Lambda layer's function, custom objects), so
+    loading a file from elsewhere never runs it unless the user says they trust it.
+    """
+    import keras
+
+    try:
+        return keras.saving.load_model(path, compile=compile, safe_mode=not _unsafe)
+    except Exception as exc:  # noqa: BLE001 — a user's file can fail in any of Keras's ways
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        if "safe_mode" in text or "arbitrary code" in text:
+            raise UsageError(
+                f"{what} {path}: holds Python code (e.g. a Lambda layer), which mlcli does not run from a "
+                "model file by default (Keras safe mode)",
+                hint="pass --unsafe only if you trust where the file came from",
+            ) from None
+        raise UsageError(f"{what} {path}: cannot be loaded as a Keras model: {first}",
+                         hint="pass a run directory or a .keras file saved by Keras 3") from None
+
+
 # Keras arguments that describe how a layer was stored rather than what it is.
 _STORAGE_KEYS = {"trainable", "dtype", "name"}
 

@@ -164,11 +164,7 @@ def check_parent_file(parent_facts: dict) -> Path:
 def _load(path: Path):
     import keras
 
-    try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # noqa: BLE001 — a user's file can fail in any of Keras's ways
-        raise UsageError(f"{FLAG} {path}: Keras cannot load it: {_first_line(exc)}",
-                         hint="pass a model saved by `mlcli train` or by Keras 3's model.save") from None
+    model = checkpoints.load_keras(path, compile=False, what=FLAG)
     if not isinstance(model, keras.Sequential):
         raise UsageError(f"{FLAG} {path}: holds a {type(model).__name__} — mlcli fine-tunes Sequential models")
     return model

@@ -63,10 +63,10 @@ def read_progress(run_dir: Path) -> dict | None:
 
 def load_point(run_dir: Path, progress: dict):
     """(compiled model with optimizer state, extras dict) of a resume point."""
-    import keras
+    from mlcli.checkpoints import load_keras
 
     state = run_dir / runs.STATE
-    model = keras.saving.load_model(state / progress["checkpoint"], compile=True)
+    model = load_keras(state / progress["checkpoint"], compile=True, what="resume state")
     with np.load(state / progress["extras"], allow_pickle=False) as archive:
         extras = {name: archive[name] for name in archive.files}
     for index, variable in enumerate(_seed_variables(model)):

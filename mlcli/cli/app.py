@@ -58,3 +58,15 @@ SetOption = typer.Option(
     None, "--set", metavar="KEY=VALUE",
     help="Override a config key: dotted path, YAML-typed value (e.g. training.epochs=3).",
 )
+
+UnsafeOption = typer.Option(
+    False, "--unsafe",
+    help="Let Keras run Python code stored in a model file (a Lambda layer); only for files you trust.",
+)
+
+
+def apply_unsafe(unsafe: bool) -> None:
+    from mlcli.checkpoints import allow_unsafe
+
+    allow_unsafe(unsafe)
+

@@ -129,24 +129,35 @@ def _plan_and_run(kind, config, parent, output, overrides, resume, force, under,
         raise
 
 
+# Options train and finetune share (CONTRACT §1: finetune takes "same options as train").
+OutputOption = typer.Option(None, "--output", "-o", help="Run directory (default runs/<name>).")
+ResumeOption = typer.Option(False, "--resume", help="Continue an unfinished run (idempotent).")
+ForceOption = typer.Option(False, "--force", help="Replace a run already in --output.")
+DeviceOption = typer.Option(None, "--device", help="auto | cpu | gpu | gpu:0,1")
+SeedOption = typer.Option(None, "--seed", help="Override the config's seed.")
+JsonOption = typer.Option(False, "--json", help="One JSON document on stdout; human output on stderr.")
+QuietOption = typer.Option(False, "--quiet", "-q", help="Nothing on stderr but errors.")
+VerboseOption = typer.Option(False, "--verbose", "-v", help="Show TensorFlow's own log lines.")
+FailUnderOption = typer.Option(None, "--fail-under", metavar="METRIC=VALUE", help="Exit 5 if METRIC ends below VALUE.")
+FailOverOption = typer.Option(None, "--fail-over", metavar="METRIC=VALUE", help="Exit 5 if METRIC ends above VALUE.")
+
+
 @app.command()
 def train(
     config: Optional[Path] = typer.Argument(
         None, help="The YAML config; with --resume, a run directory to continue.", show_default=False
     ),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run directory (default runs/<name>)."),
+    output: Optional[Path] = OutputOption,
     set_: Optional[List[str]] = SetOption,
-    resume: bool = typer.Option(False, "--resume", help="Continue an unfinished run (idempotent)."),
-    force: bool = typer.Option(False, "--force", help="Replace a run already in --output."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | gpu | gpu:0,1"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Override the config's seed."),
-    json_: bool = typer.Option(False, "--json", help="One JSON document on stdout; human output on stderr."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Nothing on stderr but errors."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show TensorFlow's own log lines."),
-    fail_under: Optional[List[str]] = typer.Option(None, "--fail-under", metavar="METRIC=VALUE",
-                                                   help="Exit 5 if METRIC ends below VALUE."),
-    fail_over: Optional[List[str]] = typer.Option(None, "--fail-over", metavar="METRIC=VALUE",
-                                                  help="Exit 5 if METRIC ends above VALUE."),
+    resume: bool = ResumeOption,
+    force: bool = ForceOption,
+    device: Optional[str] = DeviceOption,
+    seed: Optional[int] = SeedOption,
+    json_: bool = JsonOption,
+    quiet: bool = QuietOption,
+    verbose: bool = VerboseOption,
+    fail_under: Optional[List[str]] = FailUnderOption,
+    fail_over: Optional[List[str]] = FailOverOption,
 ) -> None:
     """Train a model from a YAML config into a self-describing run directory."""
     _run_training_command("train", config, None, output, set_ or [], resume, force, device, seed, json_,

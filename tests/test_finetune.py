@@ -547,7 +547,7 @@ def test_renamed_feature_columns_are_fed_by_position_and_said(base, tmp_path):
     ("text-file", ["expected a run directory or a .keras file"]),
     ("not-a-zip", ["not a Keras archive"]),
     ("functional", ["holds a Functional model", "Sequential"]),
-    ("no-weights", ["Keras cannot load it"]),
+    ("no-weights", ["cannot be loaded as a Keras model"]),
     ("run-without-model", ["the run has no model.keras yet (status: interrupted)", "mlcli train --resume"]),
 ])
 def test_a_bad_checkpoint_is_a_usage_error(base, tmp_path, make, texts):

@@ -52,6 +52,7 @@ def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
     """Train, evaluate, fine-tune and serve Keras models described entirely in YAML."""
+    console.set_quiet(False)  # each command starts at the default: a previous in-process --quiet does not carry over
 
 
 SetOption = typer.Option(

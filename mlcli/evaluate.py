@@ -1,0 +1,199 @@
+"""`mlcli evaluate`: Keras's own metrics for a checkpoint, plus a confusion matrix and per-class scores.
+
+Everything comes from the run's files: the loss and metrics (compiled from its config.yaml, so the
+names are the ones training logged), the label vocabulary, the feature names, and the data when
+--data is not given: data.test, else the validation split, rebuilt from the run's config and seed by
+the very function training used. --data and data.test are read by the InputReader that predict
+uses, and the confusion matrix comes from the same forward pass and class decision as predict's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mlcli.checkpoint import Checkpoint, compile_for_evaluation, load_model, open_checkpoint
+from mlcli.data.prepare import Split, class_indices, regression_targets
+from mlcli.errors import DataError, UsageError
+from mlcli.inference import Inference, default_batch_size
+from mlcli.inputs import InputReader
+
+
+@dataclass
+class EvalResult:
+    checkpoint: str
+    data: str  # what was evaluated, as the user (or the run's config) wrote it
+    source: str  # --data | data.test | data.validation
+    samples: int
+    metrics: dict[str, float]
+    task: str
+    classes: list | None = None
+    confusion: np.ndarray | None = None  # rows: true class, columns: predicted class, in `classes` order
+    per_class: list[dict] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def document(self) -> dict:
+        """The --json document: CONTRACT §1's keys, then the classification details."""
+        doc = {"checkpoint": self.checkpoint, "data": self.data, "samples": self.samples,
+               "metrics": self.metrics, "source": self.source, "task": self.task}
+        if self.task == "classification":
+            doc["classes"] = self.classes
+            doc["confusion_matrix"] = self.confusion.tolist()
+            doc["per_class"] = self.per_class
+            doc["macro_avg"] = macro_average(self.confusion, self.per_class)
+        return doc
+
+
+@dataclass
+class _Data:
+    source: str
+    description: str
+    spec: str | None = None  # read with the InputReader
+    only_classes: list | None = None  # the run's data.classes filter, for the run's own data
+
+
+def check_gate_names(ckpt: Checkpoint, gates: list[str]) -> None:
+    """An unknown gate metric is exit 2, before any data is read or TensorFlow started."""
+    names = ckpt.metric_names()
+    unknown = [g for g in gates if g not in names]
+    if unknown:
+        raise UsageError(
+            f"gate metric {unknown[0]!r} is not reported by evaluate for {ckpt.model_path} — expected one of "
+            f"{', '.join(names)}",
+            hint="evaluate reports Keras's names without prefixes (accuracy, not val_accuracy or test_accuracy)",
+        )
+
+
+def choose_data(ckpt: Checkpoint, data: str | None) -> _Data:
+    if data is not None:
+        return _Data("--data", data, spec=data)
+    if ckpt.loaded is None:
+        raise UsageError(
+            f"{ckpt.model_path} is not inside a run directory, so there is no data.test to default to",
+            hint=f"pass --data SOURCE (its label column named {ckpt.labels[0]!r}; for .npz an array y)",
+        )
+    config = ckpt.loaded.config
+    if config.data.test is not None:
+        return _Data("data.test", config.data.test, spec=config.data.test, only_classes=config.data.classes)
+    if isinstance(config.data.validation, str):
+        return _Data("data.validation", config.data.validation, spec=config.data.validation,
+                     only_classes=config.data.classes)
+    if isinstance(config.data.validation, float):
+        return _Data("data.validation",
+                     f"{config.data.train} (validation split: {config.data.validation} held out, seed {config.seed})")
+    raise UsageError(f"the run {ckpt.run_dir} has no data.test and no validation split",
+                     hint="pass --data SOURCE")
+
+
+def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: list[str]) -> EvalResult:
+    ckpt = open_checkpoint(checkpoint)
+    check_gate_names(ckpt, gates)
+    chosen = choose_data(ckpt, data)
+    batch = batch_size or default_batch_size(ckpt)
+    reader = None
+    if chosen.spec is not None and ckpt.input_shape is not None:
+        reader = _reader(ckpt, chosen)  # columns checked before TensorFlow starts
+    model = load_model(ckpt)
+    compile_for_evaluation(model, ckpt)
+    notes = list(ckpt.notes)
+    if chosen.spec is not None:
+        reader = reader or _reader(ckpt, chosen)
+        reader.classes = ckpt.classes  # a standalone model's classes are known once it is loaded
+        split = _read_split(reader)
+    else:
+        split, note = _validation_split(ckpt)
+        notes += [note] if note else []
+
+    from mlcli.data.pipeline import evaluation_dataset
+
+    units = int(np.prod(model.output_shape[1:]))
+    if ckpt.task == "regression" and split.y.shape[1] != units:
+        raise DataError(f"{chosen.source}: {chosen.description}: the model has {units} outputs but the data has "
+                        f"{split.y.shape[1]} target column(s) ({', '.join(ckpt.labels)})",
+                        hint="a .keras file outside its run directory is evaluated against one column, 'label'")
+    encoding = ckpt.encoding(units)
+    dataset = evaluation_dataset(split, batch_size=batch, encoding=encoding, num_classes=len(ckpt.classes or []))
+    scores = model.evaluate(dataset, verbose=0, return_dict=True)
+    order = ckpt.metric_names()  # loss first, then the config's metrics, as training logs them
+    metrics = {name: float(scores[name]) for name in sorted(scores, key=lambda n: (order.index(n) if n in order
+                                                                                  else len(order), n))}
+    result = EvalResult(str(ckpt.model_path), chosen.description, chosen.source, split.rows, metrics, ckpt.task,
+                        notes=notes)
+    if ckpt.task == "classification":
+        inference = Inference(model, ckpt, batch)
+        predicted, _ = inference.decode(inference.outputs(split.x))
+        result.classes = ckpt.classes
+        result.confusion = confusion_matrix(split.y, predicted, len(ckpt.classes))
+        result.per_class = per_class(result.confusion, ckpt.classes)
+    return result
+
+
+def _reader(ckpt: Checkpoint, chosen: _Data) -> InputReader:
+    return InputReader(chosen.spec, chosen.source, features=ckpt.features, input_shape=ckpt.input_shape,
+                       labels=ckpt.labels, task=ckpt.task, classes=ckpt.classes, only_classes=chosen.only_classes)
+
+
+def _read_split(reader: InputReader) -> Split:
+    xs, ys = [], []
+    for batch in reader.batches():
+        xs.append(batch.x)
+        ys.append(batch.y)
+    if not xs:
+        which = f" with a label in data.classes {reader.only_classes}" if reader.only_classes is not None else ""
+        raise DataError(f"{reader.role}: {reader.source.spec}: has no data rows{which} to evaluate")
+    return Split(np.concatenate(xs), np.concatenate(ys), reader.role)
+
+
+def _validation_split(ckpt: Checkpoint) -> tuple[Split, str | None]:
+    """The run's validation rows, rebuilt exactly as training built them (same function, same seed)."""
+    from mlcli.data.prepare import read_train, validation_split
+    from mlcli.data.sources import sha256
+
+    config = ckpt.loaded.config
+    train = read_train(config)
+    _, held = validation_split(config, ckpt.task, train)
+    frame = train.take(held)
+    if ckpt.features is not None and frame.feature_names != ckpt.features:
+        raise DataError(f"data.train: {config.data.train}: its columns are no longer the run's features — the "
+                        "validation split cannot be rebuilt", hint="pass --data SOURCE")
+    note = None
+    recorded = {f["path"]: f.get("sha256") for part in ckpt.manifest.get("data", {}).get("train", [])
+                for f in part.get("files", [])}
+    changed = [p for p in train.source.paths if str(p) in recorded and recorded[str(p)] != sha256(p)]
+    if changed:
+        note = (f"warning: {changed[0]} changed since the run was trained: the validation split is rebuilt from "
+                "today's file and may not hold the rows the run was validated on")
+    if ckpt.task == "classification":
+        y = class_indices(frame.y, ckpt.classes, "data.validation", frame.source.spec)
+    else:
+        y = regression_targets(frame.y, "data.validation", frame.source.spec, ckpt.labels)
+    return Split(frame.x.reshape((frame.rows, *ckpt.input_shape)), y, "validation"), note
+
+
+def confusion_matrix(true: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
+    """counts[i, j]: rows of class i predicted as class j."""
+    return np.bincount(true.astype(np.int64) * k + predicted.astype(np.int64), minlength=k * k).reshape(k, k)
+
+
+def per_class(confusion: np.ndarray, classes: list) -> list[dict]:
+    """Precision, recall, F1 and support per class, from the confusion matrix (0 where undefined)."""
+    rows = []
+    predicted_counts = confusion.sum(axis=0)
+    true_counts = confusion.sum(axis=1)
+    for i, label in enumerate(classes):
+        hits = int(confusion[i, i])
+        precision = hits / predicted_counts[i] if predicted_counts[i] else 0.0
+        recall = hits / true_counts[i] if true_counts[i] else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append({"label": label, "precision": float(precision), "recall": float(recall), "f1": float(f1),
+                     "support": int(true_counts[i])})
+    return rows
+
+
+def macro_average(confusion: np.ndarray, rows: list[dict]) -> dict:
+    """Unweighted mean over the classes that occur in the data or in the predictions."""
+    seen = (confusion.sum(axis=0) + confusion.sum(axis=1)) > 0
+    present = [r for r, keep in zip(rows, seen) if keep] or rows
+    return {key: float(np.mean([r[key] for r in present])) for key in ("precision", "recall", "f1")}

@@ -1,0 +1,260 @@
+"""The one input path of `evaluate` and `predict`: columns matched by name, read and checked in batches.
+
+Both commands read their data through `InputReader`, so a file can never be read one way for
+predictions and another way for metrics. Every header is checked before any row is read (a missing
+column is exit 3 naming it); rows are then read in batches — pyarrow's streaming CSV reader,
+ParquetFile.iter_batches, slices of an .npz — so memory does not grow with the file.
+
+Values are converted and checked batch by batch (mlcli.data.batches) by the same functions as
+training's reader, so the messages name the same column and row, counted in the whole file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mlcli.data.batches import as_numbers, csv_batches, label_values, read_header
+from mlcli.data.frames import check_finite, numeric_column
+from mlcli.data.prepare import class_indices, regression_targets
+from mlcli.data.sources import Source, read_npz, resolve
+from mlcli.errors import DataError
+
+STDIN = "-"
+
+
+@dataclass
+class Batch:
+    x: np.ndarray  # float32 (rows, *input_shape)
+    y: np.ndarray | None  # class indices (int32) or regression targets (float32, (rows, targets))
+    kept: list  # the --keep columns (pyarrow arrays), in the order asked
+    rows: int  # rows in this batch (after any label filter)
+
+
+@dataclass
+class _Part:
+    """One file of the input (a glob or builtin:NAME may hold several) with its column plan."""
+
+    source: Source
+    path: Path | None  # None: stdin
+    columns: list[str]
+    features: list[str]  # tabular: column names in model input order; npz: [array name]
+    label_columns: list[str]
+    arrays: dict | None = None  # npz
+    header: list[str] | None = None  # stdin: the header already consumed
+
+
+class InputReader:
+    """Open `spec` (a path, glob, builtin:NAME[/SPLIT] or - for CSV on stdin) for batch reading."""
+
+    def __init__(self, spec: str, role: str, *, features: list[str] | None, input_shape: tuple[int, ...],
+                 labels: list[str] | None, keep: list[str] = (), task: str = "classification",
+                 classes: list | None = None, only_classes: list | None = None, batch_rows: int = 65536):
+        self.spec, self.role = spec, role
+        self.model_features = features
+        self.input_shape = tuple(input_shape)
+        self.width = int(np.prod(self.input_shape))
+        self.labels = list(labels or [])
+        self.keep = list(dict.fromkeys(keep))
+        self.task, self.classes, self.only_classes = task, classes, only_classes
+        self.batch_rows = batch_rows
+        self.extra: list[str] = []
+        if spec == STDIN:
+            self.source = Source("<stdin>", (), "csv")
+            header = read_header(sys.stdin.buffer, self.source, role)
+            self.parts = [self._plan(self.source, None, header, header=header)]
+        else:
+            self.source = resolve(spec, role)
+            self.parts = [self._open(path) for path in self.source.paths]
+        for part in self.parts:
+            self.extra += [c for c in part.columns if c not in self.extra and c not in
+                           (*part.features, *part.label_columns, *self.keep)]
+
+    # ---- headers: every column checked before any row is read ------------------------------
+
+    def _open(self, path: Path) -> _Part:
+        source = Source(str(path) if len(self.source.paths) > 1 else self.source.spec, (path,), self.source.format)
+        if source.format == "npz":
+            arrays = read_npz(source, self.role)
+            return self._plan_npz(source, path, arrays)
+        if source.format == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            try:
+                columns = pq.ParquetFile(path).schema_arrow.names
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise DataError(f"{self.role}: {path}: cannot be read as PARQUET: {_first_line(exc)}") from None
+            return self._plan(source, path, columns)
+        try:
+            opener = gzip.open if path.suffix.lower() == ".gz" else open
+            with opener(path, "rb") as handle:
+                columns = read_header(handle, source, self.role)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{self.role}: {path}: cannot be read as CSV: {_first_line(exc)}") from None
+        return self._plan(source, path, columns)
+
+    def _plan(self, source: Source, path: Path | None, columns: list[str], header=None) -> _Part:
+        where = f"{self.role}: {source.spec}"
+        duplicated = sorted({c for c in columns if columns.count(c) > 1})
+        if duplicated:
+            raise DataError(f"{where}: column(s) {', '.join(duplicated)} appear twice in the header")
+        features = self._feature_names(columns, where)
+        missing = [c for c in features if c not in columns]
+        if missing:
+            raise DataError(
+                f"{where}: feature column(s) {', '.join(map(repr, missing[:10]))}"
+                f"{f' (and {len(missing) - 10} more)' if len(missing) > 10 else ''} not found — the model needs "
+                f"{_listing(features)}; the columns are: {_listing(columns)}"
+            )
+        missing_labels = [c for c in self.labels if c not in columns]
+        if missing_labels:
+            raise DataError(
+                f"{where}: label column {missing_labels[0]!r} not found — the columns are: {_listing(columns)}; "
+                "evaluate needs the true labels (the run's data.label)"
+            )
+        missing_keep = [c for c in self.keep if c not in columns]
+        if missing_keep:
+            raise DataError(f"{where}: --keep column {missing_keep[0]!r} not found — "
+                            f"the columns are: {_listing(columns)}")
+        return _Part(source, path, list(columns), features, list(self.labels), header=header)
+
+    def _feature_names(self, columns: list[str], where: str) -> list[str]:
+        names = self.model_features
+        if names is None:  # a standalone .keras file: every other column, in file order
+            chosen = [c for c in columns if c not in (*self.labels, "label", *self.keep)]
+            if len(chosen) != self.width:
+                raise DataError(
+                    f"{where}: the model takes {self.width} feature(s) but there are {len(chosen)} column(s) besides "
+                    f"'label' and --keep ({_listing(chosen)}) — a .keras file outside its run directory records no "
+                    "feature names, so give exactly its features, in training order"
+                )
+            return chosen
+        if len(names) == 1 and self.width > 1 and names[0] not in columns:
+            # A run trained on an .npz array `x`: as a table, its features are columns x_0, x_1, ...
+            return [f"{names[0]}_{i}" for i in range(self.width)]
+        return list(names)
+
+    def _plan_npz(self, source: Source, path: Path, arrays: dict) -> _Part:
+        where = f"{self.role}: {source.spec}"
+        wanted = self.model_features[0] if self.model_features and len(self.model_features) == 1 else "x"
+        name = wanted if wanted in arrays else "x"
+        if name not in arrays:
+            raise DataError(f"{where}: no array {wanted!r} — the arrays are: {_listing(list(arrays))}; "
+                            "an .npz input holds the features in an array named like the training one (default x)")
+        x = arrays[name]
+        if x.ndim < 2 or int(np.prod(x.shape[1:])) != self.width:
+            raise DataError(f"{where}: array {name!r} has shape {x.shape} — "
+                            f"the model takes (rows, {self.width} values)")
+        if not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
+            raise DataError(f"{where}: array {name!r} holds {x.dtype} values — expected numbers")
+        label_columns = []
+        if self.labels:
+            label = self.labels[0] if self.labels[0] in arrays else "y"
+            if label not in arrays:
+                raise DataError(f"{where}: no label array {self.labels[0]!r} (or y) — the arrays are: "
+                                f"{_listing(list(arrays))}")
+            label_columns = [label]
+        for column in [*label_columns, *self.keep]:
+            if column not in arrays:
+                raise DataError(f"{where}: --keep array {column!r} not found — "
+                                f"the arrays are: {_listing(list(arrays))}")
+            if len(arrays[column]) != len(x) or arrays[column].ndim != 1:
+                raise DataError(f"{where}: array {column!r} has shape {arrays[column].shape} — expected ({len(x)},), "
+                                "one value per row")
+        return _Part(source, path, list(arrays), [name], label_columns, arrays=arrays)
+
+    # ---- rows ---------------------------------------------------------------------------------
+
+    def batches(self) -> Iterator[Batch]:
+        for part in self.parts:
+            offset = 0
+            for table in self._tables(part):
+                batch = self._convert(part, table, offset)
+                offset += len(table[part.features[0]]) if isinstance(table, dict) else table.num_rows
+                if batch.rows:
+                    yield batch
+
+    def _tables(self, part: _Part):
+        import pyarrow as pa
+
+        if part.arrays is not None:
+            rows = len(part.arrays[part.features[0]])
+            for start in range(0, rows, self.batch_rows):
+                yield {name: part.arrays[name][start:start + self.batch_rows]
+                       for name in (*part.features, *part.label_columns, *self.keep)}
+            return
+        needed = list(dict.fromkeys([*part.features, *part.label_columns, *self.keep]))
+        try:
+            if part.source.format == "parquet":
+                import pyarrow.parquet as pq
+
+                yield from pq.ParquetFile(part.path).iter_batches(batch_size=self.batch_rows, columns=needed)
+                return
+            # Features that are also --keep columns stay text: kept columns are copied as written.
+            numeric = [c for c in part.features if c not in self.keep and c not in part.label_columns]
+            yield from csv_batches(part.path, part.header, needed, numeric)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, EOFError, UnicodeDecodeError) as exc:
+            kind = part.source.format.upper()
+            raise DataError(f"{self.role}: {part.source.spec}: cannot be read as {kind}: {_first_line(exc)}") from None
+
+    def _convert(self, part: _Part, table, offset: int) -> Batch:
+        source, role = part.source, self.role
+        if isinstance(table, dict):  # npz slices
+            raw = table[part.features[0]]
+            rows = len(raw)
+            with np.errstate(over="ignore"):
+                x = raw.astype(np.float32).reshape(rows, -1)
+            check_finite(x, [f"{part.features[0]}_{i}" for i in range(self.width)], source, role, offset)
+            kept = [_arrow(table[name]) for name in self.keep]
+            labels = [table[name] for name in part.label_columns]
+        else:
+            rows = table.num_rows
+            x = np.empty((rows, len(part.features)), dtype=np.float32)
+            for j, name in enumerate(part.features):
+                x[:, j] = numeric_column(as_numbers(table.column(name)), name, source, role, offset)
+            check_finite(x, part.features, source, role, offset)
+            kept = [table.column(name) for name in self.keep]
+            labels = [label_values(table.column(name), name, self.task, self.classes, source, role, offset)
+                      for name in part.label_columns]
+        y = None
+        if labels:
+            y, x, kept, rows = self._targets(labels, x, kept, part, offset)
+        return Batch(x.reshape((rows, *self.input_shape)), y, kept, rows)
+
+    def _targets(self, labels: list[np.ndarray], x, kept, part: _Part, offset: int):
+        spec = part.source.spec
+        if self.task != "classification":
+            values = labels[0] if len(labels) == 1 else np.stack(labels, axis=1)
+            return regression_targets(values, self.role, spec, part.label_columns, offset), x, kept, len(x)
+        values = labels[0]
+        if self.only_classes is not None:
+            # data.classes: the run's own test/validation rows are filtered exactly as training filtered them.
+            wanted = np.asarray(self.only_classes, dtype=values.dtype if values.dtype != object else object)
+            mask = np.isin(values, wanted)
+            if not mask.all():
+                index = np.flatnonzero(mask)
+                values, x = values[index], x[index]
+                kept = [column.take(index) for column in kept]
+        return class_indices(values, self.classes, self.role, spec, offset), x, kept, len(x)
+
+
+def _arrow(values: np.ndarray):
+    import pyarrow as pa
+
+    return pa.array(values)
+
+
+def _listing(columns: list[str], limit: int = 12) -> str:
+    shown = ", ".join(columns[:limit])
+    return shown + (f", … ({len(columns)} in all)" if len(columns) > limit else "")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,176 @@
+"""Pictures of a finished run: DIR/plots/curves.png (loss and each metric per epoch, train against
+validation) and, for classification with validation or test data, DIR/plots/confusion.png.
+
+matplotlib's object API with the Agg canvas: no pyplot, no display, no global backend switch. Each
+PNG is rendered in memory and written atomically, like every other file of a run directory.
+A picture is a convenience: `write_run_plots` never lets a plotting problem fail a finished run.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlcli import console, runs
+
+PLOTS = "plots"
+CURVES = "curves.png"
+CONFUSION = "confusion.png"
+_NOT_METRICS = {"epoch", "learning_rate", "seconds"}
+_ANNOTATE_UP_TO = 30  # classes; beyond that the counts no longer fit their cells
+_TRAIN, _VALIDATION = "#1f77b4", "#ff7f0e"
+
+
+def write_run_plots(run_dir: Path, history: list[dict], model=None, prepared=None, config=None) -> list[Path]:
+    """Both pictures, each on its own; a failure becomes one line on stderr, never an error."""
+    written = []
+    jobs = [(CURVES, lambda: curves_png(history, title=_run_title(run_dir, config), loss=_loss_name(config)))]
+    if model is not None and prepared is not None and prepared.task == "classification":
+        jobs.append((CONFUSION, lambda: confusion_png(model, prepared, config)))
+    for name, render in jobs:
+        try:
+            data = render()
+            if data is None:
+                continue
+            path = run_dir / PLOTS / name
+            runs.write_atomic(path, data)
+            written.append(path)
+        except Exception as exc:  # noqa: BLE001 — a picture must never fail a finished run
+            console.info(f"note: {PLOTS}/{name} was not written ({type(exc).__name__}: {exc})")
+    return written
+
+
+def _run_title(run_dir: Path, config) -> str:
+    return getattr(config, "name", None) or run_dir.name
+
+
+def _loss_name(config) -> str | None:
+    loss = getattr(config, "loss", None)
+    return loss if isinstance(loss, str) or loss is None else loss.type
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+# ---- curves ------------------------------------------------------------------------------------
+
+def metric_names(history: list[dict]) -> list[str]:
+    """loss first, then each metric as history.csv lists it; validation columns pair with these."""
+    names: list[str] = []
+    for row in history:
+        for key in row:
+            if key in _NOT_METRICS or key.startswith("val_") or key in names:
+                continue
+            names.append(key)
+    return sorted(names, key=lambda name: name != "loss")
+
+
+def curves_png(history: list[dict], title: str, loss: str | None = None) -> bytes | None:
+    """One panel per metric: train and validation against the epoch."""
+    from matplotlib.ticker import MaxNLocator
+
+    names = metric_names(history)
+    if not history or not names:
+        return None
+    columns = min(len(names), 3)
+    rows = math.ceil(len(names) / columns)
+    figure = _figure(4.6 * columns, 3.4 * rows + 0.4)
+    epochs = [row.get("epoch") for row in history]
+    marker = "o" if len(history) <= 30 else None
+    for index, name in enumerate(names):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        for key, label, colour in ((name, "train", _TRAIN), (f"val_{name}", "validation", _VALIDATION)):
+            points = [(e, _number(row.get(key))) for e, row in zip(epochs, history)]
+            points = [(e, v) for e, v in points if v is not None]
+            if points:
+                axes.plot(*zip(*points), marker=marker, markersize=4, color=colour, label=label)
+        axes.set_title(f"loss ({loss})" if name == "loss" and loss else name)
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(name)
+        if len(history) <= 12:  # every epoch gets its tick, and one epoch is not drawn on a 0.1-wide axis
+            axes.set_xticks(epochs)
+            axes.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+        else:
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(True, alpha=0.3)
+        axes.legend(fontsize="small")
+    figure.suptitle(f"{title}: training curves, {len(history)} epoch{'s' if len(history) != 1 else ''}")
+    return _png(figure)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+# ---- confusion matrix -----------------------------------------------------------------------------
+
+def predicted_classes(outputs: np.ndarray, from_logits: bool) -> np.ndarray:
+    """As Keras's accuracy decides: argmax over several units; one unit is p > 0.5 (logit > 0)."""
+    outputs = outputs.reshape(len(outputs), -1)
+    if outputs.shape[1] == 1:
+        return (outputs[:, 0] > (0.0 if from_logits else 0.5)).astype(np.int64)
+    return np.argmax(outputs, axis=1)
+
+
+def confusion_counts(true: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    index = true.astype(np.int64) * classes + predicted.astype(np.int64)
+    return np.bincount(index, minlength=classes * classes).reshape(classes, classes)
+
+
+def confusion_png(model, prepared, config) -> bytes | None:
+    """The test split's confusion matrix (else the validation split's), counts and row shares."""
+    split = prepared.test if prepared.test is not None else prepared.validation
+    if split is None or split.rows == 0:
+        return None
+    loss = getattr(config, "loss", None)
+    from_logits = bool(loss is not None and not isinstance(loss, str) and loss.arguments().get("from_logits"))
+    outputs = np.asarray(model.predict(split.x, batch_size=256, verbose=0))
+    labels = [str(c) for c in prepared.classes]
+    counts = confusion_counts(np.asarray(split.y).reshape(-1), predicted_classes(outputs, from_logits), len(labels))
+    name = "test" if split is prepared.test else "validation"
+    return confusion_figure(counts, labels, f"{name} split")
+
+
+def confusion_figure(counts: np.ndarray, labels: list[str], what: str) -> bytes:
+    classes = len(labels)
+    accuracy = float(np.trace(counts)) / max(int(counts.sum()), 1)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    side = min(max(4.8, 0.32 * classes + 2.6), 16.0)
+    figure = _figure(side + 1.2, side)
+    axes = figure.add_subplot(1, 1, 1)
+    image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    colourbar = figure.colorbar(image, ax=axes, shrink=0.8)
+    colourbar.set_label("share of the true class's rows")
+    axes.set_xticks(range(classes), labels, rotation=90 if max(map(len, labels)) > 3 else 0)
+    axes.set_yticks(range(classes), labels)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    if classes <= _ANNOTATE_UP_TO:
+        size = "medium" if classes <= 12 else "small" if classes <= 20 else "x-small"
+        for i in range(classes):
+            for j in range(classes):
+                if counts[i, j]:
+                    colour = "white" if shares[i, j] > 0.5 else "black"
+                    axes.text(j, i, str(counts[i, j]), ha="center", va="center", color=colour, fontsize=size)
+    axes.set_title(f"confusion matrix, {what}: {int(counts.sum()):,} rows, accuracy {accuracy:.3f}")
+    return _png(figure)

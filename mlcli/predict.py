@@ -1,0 +1,241 @@
+"""`mlcli predict`: predictions for a file, streamed batch by batch (CONTRACT §5).
+
+Input is read by the InputReader that evaluate uses (columns by name, values checked as training
+checks them); each batch is predicted and appended to the output before the next is read, so
+memory stays flat however long the file is. An output file is written under a temporary name and
+renamed when complete: a failure at row 1,500,000 never leaves a file that looks finished.
+
+--keep columns of a CSV input are copied as the text they hold ("007" stays "007"): a streaming
+reader cannot know a column's type before it has seen the whole file. Parquet and .npz inputs keep
+their types.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mlcli import console
+from mlcli.checkpoint import Checkpoint, load_model, open_checkpoint
+from mlcli.errors import UsageError
+from mlcli.inference import Inference, default_batch_size
+from mlcli.inputs import InputReader
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+PARQUET_ROW_GROUP = 1 << 16
+
+
+@dataclass
+class PredictResult:
+    rows: int
+    output: str  # a path, or "stdout"
+    columns: list[str]
+    ignored: list[str] = field(default_factory=list)
+
+
+def output_format(output: Path | None) -> str:
+    if output is None or str(output) == "-":
+        return "csv"
+    fmt = FORMATS.get(output.suffix.lower())
+    if fmt is None:
+        raise UsageError(f"--output {output}: unknown file type {output.suffix or '(none)'!r} — expected "
+                         ".csv, .parquet or .jsonl (or no --output for CSV on stdout)")
+    if output.is_dir():
+        raise UsageError(f"--output {output}: is a directory — expected a file name")
+    return fmt
+
+
+def prediction_columns(ckpt: Checkpoint, probabilities: bool) -> list[str]:
+    if ckpt.task == "classification":
+        return ["prediction"] + ([f"prob_{c}" for c in ckpt.classes] if probabilities else [])
+    if len(ckpt.labels) == 1:
+        return ["prediction"]
+    return [f"prediction_{name}" for name in ckpt.labels]
+
+
+def predict(checkpoint: Path, input_spec: str, output: Path | None, batch_size: int | None, keep: list[str],
+            probabilities: bool) -> PredictResult:
+    fmt = output_format(output)
+    ckpt = open_checkpoint(checkpoint)
+    keep = list(dict.fromkeys(keep))
+    for note in ckpt.notes:
+        console.info(note)
+    reader = None
+    if ckpt.input_shape is not None:  # headers and --keep are checked before TensorFlow starts
+        reader = _open_input(ckpt, input_spec, keep, probabilities)
+    model = load_model(ckpt)
+    if ckpt.standalone and ckpt.task == "regression" and int(np.prod(model.output_shape[1:])) > 1:
+        ckpt.labels = [str(i) for i in range(int(np.prod(model.output_shape[1:])))]
+    reader = reader or _open_input(ckpt, input_spec, keep, probabilities)
+    names = _output_names(ckpt, keep, probabilities)  # a standalone model's classes are known now
+    inference = Inference(model, ckpt, batch_size or default_batch_size(ckpt))
+    labels = _class_array(ckpt.classes) if ckpt.task == "classification" else None
+    rows = 0
+    with _open_writer(fmt, output) as writer:
+        for batch in reader.batches():
+            table = _table(batch, keep, names, inference, labels, probabilities)
+            writer.write(table)
+            rows += batch.rows
+        if rows == 0:
+            writer.write(_empty_table(keep, names, labels, probabilities))
+    return PredictResult(rows, "stdout" if output is None or str(output) == "-" else str(output), keep + names,
+                         reader.extra)
+
+
+def _open_input(ckpt: Checkpoint, spec: str, keep: list[str], probabilities: bool) -> InputReader:
+    if not (ckpt.standalone and ckpt.classes is None):
+        _output_names(ckpt, keep, probabilities)
+    reader = InputReader(spec, "input", features=ckpt.features, input_shape=ckpt.input_shape, labels=None,
+                         keep=keep, task=ckpt.task, classes=ckpt.classes)
+    if reader.extra:
+        console.info(f"ignoring {len(reader.extra)} input column(s) the model does not use: "
+                     f"{', '.join(reader.extra[:12])}{', …' if len(reader.extra) > 12 else ''}")
+    return reader
+
+
+def _output_names(ckpt: Checkpoint, keep: list[str], probabilities: bool) -> list[str]:
+    names = prediction_columns(ckpt, probabilities)
+    clash = [c for c in keep if c in names]
+    if clash:
+        raise UsageError(f"--keep {clash[0]}: the output already has a column {clash[0]!r} (a prediction column)",
+                         hint="rename that input column, or do not keep it")
+    return names
+
+
+def _class_array(classes: list):
+    import pyarrow as pa
+
+    return pa.array(classes)
+
+
+def _table(batch, keep: list[str], names: list[str], inference: Inference, labels, probabilities: bool):
+    import pyarrow as pa
+
+    indices, values = inference.decode(inference.outputs(batch.x))
+    columns = list(batch.kept)
+    if indices is not None:
+        columns.append(labels.take(pa.array(indices)))
+        if probabilities:
+            columns += [pa.array(values[:, j].astype(np.float32)) for j in range(values.shape[1])]
+    else:
+        columns += [pa.array(values[:, j].astype(np.float32)) for j in range(values.shape[1])]
+    return pa.Table.from_arrays(columns, names=keep + names)
+
+
+def _empty_table(keep: list[str], names: list[str], labels, probabilities: bool):
+    import pyarrow as pa
+
+    types = [pa.string()] * len(keep)
+    if labels is not None:
+        types += [labels.type] + [pa.float32()] * (len(names) - 1)
+    else:
+        types += [pa.float32()] * len(names)
+    return pa.Table.from_arrays([pa.array([], type=t) for t in types], names=keep + names)
+
+
+# ---- writers: CSV, Parquet, JSON Lines; appended batch by batch ----------------------------------
+
+@contextlib.contextmanager
+def _open_writer(fmt: str, output: Path | None):
+    if output is None or str(output) == "-":
+        writer = _Writer(fmt, console.data_bytes, None)
+        yield writer
+        writer.close()
+        return
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    except OSError as exc:
+        raise UsageError(f"--output {output}: cannot write there ({exc.strerror or exc})",
+                         hint="choose a writable place for the predictions") from None
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as handle:
+            writer = _Writer(fmt, handle.write, handle)
+            yield writer
+            writer.close()
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, output)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class _Writer:
+    def __init__(self, fmt: str, write, handle):
+        self.fmt, self.emit, self.handle = fmt, write, handle
+        self.started = False
+        self.parquet = None
+        self.pending: list = []
+        self.pending_rows = 0
+
+    def write(self, table) -> None:
+        if self.fmt == "csv":
+            self._csv(table)
+        elif self.fmt == "jsonl":
+            self.emit(_jsonl(table))
+        else:
+            self.pending.append(table)
+            self.pending_rows += table.num_rows
+            if self.pending_rows >= PARQUET_ROW_GROUP:
+                self._flush_parquet()
+        self.started = True
+
+    def _csv(self, table) -> None:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        buffer = pa.BufferOutputStream()
+        pacsv.write_csv(table, buffer, write_options=pacsv.WriteOptions(include_header=not self.started))
+        self.emit(buffer.getvalue().to_pybytes())
+
+    def _flush_parquet(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self.pending:
+            return
+        table = pa.concat_tables(self.pending)
+        if self.parquet is None:
+            self.parquet = pq.ParquetWriter(self.handle, table.schema)
+        self.parquet.write_table(table, row_group_size=PARQUET_ROW_GROUP)
+        self.pending, self.pending_rows = [], 0
+
+    def close(self) -> None:
+        if self.fmt == "parquet":
+            self._flush_parquet()
+            if self.parquet is not None:
+                self.parquet.close()
+
+
+def _jsonl(table) -> bytes:
+    """One JSON object per row; float32 values written with their shortest exact text (0.1, not
+    0.10000000149011612); NaN and inf, which JSON cannot hold, as null."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = []
+    for column in table.columns:
+        if pa.types.is_float32(column.type):
+            column = pc.cast(pc.cast(column, pa.string()), pa.float64())
+        values = column.to_pylist()
+        if pa.types.is_floating(column.type):
+            values = [v if v is None or math.isfinite(v) else None for v in values]
+        columns.append(values)
+    names = table.column_names
+    lines = [json.dumps(dict(zip(names, row)), ensure_ascii=False) for row in zip(*columns)]
+    return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""

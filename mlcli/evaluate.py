@@ -87,9 +87,12 @@ def choose_data(ckpt: Checkpoint, data: str | None) -> _Data:
                      hint="pass --data SOURCE")
 
 
-def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: list[str]) -> EvalResult:
+def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: list[str],
+             plot: Path | None = None) -> EvalResult:
     ckpt = open_checkpoint(checkpoint)
     check_gate_names(ckpt, gates)
+    if plot is not None:
+        check_plot_path(plot, ckpt)
     chosen = choose_data(ckpt, data)
     batch = batch_size or default_batch_size(ckpt)
     reader = None
@@ -127,7 +130,22 @@ def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: 
         result.classes = ckpt.classes
         result.confusion = confusion_matrix(split.y, predicted, len(ckpt.classes))
         result.per_class = per_class(result.confusion, ckpt.classes)
+        if plot is not None:
+            from mlcli.plots import write_confusion
+
+            write_confusion(plot, result.confusion, ckpt.classes, f"{chosen.description}")
+            result.notes.append(f"confusion matrix written to {plot}")
     return result
+
+
+def check_plot_path(plot: Path, ckpt: Checkpoint) -> None:
+    """--plot FILE: a .png for a classifier, in a folder that exists — checked before any work."""
+    if ckpt.task != "classification":
+        raise UsageError(f"--plot {plot}: a confusion matrix needs a classification model; this one is regression")
+    if plot.suffix.lower() != ".png":
+        raise UsageError(f"--plot {plot}: expected a .png file name")
+    if not plot.parent.is_dir():
+        raise UsageError(f"--plot {plot}: the folder {plot.parent} does not exist")
 
 
 def _reader(ckpt: Checkpoint, chosen: _Data) -> InputReader:

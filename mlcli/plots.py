@@ -132,11 +132,6 @@ def predicted_classes(outputs: np.ndarray, from_logits: bool) -> np.ndarray:
     return np.argmax(outputs, axis=1)
 
 
-def confusion_counts(true: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
-    index = true.astype(np.int64) * classes + predicted.astype(np.int64)
-    return np.bincount(index, minlength=classes * classes).reshape(classes, classes)
-
-
 def confusion_png(model, prepared, config) -> bytes | None:
     """The test split's confusion matrix (else the validation split's), counts and row shares."""
     split = prepared.test if prepared.test is not None else prepared.validation
@@ -146,7 +141,9 @@ def confusion_png(model, prepared, config) -> bytes | None:
     from_logits = bool(loss is not None and not isinstance(loss, str) and loss.arguments().get("from_logits"))
     outputs = np.asarray(model.predict(split.x, batch_size=256, verbose=0))
     labels = [str(c) for c in prepared.classes]
-    counts = confusion_counts(np.asarray(split.y).reshape(-1), predicted_classes(outputs, from_logits), len(labels))
+    from mlcli.evaluate import confusion_matrix
+
+    counts = confusion_matrix(np.asarray(split.y).reshape(-1), predicted_classes(outputs, from_logits), len(labels))
     name = "test" if split is prepared.test else "validation"
     return confusion_figure(counts, labels, f"{name} split")
 
@@ -174,3 +171,9 @@ def confusion_figure(counts: np.ndarray, labels: list[str], what: str) -> bytes:
                     axes.text(j, i, str(counts[i, j]), ha="center", va="center", color=colour, fontsize=size)
     axes.set_title(f"confusion matrix, {what}: {int(counts.sum()):,} rows, accuracy {accuracy:.3f}")
     return _png(figure)
+
+
+def write_confusion(path: Path, counts: np.ndarray, classes: list, what: str) -> None:
+    """`mlcli evaluate --plot FILE`: the confusion matrix of any data, as a PNG."""
+    runs.write_atomic(path, confusion_figure(counts, [str(c) for c in classes], what))
+

@@ -356,3 +356,20 @@ def test_bad_values_are_named_by_column_and_row(digits, tmp_path):
 
 def test_missing_data_file_is_exit_3(digits):
     _assert_clean_error(run_cli("evaluate", str(digits), "--data", "nowhere.csv"), 3, "nowhere.csv", "not found")
+
+
+def test_plot_writes_a_confusion_matrix_png(digits, tmp_path):
+    from test_plots import assert_sensible_png
+
+    plot = tmp_path / "confusion.png"
+    ran = run_cli("evaluate", digits, "--data", "builtin:digits/test", "--plot", plot)
+    assert ran.exit_code == 0, ran
+    assert_sensible_png(plot)
+    assert f"confusion matrix written to {plot}" in ran.stderr
+
+
+@pytest.mark.parametrize("name, text", [("matrix.jpg", "expected a .png"), ("missing/dir.png", "does not exist")])
+def test_plot_path_problems_are_usage_errors_before_any_work(digits, tmp_path, name, text):
+    ran = run_cli("evaluate", digits, "--plot", tmp_path / name)
+    _assert_clean_error(ran, 2, text)
+    assert not (tmp_path / name).exists()

@@ -86,12 +86,13 @@ def test_curves_have_one_panel_per_metric_and_survive_one_epoch_and_gaps():
 
 
 def test_confusion_counts_and_class_decisions():
-    from mlcli.plots import confusion_counts, predicted_classes
+    from mlcli.evaluate import confusion_matrix
+    from mlcli.plots import predicted_classes
 
     assert predicted_classes(np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]]), from_logits=False).tolist() == [1, 0]
     assert predicted_classes(np.array([[0.4], [0.6]]), from_logits=False).tolist() == [0, 1]
     assert predicted_classes(np.array([[-0.2], [0.3]]), from_logits=True).tolist() == [0, 1]
-    counts = confusion_counts(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 2, 0]), 3)
+    counts = confusion_matrix(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 2, 0]), 3)
     assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 1]]
 
 

@@ -26,6 +26,8 @@ def evaluate(
              "default the run's data.test, else its validation split.",
     ),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Rows per forward pass."),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE",
+                                        help="Also write the confusion matrix as a PNG (classification)."),
     json_: bool = typer.Option(False, "--json", help="One JSON document on stdout; human output on stderr."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Nothing on stderr but errors."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show TensorFlow's own log lines."),
@@ -44,7 +46,7 @@ def evaluate(
     apply_unsafe(unsafe)
     under = _parse_gates(fail_under, "--fail-under")
     over = _parse_gates(fail_over, "--fail-over")
-    result = run_evaluate(checkpoint, data, batch_size, list(under) + list(over))
+    result = run_evaluate(checkpoint, data, batch_size, list(under) + list(over), plot=plot)
     if json_:
         console.data_json(result.document())
     _render_evaluation(result)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from mlcli import console
-from mlcli.cli.app import app
+from mlcli.cli.app import UnsafeOption, app, apply_unsafe
 
 
 @app.command()
@@ -27,6 +27,7 @@ def export(
     json_: bool = typer.Option(False, "--json", help="One JSON document on stdout; human output on stderr."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Nothing on stderr but errors."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show TensorFlow's and the converter's log."),
+    unsafe: bool = UnsafeOption,
 ) -> None:
     """Export a checkpoint for serving; the artifact takes raw features and is checked against model.keras."""
     from mlcli import runtime
@@ -34,6 +35,7 @@ def export(
 
     console.set_quiet(quiet)
     runtime.set_verbose(verbose)
+    apply_unsafe(unsafe)
     result = run_export(checkpoint, format_.strip().lower(), output, tolerance=tolerance, verbose=verbose)
     if json_:
         console.data_json(result.document())

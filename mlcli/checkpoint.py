@@ -12,8 +12,6 @@ reported before the 3-4 s TensorFlow start-up.
 
 from __future__ import annotations
 
-import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,60 +88,18 @@ class Checkpoint:
 
 def open_checkpoint(path: Path) -> Checkpoint:
     """CKPT -> the model file and its run's facts. Every problem is exit 2 with what was expected."""
-    if not path.exists():
-        raise UsageError(f"CKPT {path}: not found — expected a run directory or a .keras file")
-    if path.is_dir():
-        if not runs.is_run(path):
-            raise UsageError(
-                f"CKPT {path}: is not an mlcli run directory (no {runs.RUN} or {runs.CONFIG})",
-                hint="pass a directory written by `mlcli train`, or a .keras file",
-            )
-        model_path = path / runs.MODEL
-        if not model_path.is_file():
-            status = _manifest(path).get("status", "unknown")
-            hint = f"finish it with `mlcli train --resume {path}`"
-            if (path / runs.BEST).is_file():
-                hint += f", or use its best checkpoint: {path / runs.BEST}"
-            raise UsageError(f"CKPT {path}: the run has no {runs.MODEL} yet (status: {status})", hint=hint)
-        run_dir: Path | None = path
-    else:
-        model_path = path
-        run_dir = _run_around(path)
-    archive = read_archive_config(model_path)
+    from mlcli.checkpoints import locate, read_archive_config
+
+    model_path, run_dir = locate(path, "CKPT")
+    if run_dir is not None and not (run_dir / runs.RUN).is_file():
+        run_dir = None  # a config.yaml alone (a run that never started) says nothing about this file
+    archive = read_archive_config(model_path, "CKPT")
     if run_dir is not None:
         ckpt = _run_checkpoint(model_path, run_dir)
     else:
         ckpt = _standalone_checkpoint(model_path, archive)
     ckpt.input_shape = _input_shape(archive)
     return ckpt
-
-
-def read_archive_config(path: Path) -> dict:
-    """config.json of a .keras archive, or exit 2 saying the file is not a (complete) Keras model."""
-    if path.suffix.lower() != ".keras":
-        kind = path.suffix or "file without extension"
-        raise UsageError(f"CKPT {path}: expected a run directory or a .keras file, not a {kind}")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            if "config.json" not in names or "model.weights.h5" not in names:
-                raise zipfile.BadZipFile("no config.json / model.weights.h5 inside")
-            return json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise UsageError(
-            f"CKPT {path}: is not a complete Keras archive ({_first_line(exc)}) — the file is truncated, "
-            "still being written, or not a .keras model",
-            hint="pass a run directory or a .keras file saved by Keras (model.save('x.keras'))",
-        ) from None
-
-
-def _run_around(model_path: Path) -> Path | None:
-    """The run directory that holds this .keras file (DIR/best.keras, DIR/state/checkpoint.keras)."""
-    parent = model_path.resolve().parent
-    for candidate in (parent, parent.parent if parent.name == runs.STATE else None):
-        if candidate is not None and (candidate / runs.RUN).is_file() and (candidate / runs.CONFIG).is_file():
-            return candidate
-    return None
 
 
 def _manifest(run_dir: Path) -> dict:

@@ -112,57 +112,73 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def resolve(ckpt: Path, flag: str) -> Checkpoint:
-    """A run directory (its model.keras) or a .keras file; anything else is a usage error (exit 2)."""
-    if not ckpt.exists():
-        raise UsageError(f"{flag} {ckpt}: no such file or directory",
-                         hint="pass a run directory written by `mlcli train`, or a .keras file")
-    if ckpt.is_dir():
-        if not runs.is_run(ckpt):
-            raise UsageError(f"{flag} {ckpt}: is a directory but not an mlcli run (no {runs.RUN} or {runs.CONFIG})",
-                             hint="pass a run directory written by `mlcli train`, or a .keras file")
-        model = ckpt / runs.MODEL
+def locate(path: Path, flag: str) -> tuple[Path, Path | None]:
+    """CKPT (CONTRACT §1) -> (the .keras file, the run directory around it or None). Exit 2 otherwise.
+
+    A run directory means its model.keras; a .keras file inside a run (DIR/best.keras,
+    DIR/state/...) belongs to that run, whose files describe it.
+    """
+    if not path.exists():
+        raise UsageError(f"{flag} {path}: not found — expected a run directory or a .keras file")
+    if path.is_dir():
+        if not runs.is_run(path):
+            raise UsageError(f"{flag} {path}: is not an mlcli run directory (no {runs.RUN} or {runs.CONFIG})",
+                             hint="pass a directory written by `mlcli train`, or a .keras file")
+        model = path / runs.MODEL
         if not model.is_file():
-            status = _status(ckpt)
-            raise UsageError(
-                f"{flag} {ckpt}: the run has no {runs.MODEL} yet (status: {status})",
-                hint=f"finish it with `mlcli train --resume {ckpt}`"
-                + (f", or pass {flag} {ckpt / runs.BEST}" if (ckpt / runs.BEST).is_file() else ""),
-            )
-        run_dir = ckpt
-    else:
-        if ckpt.suffix != ".keras":
-            raise UsageError(f"{flag} {ckpt}: expected a run directory or a .keras file")
-        model = ckpt
-        # best.keras or model.keras inside a run directory: that run's config.yaml describes it.
-        run_dir = ckpt.parent if (ckpt.parent / runs.CONFIG).is_file() else None
+            hint = f"finish it with `mlcli train --resume {path}`"
+            if (path / runs.BEST).is_file():
+                hint += f", or use its best checkpoint: {path / runs.BEST}"
+            raise UsageError(f"{flag} {path}: the run has no {runs.MODEL} yet (status: {_status(path)})", hint=hint)
+        return model.resolve(), path.resolve()
+    if path.suffix.lower() != ".keras":
+        kind = path.suffix or "file without extension"
+        raise UsageError(f"{flag} {path}: expected a run directory or a .keras file, not a {kind}")
+    parent = path.resolve().parent
+    for candidate in (parent, parent.parent if parent.name == runs.STATE else None):
+        if candidate is not None and (candidate / runs.CONFIG).is_file():
+            return path.resolve(), candidate
+    return path.resolve(), None
+
+
+def read_archive_config(path: Path, flag: str) -> dict:
+    """config.json of a .keras archive (read without TensorFlow), or exit 2 saying what is wrong."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if "config.json" not in names or "model.weights.h5" not in names:
+                raise zipfile.BadZipFile("no config.json / model.weights.h5 inside")
+            architecture = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(
+            f"{flag} {path}: is not a complete Keras archive ({reason}) — the file is truncated, "
+            "still being written, or not a .keras model",
+            hint="pass a run directory or a .keras file saved by Keras (model.save('x.keras'))",
+        ) from None
+    if not isinstance(architecture, dict):
+        raise UsageError(f"{flag} {path}: its config.json is not a Keras model description")
+    return architecture
+
+
+def resolve(ckpt: Path, flag: str) -> Checkpoint:
+    """A checkpoint to fine-tune: located, its archive read, and a Sequential model."""
+    model, run_dir = locate(ckpt, flag)
+    architecture = read_archive_config(model, flag)
+    if architecture.get("class_name") != "Sequential":
+        raise UsageError(
+            f"{flag} {model}: holds a {architecture.get('class_name')} model — mlcli fine-tunes Sequential models "
+            "(what `mlcli train` writes), whose layers can be counted, frozen and replaced in order",
+        )
     config_path = run_dir / runs.CONFIG if run_dir is not None and (run_dir / runs.CONFIG).is_file() else None
-    architecture = _read_architecture(model, flag)
-    return Checkpoint(model.resolve(), run_dir.resolve() if run_dir else None,
-                      config_path.resolve() if config_path else None, architecture)
+    return Checkpoint(model, run_dir, config_path, architecture)
 
 
 def _status(run_dir: Path) -> str:
     try:
         return str(runs.read_json(run_dir / runs.RUN).get("status", "unknown"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         return "unknown"
-
-
-def _read_architecture(path: Path, flag: str) -> dict:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            architecture = json.loads(archive.read("config.json"))
-    except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise UsageError(f"{flag} {path}: not a Keras archive (a .keras zip holding config.json): {exc}",
-                         hint="pass a model saved by Keras 3 (model.save('x.keras')) or a run directory") from None
-    if not isinstance(architecture, dict) or architecture.get("class_name") != "Sequential":
-        kind = architecture.get("class_name") if isinstance(architecture, dict) else type(architecture).__name__
-        raise UsageError(
-            f"{flag} {path}: holds a {kind} model — mlcli fine-tunes Sequential models (what `mlcli train` writes), "
-            "whose layers can be counted, frozen and replaced in order",
-        )
-    return architecture
 
 
 def describe_layers(layers: list[ArchiveLayer]) -> list[dict[str, Any]]:

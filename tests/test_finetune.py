@@ -542,12 +542,12 @@ def test_renamed_feature_columns_are_fed_by_position_and_said(base, tmp_path):
 
 
 @pytest.mark.parametrize("make, texts", [
-    ("missing", ["--from {p}: no such file or directory"]),
-    ("not-a-run", ["is a directory but not an mlcli run"]),
+    ("missing", ["--from {p}: not found"]),
+    ("not-a-run", ["is not an mlcli run directory"]),
     ("text-file", ["expected a run directory or a .keras file"]),
-    ("not-a-zip", ["not a Keras archive"]),
+    ("not-a-zip", ["is not a complete Keras archive"]),
     ("functional", ["holds a Functional model", "Sequential"]),
-    ("no-weights", ["cannot be loaded as a Keras model"]),
+    ("no-weights", ["is not a complete Keras archive"]),
     ("run-without-model", ["the run has no model.keras yet (status: interrupted)", "mlcli train --resume"]),
 ])
 def test_a_bad_checkpoint_is_a_usage_error(base, tmp_path, make, texts):

@@ -88,6 +88,13 @@ class DeviceError(MlcliError):
     kind = "device error"
 
 
+class ClusterError(DeviceError):
+    """multi_worker: the workers in TF_CONFIG could not reach each other in time (exit 4, like a
+    missing GPU: the hardware the run asked for is not there)."""
+
+    kind = "cluster error"
+
+
 class GateFailed(MlcliError):
     """A --fail-under / --fail-over gate failed; everything was still saved."""
 

@@ -170,6 +170,12 @@ def _validation_split(ckpt: Checkpoint) -> tuple[Split, str | None]:
     from mlcli.data.sources import sha256
 
     config = ckpt.loaded.config
+    if any(part.get("streamed") for part in ckpt.manifest.get("data", {}).get("train", [])):
+        raise UsageError(
+            f"CKPT {ckpt.model_path}: the run streamed its training data (data.stream), choosing validation rows "
+            "by row hash as it read them, and has no data.test — evaluate does not load that data into memory",
+            hint="pass --data SOURCE (e.g. a held-out file), or set data.test in the run's config for next time",
+        )
     train = read_train(config)
     _, held = validation_split(config, ckpt.task, train)
     frame = train.take(held)

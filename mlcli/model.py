@@ -131,17 +131,23 @@ def build_layer(spec: LayerSpec, where: tuple, loaded: LoadedConfig, extra: dict
     return _construct(cls, arguments, where, loaded, "layer")
 
 
-def normalization_layer(kind: str, x: np.ndarray):
-    """Statistics of the training features, inside a Keras Normalization layer (saved with the model)."""
-    import keras
-
+def feature_moments(kind: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, variance) that Normalization needs: standard, or minmax as (min, (max - min)^2)."""
     flat = x.reshape(-1, x.shape[-1]).astype(np.float64)
     if kind == "standard":
-        mean = flat.mean(axis=0)
-        variance = flat.var(axis=0)
-    else:  # minmax: (x - min) / (max - min)
-        low, high = flat.min(axis=0), flat.max(axis=0)
-        mean, variance = low, (high - low) ** 2
+        return flat.mean(axis=0), flat.var(axis=0)
+    low, high = flat.min(axis=0), flat.max(axis=0)
+    return low, (high - low) ** 2
+
+
+def normalization_layer(kind: str, x):
+    """Statistics of the training features, inside a Keras Normalization layer (saved with the model).
+
+    `x`: the training features, or streamed data's statistics (anything with `.moments(kind)`,
+    computed chunk by chunk: mlcli.data.stream)."""
+    import keras
+
+    mean, variance = x.moments(kind) if hasattr(x, "moments") else feature_moments(kind, x)
     # A constant feature would be divided by ~0: scale it by 1 instead, so unseen values stay finite.
     variance = np.where(variance > 1e-12, variance, 1.0)
     return keras.layers.Normalization(
@@ -150,7 +156,7 @@ def normalization_layer(kind: str, x: np.ndarray):
     )
 
 
-def build_model(loaded: LoadedConfig, input_shape: tuple[int, ...], train_x: np.ndarray | None,
+def build_model(loaded: LoadedConfig, input_shape: tuple[int, ...], train_x,
                 output_float32: bool = False):
     """Input -> (Normalization) -> the configured layers. The last layer computes in float32 under
     mixed precision (Keras's advice for softmax)."""

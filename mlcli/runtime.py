@@ -1,4 +1,9 @@
-"""TensorFlow import (lazy, quiet), devices, precision, distribution and determinism."""
+"""TensorFlow import (lazy, quiet), devices, precision and determinism.
+
+The device and precision choices are pure functions of what TensorFlow reports (`decide_device`,
+`precision_for`), so they are tested with faked GPU lists; `select_device` applies a choice to
+TensorFlow, which must happen before TensorFlow creates its first tensor.
+"""
 
 from __future__ import annotations
 
@@ -65,12 +70,23 @@ def import_tensorflow():
 @dataclass(frozen=True)
 class DeviceChoice:
     kind: str  # "cpu" or "gpu"
-    devices: tuple[str, ...]  # e.g. ("/physical_device:GPU:0",) or ("CPU",)
+    gpus: tuple[str, ...] = ()  # physical GPU names used, e.g. ("/physical_device:GPU:0",)
+    cpus: int = 1  # logical CPU devices (runtime.device cpu:N splits the CPU, to test mirrored runs)
+
+    @property
+    def count(self) -> int:
+        """How many devices computation can be mirrored over."""
+        return len(self.gpus) if self.kind == "gpu" else self.cpus
 
     def describe(self) -> str:
+        """What run.json and the summary say: cpu, cpu:2 (two logical CPUs), gpu:0 or gpu:0,1."""
         if self.kind == "cpu":
-            return "cpu"
-        return "gpu:" + ",".join(d.rsplit(":", 1)[-1] for d in self.devices)
+            return "cpu" if self.cpus == 1 else f"cpu:{self.cpus}"
+        return "gpu:" + ",".join(name.rsplit(":", 1)[-1] for name in self.gpus)
+
+    def logical_names(self) -> list[str]:
+        """The devices' names once select_device has applied the choice (hidden GPUs renumber the rest)."""
+        return [f"/{self.kind}:{index}" for index in range(self.count)]
 
 
 def visible_gpus() -> list:
@@ -79,57 +95,91 @@ def visible_gpus() -> list:
         return tf.config.list_physical_devices("GPU")
 
 
+def decide_device(requested: str, gpus: list) -> DeviceChoice:
+    """runtime.device against the GPUs TensorFlow can use (`gpus`: PhysicalDevice-like, with .name).
+
+    auto: every usable GPU, else the CPU. cpu: the CPU only. cpu:N: the CPU as N logical devices.
+    gpu: every usable GPU, at least one. gpu:0,1: those GPUs (indices into TensorFlow's GPU list).
+    """
+    if requested == "auto":
+        return DeviceChoice("gpu", tuple(g.name for g in gpus)) if gpus else DeviceChoice("cpu")
+    if requested == "cpu" or requested.startswith("cpu:"):
+        cpus = int(requested.split(":", 1)[1]) if ":" in requested else 1
+        return DeviceChoice("cpu", cpus=cpus)
+    if not gpus:
+        from mlcli.doctor import gpu_diagnosis
+
+        raise DeviceError(
+            f"runtime.device is {requested!r} but TensorFlow sees no usable GPU. {gpu_diagnosis()}",
+            hint="use --device cpu (or auto), or run `mlcli doctor` for details",
+        )
+    if ":" not in requested:
+        return DeviceChoice("gpu", tuple(g.name for g in gpus))
+    wanted = list(dict.fromkeys(int(i) for i in requested.split(":", 1)[1].split(",")))
+    missing = [i for i in wanted if i >= len(gpus)]
+    if missing:
+        raise DeviceError(
+            f"runtime.device {requested!r}: GPU {', '.join(map(str, missing))} does not exist — TensorFlow sees "
+            f"{len(gpus)} GPU(s), numbered 0 to {len(gpus) - 1}",
+            hint="run `mlcli doctor` to list the GPUs",
+        )
+    return DeviceChoice("gpu", tuple(gpus[i].name for i in wanted))
+
+
 def select_device(requested: str) -> DeviceChoice:
-    """Apply runtime.device before any tensor exists: hide unwanted GPUs, grow memory on the rest."""
+    """Decide runtime.device and apply it before any tensor exists: hide the GPUs not chosen, turn
+    memory growth on for the rest (two jobs can share a card), split the CPU for cpu:N."""
     tf = import_tensorflow()
     gpus = visible_gpus()
-    if requested == "cpu":
-        with contextlib.suppress(RuntimeError):
-            tf.config.set_visible_devices([], "GPU")
-        return DeviceChoice("cpu", ("CPU",))
-    if requested.startswith("gpu"):
-        if not gpus:
-            from mlcli.doctor import gpu_diagnosis
-
-            raise DeviceError(
-                f"runtime.device is {requested!r} but TensorFlow sees no usable GPU. {gpu_diagnosis()}",
-                hint="use --device cpu (or auto), or run `mlcli doctor` for details",
-            )
-        if ":" in requested:
-            wanted = [int(i) for i in requested.split(":", 1)[1].split(",")]
-            missing = [i for i in wanted if i >= len(gpus)]
-            if missing:
-                raise DeviceError(
-                    f"GPU(s) {missing} requested but TensorFlow sees {len(gpus)} GPU(s) (0 to {len(gpus) - 1})",
-                    hint="run `mlcli doctor` to list the GPUs",
-                )
-            gpus = [gpus[i] for i in wanted]
-    if not gpus:
-        return DeviceChoice("cpu", ("CPU",))
+    choice = decide_device(requested, gpus)
+    chosen = [g for g in gpus if g.name in choice.gpus]
     with contextlib.suppress(RuntimeError):  # already initialised: settings are fixed for this process
-        tf.config.set_visible_devices(gpus, "GPU")
-        for gpu in gpus:
-            tf.config.experimental.set_memory_growth(gpu, True)  # two jobs can share a card
-    return DeviceChoice("gpu", tuple(g.name for g in gpus))
+        tf.config.set_visible_devices(chosen, "GPU")
+        for gpu in chosen:
+            tf.config.experimental.set_memory_growth(gpu, True)
+    if choice.kind == "cpu" and choice.cpus > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * choice.cpus)
+        except RuntimeError:
+            if len(tf.config.list_logical_devices("CPU")) != choice.cpus:
+                raise DeviceError(
+                    f"runtime.device {requested!r}: TensorFlow has already started in this process with "
+                    f"{len(tf.config.list_logical_devices('CPU'))} CPU device(s); cpu:N takes effect only in a "
+                    "fresh process", hint="run the command in its own process") from None
+    return choice
 
 
-def choose_precision(requested: str, device: DeviceChoice) -> str:
-    """auto: bfloat16 on compute capability >= 8.0, float16 on 7.x, float32 otherwise."""
+def gpu_capabilities(device: DeviceChoice) -> list[tuple[int, int]]:
+    """Compute capability (major, minor) of each chosen GPU, as TensorFlow reports it."""
+    tf = import_tensorflow()
+    found = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        if gpu.name in device.gpus:
+            details = tf.config.experimental.get_device_details(gpu)
+            found.append(tuple(details.get("compute_capability") or (0, 0)))
+    return found
+
+
+def precision_for(requested: str, device: DeviceChoice, capabilities: list[tuple[int, int]]) -> str:
+    """runtime.precision. auto: mixed_bfloat16 when every chosen GPU has compute capability >= 8.0
+    (Ampere and later), mixed_float16 on 7.x (Volta, Turing: float16 tensor cores), float32 on older
+    GPUs and on the CPU. An explicit value is honoured as given."""
     if requested != "auto":
         return requested
-    if device.kind != "gpu":
+    if device.kind != "gpu" or not capabilities:
         return "float32"
-    tf = import_tensorflow()
-    capabilities = []
-    for gpu in tf.config.list_physical_devices("GPU"):
-        details = tf.config.experimental.get_device_details(gpu)
-        capabilities.append(details.get("compute_capability", (0, 0)))
-    lowest = min(capabilities) if capabilities else (0, 0)
+    lowest = min(capabilities)
     if lowest >= (8, 0):
         return "mixed_bfloat16"
     if lowest >= (7, 0):
         return "mixed_float16"
     return "float32"
+
+
+def choose_precision(requested: str, device: DeviceChoice) -> str:
+    needs_details = requested == "auto" and device.kind == "gpu"
+    return precision_for(requested, device, gpu_capabilities(device) if needs_details else [])
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

@@ -34,6 +34,12 @@ def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path |
         if output is not None and output.resolve() != run_dir.resolve():
             raise UsageError(f"--resume {run_dir} and --output {output} name different directories")
         if not runs.is_run(run_dir):
+            if (run_dir / runs.LOCK).is_file():
+                raise UsageError(
+                    f"{run_dir}: the run there was stopped before it wrote its config, so --resume DIR cannot "
+                    "know how to continue it",
+                    hint=f"start it again with: mlcli {kind} CONFIG --output {run_dir} --resume",
+                )
             raise UsageError(f"{run_dir} is not an mlcli run directory (no {runs.RUN} or {runs.CONFIG})",
                              hint="pass the directory a previous `mlcli train` wrote")
         manifest = _manifest(run_dir)
@@ -43,6 +49,7 @@ def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path |
             raise UsageError(f"{run_dir} is a train run, not a finetune run",
                              hint=f"continue it with: mlcli train --resume {run_dir}")
         loaded = load_config(run_dir / runs.CONFIG, overrides)
+        _check_cluster(loaded, resume=True)
         return _continue_or_report(kind, loaded, run_dir, manifest.get("parent"))
 
     if kind == "finetune":
@@ -60,6 +67,9 @@ def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path |
         parent_facts = None
 
     name = loaded.config.name or "run"
+    if not _check_cluster(loaded, resume):  # a worker other than the chief never touches the run directory
+        return RunPlan(kind, loaded, output if output is not None else Path("runs") / name, resume=False,
+                       parent=parent_facts)
     if resume:
         run_dir = output if output is not None else Path("runs") / name
         if runs.is_run(run_dir):
@@ -69,6 +79,19 @@ def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path |
         runs.claim_output(output, force)
         return RunPlan(kind, loaded, output, resume=False, parent=parent_facts)
     return RunPlan(kind, loaded, runs.default_run_dir(name), resume=False, parent=parent_facts)
+
+
+def _check_cluster(loaded: LoadedConfig, resume: bool) -> bool:
+    """Whether this process writes the run directory: False for a multi-worker run's other workers.
+    Continuing a multi-worker run is refused: each worker would need the chief's saved state."""
+    from mlcli.distribute import cluster_role
+
+    role = cluster_role(loaded.config.runtime.distribute)
+    if role is not None and resume:
+        raise UsageError("--resume is not supported for multi-worker runs (TF_CONFIG is set): the other workers "
+                         "cannot read the chief's saved state",
+                         hint="start the run again on every worker (the chief with --force to replace its output)")
+    return role is None or role.is_chief
 
 
 def _continue_or_report(kind: str, loaded: LoadedConfig, run_dir: Path, parent: dict | None) -> RunPlan:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-
 from mlcli import runs
 from mlcli.config import LoadedConfig, to_dict
 from mlcli.config.yamlio import dump_yaml
@@ -45,6 +44,7 @@ class TrainResult:
     layers: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     finetune: dict | None = None
+    distribute: dict | None = None  # strategy, replicas, batch per replica (run.json's "distribute")
 
     def document(self) -> dict:
         """The --json document of CONTRACT §1 (plus the parameter counts and layer table)."""
@@ -61,37 +61,46 @@ class TrainResult:
         }
         if self.finetune is not None:
             doc["finetune"] = self.finetune
+        if self.distribute is not None:
+            doc["distribute"] = self.distribute
         return doc
 
 
 def run_training(request: TrainRequest) -> TrainResult:
-    from mlcli import runtime
+    from mlcli import distribute, runtime
 
     runtime.import_tensorflow()
     import keras
 
-    from mlcli.data.prepare import prepare
+    from mlcli.data.stream import prepare_data
     from mlcli.model import build_loss, build_metrics, build_optimizer
 
     loaded = request.loaded
     config = loaded.config
-    run_dir = request.run_dir
 
     device = runtime.select_device(config.runtime.device)
+    # Before TensorFlow runs any op: MultiWorkerMirroredStrategy sets up the collectives when created.
+    distribution = distribute.create(config.runtime, device)
     precision = runtime.choose_precision(config.runtime.precision, device)
-    keras.mixed_precision.set_global_policy("float32" if precision == "float32" else precision)
+    keras.mixed_precision.set_global_policy(precision)
     runtime.seed_everything(config.seed, config.runtime.deterministic)
 
     # Every Keras name is resolved before any data is read: a typo costs no time.
     build_optimizer(loaded), build_loss(loaded), build_metrics(loaded)
-    prepared = prepare(config)
+    prepared = prepare_data(config)
+    if not distribution.writes_run_dir:  # another worker than the chief: see train_in_scratch
+        return distribute.train_in_scratch(_train, request, prepared, device, precision, distribution)
+    return _train(request, prepared, device, precision, distribution)
+
+
+def _train(request: TrainRequest, prepared, device, precision: str, distribution) -> TrainResult:
     with contextlib.ExitStack() as stack:
         if request.resume:  # lock before reading the state a live run may be rewriting
-            stack.enter_context(runs.hold_lock(run_dir))
-        return _train_locked(request, prepared, device, precision, stack)
+            stack.enter_context(runs.hold_lock(request.run_dir))
+        return _train_locked(request, prepared, device, precision, distribution, stack)
 
 
-def _train_locked(request: TrainRequest, prepared, device, precision: str, stack) -> TrainResult:
+def _train_locked(request: TrainRequest, prepared, device, precision: str, distribution, stack) -> TrainResult:
     from mlcli import resume
     from mlcli.data.prepare import label_encoding
     from mlcli.model import build_loss, build_metrics, build_model, build_optimizer
@@ -101,27 +110,31 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, stack
     run_dir = request.run_dir
     progress = resume.read_progress(run_dir) if request.resume else None
 
-    notes: list[str] = []
+    notes: list[str] = list(getattr(prepared.train, "notes", []))
     finetune_facts = None
     extras: dict = {}
-    if progress is not None:
-        model, extras = resume.load_point(run_dir, progress)
-        notes.append(resume.describe(progress))
-    elif request.make_model is not None:
-        model, finetune_facts = request.make_model(loaded, prepared)
-        notes.extend(finetune_facts.get("notes", []))
-    else:
-        model = build_model(loaded, prepared.input_shape, prepared.train.x, output_float32=precision != "float32")
+    with distribution.scope():  # variables made here are mirrored across the strategy's replicas
+        if progress is not None:
+            model, extras = resume.load_point(run_dir, progress)
+            notes.append(resume.describe(progress))
+        elif request.make_model is not None:
+            model, finetune_facts = request.make_model(loaded, prepared)
+            notes.extend(finetune_facts.get("notes", []))
+        else:  # streamed data brings its statistics, computed chunk by chunk, instead of its rows
+            features = prepared.train.statistics if getattr(prepared.train, "streamed", False) else prepared.train.x
+            model = build_model(loaded, prepared.input_shape, features, output_float32=precision != "float32")
 
-    outputs = int(model.output_shape[-1])
-    encoding = label_encoding(config, prepared.task, outputs, len(prepared.classes or []))
-    check_output_width(loaded, prepared, encoding, outputs)
-    spe = steps_per_execution(config, prepared.train.rows)
-    if progress is None:
-        model.compile(optimizer=build_optimizer(loaded), loss=build_loss(loaded), metrics=build_metrics(loaded),
-                      steps_per_execution=spe)
-    else:  # a resumed model was compiled by load_model; only the execution size is set again
-        model.steps_per_execution = spe
+        outputs = int(model.output_shape[-1])
+        encoding = label_encoding(config, prepared.task, outputs, len(prepared.classes or []))
+        check_output_width(loaded, prepared, encoding, outputs)
+        spe = distribution.steps_per_execution(config, prepared.train.rows)
+        if progress is None:
+            model.compile(optimizer=build_optimizer(loaded), loss=build_loss(loaded), metrics=build_metrics(loaded),
+                          steps_per_execution=spe)
+        else:  # a resumed model was compiled by load_model; only the execution size is set again
+            model.steps_per_execution = spe
+        distribution.prepare_model(model)
+    notes += [n for n in [distribution.describe(config.training.batch_size), *distribution.notes] if n]
 
     if not request.resume:
         stack.enter_context(runs.hold_lock(run_dir))
@@ -129,6 +142,7 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, stack
     first_epoch = int(progress["epochs_completed"]) if progress else 0
     history = runs.read_history(run_dir / runs.HISTORY)[:first_epoch] if progress else []
     manifest = start_manifest(request, prepared, device.describe(), precision, model, now(), finetune_facts)
+    manifest["distribute"] = distribution.facts(config.training.batch_size, spe)
     if progress is None:
         runs.write_text(run_dir / runs.CONFIG, dump_yaml(to_dict(config)))
         if prepared.classes is not None:
@@ -167,7 +181,7 @@ def _fit(request: TrainRequest, model, prepared, encoding: str, progress: dict |
 
     from mlcli import callbacks as cb
     from mlcli import resume
-    from mlcli.data.pipeline import as_numpy_targets, evaluation_dataset, steps_per_epoch, training_dataset
+    from mlcli.data.pipeline import evaluation_dataset, first_rows, steps_per_epoch, training_dataset
 
     config = request.loaded.config
     run_dir = request.run_dir
@@ -225,8 +239,8 @@ def _fit(request: TrainRequest, model, prepared, encoding: str, progress: dict |
     try:
         if first_step:
             # Keras creates metric variables at the first step; build them now so that the running
-            # totals of the interrupted epoch can be put back before that step.
-            x, y = prepared.train.x[:1], as_numpy_targets(prepared.train, encoding, num_classes)[:1]
+            # totals of the interrupted epoch can be put back before that step (a row for each replica).
+            x, y = first_rows(prepared.train, model.distribute_strategy.num_replicas_in_sync, encoding, num_classes)
             model.evaluate(x, y, verbose=0)
             fit(first_epoch, first_epoch + 1, first_step, [cb.RestoreMetrics(extras)])
             first_epoch += 1
@@ -292,28 +306,15 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
         metrics.update({f"test_{k}": float(scores[k]) for k in sorted(scores, key=lambda k: (k != "loss", k))})
     runs.write_json(run_dir / runs.METRICS, metrics)
     from mlcli.plots import write_run_plots  # catches its own failures: a picture never fails a finished run
-    write_run_plots(run_dir, history, model, prepared, config)
+    # A streamed split is not held in memory: no confusion matrix for it, the curves only.
+    write_run_plots(run_dir, history, model, None if getattr(prepared.train, "streamed", False) else prepared, config)
     manifest.update(status="completed", ended_at=now(), metrics=metrics)
     runs.write_json(run_dir / runs.RUN, manifest)
     return TrainResult(
         run_dir=run_dir, status="completed", epochs_completed=completed, metrics=metrics, best=fitted.best,
         device=device, precision=precision, parameters=manifest["parameters"], layers=manifest["layers"],
-        notes=notes, finetune=manifest.get("finetune"),
+        notes=notes, finetune=manifest.get("finetune"), distribute=manifest["distribute"],
     )
-
-
-def steps_per_execution(config, rows: int) -> int:
-    """training.steps_per_execution; auto runs about 4,096 rows per TensorFlow call (same math)."""
-    from mlcli.data.pipeline import steps_per_epoch
-
-    value = config.training.steps_per_execution
-    steps = steps_per_epoch(rows, config.training.batch_size)
-    if value == "auto":
-        value = max(1, 4096 // config.training.batch_size)
-        every = config.training.checkpoint_every_steps
-        if every:  # land on every save point: the largest divisor of checkpoint_every_steps that fits
-            value = max(d for d in range(1, min(value, every) + 1) if every % d == 0)
-    return max(1, min(int(value), steps))
 
 
 def check_output_width(loaded: LoadedConfig, prepared, encoding: str, outputs: int) -> None:

@@ -113,11 +113,18 @@ def reference(config, tmp_path_factory) -> Path:
     return run
 
 
-def _kill_and_resume(config: Path, run: Path, plan: list[tuple]) -> list[int]:
-    """Run the plan: each step starts (or resumes) the run and ends it one way; returns exit codes."""
+def _kill_and_resume(config: Path, run: Path, plan: list[tuple], retry: str = "by-dir") -> list[int]:
+    """Run the plan: each step starts (or resumes) the run and ends it one way; returns exit codes.
+
+    retry "by-dir" continues with `mlcli train --resume DIR`; "idempotent" reruns the same command
+    with --resume, as a CI retry does (it also starts the run if the first attempt wrote nothing).
+    """
     codes = []
     for index, (how, arg) in enumerate(plan):
-        args = ("train", config, "--output", run) if index == 0 else ("train", "--resume", run)
+        if retry == "idempotent":
+            args = ("train", config, "--output", run, "--resume")
+        else:
+            args = ("train", config, "--output", run) if index == 0 else ("train", "--resume", run)
         if how == "fault":  # crash inside the code path named by arg, e.g. between temp write and rename
             process = _start(*args, env={"MLCLI_TEST_KILL_AT": arg})
             process.communicate(timeout=300)
@@ -128,7 +135,8 @@ def _kill_and_resume(config: Path, run: Path, plan: list[tuple]) -> list[int]:
             process.communicate(timeout=120)
         codes.append(process.returncode)
         _assert_every_file_whole(run)
-    done = run_process("train", "--resume", run, "--quiet")
+    final = ("train", config, "--output", run, "--resume") if retry == "idempotent" else ("train", "--resume", run)
+    done = run_process(*final, "--quiet")
     assert done.returncode == 0, done.stderr
     return codes
 
@@ -156,6 +164,28 @@ def test_sigkill_at_many_points_resumes_bit_identical(config, reference, tmp_pat
     codes = _kill_and_resume(config, run, plan)
     assert all(code == -signal.SIGKILL for code in codes), codes
     _assert_same_as_reference(run, reference)
+
+
+def test_a_crash_inside_every_kind_of_write_resumes_bit_identical(config, reference, tmp_path):
+    """Each process of the chain dies at its Nth atomic write (config, run.json, history, best.keras,
+    resume points...) or between a resume point's files and its progress.json; the chain still ends
+    exactly where an uninterrupted run ends."""
+    run = tmp_path / "run"
+    plan = [("fault", f"before-rename:{n}") for n in (1, 2, 3, 4, 5, 7, 8, 10, 11, 13)]
+    plan += [("fault", "state-before-progress:1"), ("fault", "state-before-progress:4")]
+    codes = _kill_and_resume(config, run, plan, retry="idempotent")
+    assert all(code == -signal.SIGKILL for code in codes), codes
+    _assert_same_as_reference(run, reference)
+
+
+def test_resume_by_directory_after_a_kill_before_any_file_explains_itself(config, tmp_path):
+    run = tmp_path / "run"
+    process = _start("train", config, "--output", run, env={"MLCLI_TEST_KILL_AT": "before-rename:1"})
+    process.communicate(timeout=300)
+    assert process.returncode == -signal.SIGKILL
+    ran = run_cli("train", "--resume", run)
+    assert ran.exit_code == 2, ran
+    assert "stopped before it wrote its config" in ran.stderr and f"mlcli train CONFIG --output {run} --resume" in ran.stderr
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

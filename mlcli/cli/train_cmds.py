@@ -133,7 +133,7 @@ def _plan_and_run(kind, config, parent, output, overrides, resume, force, under,
 OutputOption = typer.Option(None, "--output", "-o", help="Run directory (default runs/<name>).")
 ResumeOption = typer.Option(False, "--resume", help="Continue an unfinished run (idempotent).")
 ForceOption = typer.Option(False, "--force", help="Replace a run already in --output.")
-DeviceOption = typer.Option(None, "--device", help="auto | cpu | gpu | gpu:0,1")
+DeviceOption = typer.Option(None, "--device", help="auto | cpu | gpu | gpu:0,1 | cpu:N (N logical CPUs)")
 SeedOption = typer.Option(None, "--seed", help="Override the config's seed.")
 JsonOption = typer.Option(False, "--json", help="One JSON document on stdout; human output on stderr.")
 QuietOption = typer.Option(False, "--quiet", "-q", help="Nothing on stderr but errors.")

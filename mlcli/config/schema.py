@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DEVICE = re.compile(r"^(auto|cpu|gpu|gpu:\d+(,\d+)*)$")
+_DEVICE = re.compile(r"^(auto|cpu|cpu:[1-9]\d*|gpu|gpu:\d+(,\d+)*)$")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -121,7 +121,11 @@ class DataConfig(_Section):
         description="Fitted on the training split only and saved inside the model, so predict applies it too.",
     )
     shuffle: bool = Field(True, description="Reshuffle the training rows every epoch (seeded).")
-    stream: bool = Field(False, description="Read from disk in batches (data larger than memory).")
+    stream: Union[bool, Literal["auto"]] = Field(
+        "auto",
+        description="true: read CSV/Parquet from disk in batches (data larger than memory; globs of shards). "
+        "auto: stream when data.train's files total more than 1 GiB. false: load into memory.",
+    )
     classes: Union[list[Union[int, str]], None] = Field(
         None,
         description="Keep only rows whose label is one of these (classification), e.g. [0, 1, 2, 3, 4]; "
@@ -265,7 +269,11 @@ class FinetuneConfig(_Section):
 class RuntimeConfig(_Section):
     """Where and how the computation runs."""
 
-    device: str = Field("auto", description="auto (GPU if usable, else CPU) | cpu | gpu | gpu:0,1")
+    device: str = Field(
+        "auto",
+        description="auto (every usable GPU, else CPU) | cpu | gpu (at least one GPU, else exit 4) | gpu:0,1 "
+        "(those GPUs) | cpu:N (the CPU split into N logical devices, to try mirrored runs without GPUs)",
+    )
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = Field(
         "auto", description="auto: mixed_bfloat16 on compute capability >= 8.0, mixed_float16 on 7.x, else float32."
     )
@@ -275,12 +283,18 @@ class RuntimeConfig(_Section):
     deterministic: bool = Field(
         False, description="Bitwise-repeatable runs and exact resume on CPU (slower op kernels)."
     )
+    cluster_timeout: int = Field(
+        300, ge=1,
+        description="multi_worker: seconds every worker listed in TF_CONFIG has to join before the run fails "
+        "(exit 4) instead of waiting forever.",
+    )
 
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
         if not _DEVICE.match(value):
-            raise _reject(f"{value!r} is not a device — expected auto, cpu, gpu, or gpu:0,1")
+            raise _reject(f"{value!r} is not a device — expected auto, cpu, gpu, or gpu:0,1 (GPU indices); "
+                          "cpu:2 splits the CPU into 2 logical devices")
         return value
 
 

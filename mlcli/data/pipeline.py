@@ -35,7 +35,12 @@ def training_dataset(split: Split, *, batch_size: int, seed: int, shuffle: bool,
     One epoch per iterator matters: Keras runs `steps_per_execution` steps per call until the data
     runs out, so an endless stream would let the last call of an epoch eat into the next one.
     `first_step` skips the batches a mid-epoch resume has already trained on.
+    A streamed split (mlcli.data.stream) builds its own, with the same contract.
     """
+    if getattr(split, "streamed", False):
+        return _sharded_by_data(split.training_dataset(
+            batch_size=batch_size, seed=seed, shuffle=shuffle, epoch=epoch, encoding=encoding,
+            num_classes=num_classes, first_step=first_step))
     from mlcli.runtime import import_tensorflow
 
     tf = import_tensorflow()
@@ -60,17 +65,39 @@ def training_dataset(split: Split, *, batch_size: int, seed: int, shuffle: bool,
 
     dataset = tf.data.Dataset.from_tensors(0).flat_map(epoch_batches)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps - first_step))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return _sharded_by_data(dataset.prefetch(tf.data.AUTOTUNE))
 
 
 def evaluation_dataset(split: Split, *, batch_size: int, encoding: str, num_classes: int):
     """Batches in row order, for validation, test and evaluate."""
+    if getattr(split, "streamed", False):
+        return _sharded_by_data(split.evaluation_dataset(batch_size=batch_size, encoding=encoding,
+                                                         num_classes=num_classes))
     from mlcli.runtime import import_tensorflow
 
     tf = import_tensorflow()
     dataset = tf.data.Dataset.from_tensor_slices((split.x, split.y)).batch(batch_size)
     dataset = dataset.map(lambda x, y: (x, _encode(tf, y, encoding, num_classes)))
-    return dataset.cache().prefetch(tf.data.AUTOTUNE)
+    return _sharded_by_data(dataset.cache().prefetch(tf.data.AUTOTUNE))
+
+
+def _sharded_by_data(dataset):
+    """Under MultiWorkerMirroredStrategy, each worker keeps its own part of every global batch (DATA
+    sharding): the batches, and so the steps, are those of a one-worker run. Without a strategy, or
+    on one machine, the option changes nothing."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def first_rows(split, rows: int, encoding: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(x, targets as the loss sees them) of a split's first rows, in memory or streamed."""
+    if getattr(split, "streamed", False):
+        x, y = split.head(rows)
+        split = Split(x, y, split.name)
+    return split.x[:rows], as_numpy_targets(split, encoding, num_classes)[:rows]
 
 
 def as_numpy_targets(split: Split, encoding: str, num_classes: int) -> np.ndarray:

@@ -1,0 +1,139 @@
+"""A GPU check, for a machine with an NVIDIA GPU and a CUDA build of TensorFlow
+(`pip install 'tensorflow[and-cuda]==2.21.*'`). It confirms, through the real CLI:
+
+1. the GPU is detected (`mlcli doctor --json` lists it, with its compute capability);
+2. `runtime.precision: auto` picks what the capability calls for (mixed_bfloat16 on 8.0 and later,
+   mixed_float16 on 7.x, float32 before), and the run records it;
+3. a training run completes on the GPU (`--device gpu`: run.json says gpu:…), and with two or more
+   GPUs, a mirrored run over all of them reports one replica per GPU;
+4. the training throughput (rows per second over the epochs after the first) on the GPU against the CPU.
+
+    python bench/gpu_check.py [--rows 500000] [--epochs 3] [--batch-size 1024]
+
+Prints what it found and writes bench/results/gpu_check.json. Exit 0 when every check passes, 1 when
+one fails, 2 when there is no usable GPU (doctor's diagnosis is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).absolute().parent.parent
+RESULTS = REPO / "bench" / "results" / "gpu_check.json"
+sys.path.insert(0, str(Path(__file__).absolute().parent))
+
+from stream_memory import write_shards  # noqa: E402  (bench/ is a folder of scripts, not a package)
+
+CONFIG = """\
+# written by bench/gpu_check.py
+name: gpu-check
+seed: 3
+data: {{train: {train}, validation: 0.1}}
+model:
+  layers:
+    - {{type: Dense, units: 256, activation: relu}}
+    - {{type: Dense, units: 256, activation: relu}}
+    - {{type: Dense, units: 10, activation: softmax}}
+optimizer: {{type: adam, learning_rate: 0.001}}
+training: {{epochs: {epochs}, batch_size: {batch_size}}}
+"""
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def mlcli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mlcli", *args], capture_output=True, text=True, env=_env(),
+                          cwd=REPO)
+
+
+def expected_precision(capabilities: list[tuple[int, int]]) -> str:
+    lowest = min(capabilities)
+    return "mixed_bfloat16" if lowest >= (8, 0) else "mixed_float16" if lowest >= (7, 0) else "float32"
+
+
+def train(config: Path, out: Path, device: str, rows: int) -> dict:
+    started = time.perf_counter()
+    done = mlcli("train", str(config), "--output", str(out), "--force", "--device", device, "--json")
+    if done.returncode != 0:
+        return {"device": device, "exit_code": done.returncode, "error": done.stderr.strip()[-2000:]}
+    document = json.loads(done.stdout)
+    with open(out / "history.csv") as handle:
+        history = list(csv.DictReader(handle))
+    later = history[1:] or history  # the first epoch includes tracing and warm-up
+    seconds = sum(float(row["seconds"]) for row in later)
+    train_rows = json.loads((out / "run.json").read_text())["rows"]["train"]
+    return {"device": device, "exit_code": 0, "reported_device": document["device"],
+            "precision": document["precision"], "distribute": document.get("distribute"),
+            "rows_per_second": round(train_rows * len(later) / seconds), "val_accuracy": document["metrics"].get(
+                "val_accuracy"), "process_seconds": round(time.perf_counter() - started, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=500_000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=1024)
+    args = parser.parse_args()
+
+    doctor = mlcli("doctor", "--json")
+    report = json.loads(doctor.stdout) if doctor.returncode == 0 else {}
+    gpus = report.get("gpus") or []
+    print(f"doctor: {report.get('diagnosis', doctor.stderr.strip())}")
+    if not gpus:
+        print("no usable GPU: nothing to check on this machine")
+        sys.exit(2)
+    capabilities = [tuple(int(p) for p in (g["compute_capability"] or "0.0").split(".")) for g in gpus]
+    for gpu in gpus:
+        print(f"  {gpu['name']}: {gpu['model']}, compute capability {gpu['compute_capability']}")
+
+    checks: dict[str, bool] = {"gpu detected": True}
+    with tempfile.TemporaryDirectory(prefix="mlcli-gpu-check-") as work:
+        work_dir = Path(work)
+        write_shards(work_dir / "data", args.rows)
+        config = work_dir / "gpu.yaml"
+        config.write_text(CONFIG.format(train=work_dir / "data" / "part-*.parquet", epochs=args.epochs,
+                                        batch_size=args.batch_size))
+        runs = {device: train(config, work_dir / device.replace(":", ""), device, args.rows)
+                for device in ["gpu:0", "cpu"] + (["gpu"] if len(gpus) > 1 else [])}
+    gpu_run, cpu_run = runs["gpu:0"], runs["cpu"]
+    checks["training completes on the GPU"] = gpu_run["exit_code"] == 0 and gpu_run["reported_device"] == "gpu:0"
+    checks[f"auto precision is {expected_precision(capabilities[:1])}"] = \
+        gpu_run.get("precision") == expected_precision(capabilities[:1])
+    checks["training completes on the CPU"] = cpu_run["exit_code"] == 0 and cpu_run.get("precision") == "float32"
+    if len(gpus) > 1:
+        mirrored = runs["gpu"]
+        checks[f"mirrored over {len(gpus)} GPUs"] = mirrored["exit_code"] == 0 and \
+            (mirrored.get("distribute") or {}).get("replicas") == len(gpus)
+    speedup = gpu_run.get("rows_per_second", 0) / max(cpu_run.get("rows_per_second", 1), 1)
+    for name, ok in checks.items():
+        print(f"  [{'ok' if ok else 'FAILED'}] {name}")
+    for device, run in runs.items():
+        print(f"  {device}: " + (f"{run['rows_per_second']:,} rows/s, precision {run['precision']}"
+                                 if run["exit_code"] == 0 else f"exit {run['exit_code']}: {run['error']}"))
+    print(f"  GPU / CPU training throughput: {speedup:.1f}x")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "gpus": gpus, "checks": checks, "runs": runs, "gpu_over_cpu": round(speedup, 2),
+        "settings": {"rows": args.rows, "epochs": args.epochs, "batch_size": args.batch_size},
+        "machine": {"python": platform.python_version(), "platform": platform.platform(),
+                    "tensorflow": report.get("tensorflow"), "cpus": os.cpu_count()},
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }, indent=2) + "\n")
+    sys.exit(0 if all(checks.values()) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""data.stream's first pass: every file of the config read once, in chunks, before training.
+
+It checks every value (with the in-memory reader's messages), counts rows, collects the label
+vocabulary and computes the normalization statistics of the training rows; the result is a Prepared
+whose splits are mlcli.data.stream.StreamSplit (read again from disk each time they are used).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from mlcli.config.schema import Config
+from mlcli.data.prepare import Prepared, infer_task, is_classification_loss, regression_targets
+from mlcli.data.sources import sha256
+from mlcli.data.stream import SHUFFLE_BUFFER_ROWS, Moments, StreamSplit, _Plan, held_out
+from mlcli.data.stream_source import ChunkSource, column_kind, weakest
+from mlcli.errors import DataError
+
+
+def prepare_stream(config: Config) -> Prepared:
+    """The first pass over data.train (and the validation/test files): checks, counts, labels, statistics."""
+    data = config.data
+    labels = data.label_columns()
+    train = ChunkSource(data.train, "data.train", labels=labels, features=data.features)
+    task = data.task if data.task != "auto" else None
+    if task == "classification" and len(labels) > 1:
+        raise DataError("data.label: several label columns are for regression — give one label column")
+    fraction = data.validation if isinstance(data.validation, float) else None
+    scan = _scan_train(config, train, task, fraction)
+    task, classes = scan["task"], scan["classes"]
+    plan = _Plan(task, classes, scan["kind"], data.classes if task == "classification" else None,
+                 seed=config.seed, fraction=fraction or 0.0, file_starts=scan["file_starts"])
+    moments = scan["moments"] if data.normalize != "none" else None
+    if fraction is not None:
+        train_split = StreamSplit("train", train, _replace(plan, select="train"), scan["train_rows"], moments)
+        validation = StreamSplit("validation", train, _replace(plan, select="validation"), scan["held_rows"])
+        if validation.rows == 0:
+            raise DataError(f"data.validation: {fraction} of {scan['rows']} training rows is an empty split — "
+                            "use a larger fraction, a validation file, or null")
+        if train_split.rows == 0:
+            raise DataError(f"data.validation: {fraction} leaves no training rows")
+    else:
+        train_split = StreamSplit("train", train, plan, scan["rows"], moments)
+        validation = None
+    train_split.notes.append(
+        f"data.train streamed from disk in chunks: {train_split.rows:,} training rows"
+        + (f", {validation.rows:,} validation rows held out by a hash of each row's number" if fraction else "")
+        + (f"; rows shuffled within windows of {SHUFFLE_BUFFER_ROWS:,}" if data.shuffle else ""))
+    files = {"train": [_facts(train, scan["rows"], scan["file_rows"])]}
+    test = None
+    for role, spec in (("validation", data.validation if isinstance(data.validation, str) else None),
+                       ("test", data.test)):
+        if spec is None:
+            continue
+        source = ChunkSource(spec, f"data.{role}", labels=labels, features=train.feature_names)
+        split_plan = _replace(plan, file_starts={})
+        rows = _count(StreamSplit(role, source, split_plan, 0))
+        if role == "validation":
+            validation = StreamSplit(role, source, split_plan, rows)
+        else:
+            test = StreamSplit(role, source, split_plan, rows)
+        files[role] = [_facts(source, rows, {})]
+    return Prepared(task=task, classes=classes, feature_names=train.feature_names, label_names=labels,
+                    input_shape=(len(train.feature_names),), train=train_split, validation=validation,
+                    test=test, files=files)
+
+
+def _scan_train(config: Config, train: ChunkSource, task: str | None, fraction: float | None) -> dict:
+    kinds: set[str] = set()
+    vocabulary: set = set()
+    moments = Moments()
+    rows = kept = held_rows = 0
+    file_rows: dict = {}
+    file_starts: dict = {}
+    for unit, offset, table in train.chunks():
+        if unit.path not in file_starts:
+            file_starts[unit.path] = rows - offset
+        x = train.features(table, unit, offset)
+        label_columns = [table.column(name) for name in train.label_names]
+        raw = train.labels(table, unit, offset)
+        if task is None:
+            task = infer_task(config, raw[0], "data.train") if not is_classification_loss(config) \
+                else "classification"
+        chunk_rows = np.arange(rows, rows + len(x), dtype=np.uint64)
+        rows += len(x)
+        file_rows[unit.path] = file_rows.get(unit.path, 0) + len(x)
+        keep = np.ones(len(x), dtype=bool)
+        if task == "classification":
+            kinds.add(column_kind(label_columns[0]))
+            if config.data.classes is not None:
+                values = raw[0]
+                keep &= np.isin(values, np.asarray(config.data.classes,
+                                                   dtype=values.dtype if values.dtype != object else object))
+            vocabulary.update(_plain(v) for v in _unique_text(label_columns[0], keep))
+        else:
+            regression_targets(raw[0] if len(raw) == 1 else np.stack(raw, axis=1), "data.train",
+                               train.file_source(unit.path).spec, train.label_names, offset)
+        kept += int(keep.sum())
+        if fraction is not None:
+            held = held_out(chunk_rows, config.seed, fraction) & keep
+            held_rows += int(held.sum())
+            keep &= ~held
+        moments.add(x[keep])
+    if rows == 0:
+        raise DataError(f"data.train: {train.spec}: has a header but no data rows")
+    classes = None
+    kind = weakest(kinds) if task == "classification" else None
+    if task == "classification":
+        if kept == 0:
+            raise DataError(f"data.train: {train.spec}: no row has a label in data.classes {config.data.classes}")
+        classes = sorted({_as(kind, v) for v in vocabulary})
+        if len(classes) < 2:
+            raise DataError(f"data.train: {train.spec}: the label column {train.label_names[0]!r} has a single class "
+                            f"({classes[0]!r}) — classification needs at least two")
+    return {"task": task, "classes": classes, "kind": kind, "moments": moments, "rows": kept,
+            "train_rows": kept - held_rows, "held_rows": held_rows, "file_rows": file_rows,
+            "file_starts": file_starts}
+
+
+def _unique_text(column, keep: np.ndarray) -> list:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not keep.all():
+        column = column.filter(pa.array(keep))
+    return pc.unique(column).to_pylist()
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+def _as(kind: str | None, value):
+    """A vocabulary value as its column's kind (CSV text is collected as text)."""
+    if not isinstance(value, str) or kind in (None, "str"):
+        return value
+    return int(value) if kind == "int" else float(value)
+
+
+def _count(split: StreamSplit) -> int:
+    """Rows of a validation/test file (after data.classes), every value and label checked."""
+    rows = sum(len(x) for x, _ in split.chunks())
+    if rows == 0:
+        raise DataError(f"{split.source.role}: {split.source.spec}: has no data rows"
+                        + (" with a label in data.classes" if split.plan.only_classes is not None else ""))
+    return rows
+
+
+def _facts(source: ChunkSource, rows: int, file_rows: dict) -> dict:
+    files = [{"path": str(p), "sha256": sha256(p)} for p in source.source.paths]
+    for entry, path in zip(files, source.source.paths):
+        if path in file_rows or len(files) == 1:  # rows read from the file (before data.classes)
+            entry["rows"] = file_rows.get(path, rows)
+    return {"spec": source.spec, "rows": rows, "files": files, "streamed": True}
+
+
+def _replace(plan: _Plan, **changes) -> _Plan:
+    return replace(plan, **changes)

@@ -1,0 +1,654 @@
+"""Hardware and scale: device and precision choice, mirrored and multi-worker runs (tf.distribute),
+and data streamed from disk. Runs that split the CPU into logical devices or start several workers
+are separate processes: TensorFlow fixes its devices once per process.
+
+Tolerances (measured on this repo's CPU CI; see the README's "Scaling out"):
+- one device vs two mirrored replicas vs two workers: the first epoch's training loss agrees to a
+  relative 1e-5 (the same batches and the same one-device step, summed in another order), the final
+  loss to a relative 5e-3 (float rounding differences grow over ~100 Adam steps; measured: 2.7e-4);
+- streamed vs in-memory, shuffle off, no split: the same batches, so every epoch's metrics agree to a
+  relative 1e-6 (the normalization statistics are merged chunk by chunk, in float64).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, run_cli, run_process
+
+FIRST_EPOCH_RTOL = 1e-5
+FINAL_LOSS_RTOL = 5e-3
+STREAM_RTOL = 1e-6
+
+DIGITS = """
+name: scale
+seed: 11
+data: {train: builtin:digits/train, validation: 0.2, test: builtin:digits/test}
+model:
+  layers:
+    - {type: Dense, units: 32, activation: relu}
+    - {type: Dense, units: 10, activation: softmax}
+optimizer: {type: adam, learning_rate: 0.003}
+training: {epochs: 3, batch_size: 32}
+"""
+
+
+def _history(run: Path) -> list[dict]:
+    with open(run / "history.csv") as handle:
+        return [{k: float(v) for k, v in row.items() if k not in ("seconds",)} for row in csv.DictReader(handle)]
+
+
+def _assert_close_runs(ours: Path, reference: Path) -> None:
+    mine, theirs = _history(ours), _history(reference)
+    assert len(mine) == len(theirs)
+    assert mine[0]["loss"] == pytest.approx(theirs[0]["loss"], rel=FIRST_EPOCH_RTOL)
+    assert mine[-1]["loss"] == pytest.approx(theirs[-1]["loss"], rel=FINAL_LOSS_RTOL)
+
+
+def _no_traceback(text: str) -> None:
+    assert "Traceback" not in text, text
+
+
+# ---- devices and precision: the choice, with GPU lists faked at TensorFlow's boundary -------------
+
+class _Gpu:
+    def __init__(self, index: int):
+        self.name = f"/physical_device:GPU:{index}"
+
+
+def test_device_choice_against_faked_gpu_lists(monkeypatch):
+    from mlcli import doctor
+    from mlcli.errors import DeviceError
+    from mlcli.runtime import decide_device
+
+    two = [_Gpu(0), _Gpu(1)]
+    assert decide_device("auto", []).describe() == "cpu"
+    assert decide_device("auto", two).describe() == "gpu:0,1"
+    assert decide_device("cpu", two).describe() == "cpu" and decide_device("cpu", two).gpus == ()
+    assert decide_device("cpu:2", []).count == 2 and decide_device("cpu:2", []).describe() == "cpu:2"
+    assert decide_device("gpu", two).count == 2
+    assert decide_device("gpu:1", two).describe() == "gpu:1"
+    assert decide_device("gpu:1,0,1", two).describe() == "gpu:1,0"
+    assert decide_device("gpu:0,1", two).logical_names() == ["/gpu:0", "/gpu:1"]
+    with pytest.raises(DeviceError) as missing:
+        decide_device("gpu:0,2", two)
+    assert missing.value.exit_code == 4 and "GPU 2 does not exist" in missing.value.message
+    monkeypatch.setattr(doctor, "gpu_diagnosis", lambda: "DIAGNOSIS FROM DOCTOR.")
+    with pytest.raises(DeviceError) as none:
+        decide_device("gpu", [])
+    assert none.value.exit_code == 4 and "DIAGNOSIS FROM DOCTOR." in none.value.message
+
+
+@pytest.mark.parametrize("capabilities, expected", [
+    ([(8, 0)], "mixed_bfloat16"), ([(9, 0), (8, 6)], "mixed_bfloat16"), ([(7, 5)], "mixed_float16"),
+    ([(8, 6), (7, 0)], "mixed_float16"), ([(6, 1)], "float32"), ([], "float32"),
+])
+def test_auto_precision_follows_the_weakest_chosen_gpu(capabilities, expected):
+    from mlcli.runtime import DeviceChoice, precision_for
+
+    gpus = DeviceChoice("gpu", tuple(_Gpu(i).name for i in range(max(1, len(capabilities)))))
+    assert precision_for("auto", gpus, capabilities) == expected
+
+
+def test_explicit_precision_is_honoured_and_the_cpu_defaults_to_float32(monkeypatch):
+    from mlcli import runtime
+    from mlcli.runtime import DeviceChoice, choose_precision, precision_for
+
+    for value in ("float32", "mixed_float16", "mixed_bfloat16"):
+        assert precision_for(value, DeviceChoice("cpu"), []) == value
+        assert precision_for(value, DeviceChoice("gpu", (_Gpu(0).name,)), [(8, 0)]) == value
+    assert precision_for("auto", DeviceChoice("cpu"), [(9, 0)]) == "float32"
+    monkeypatch.setattr(runtime, "gpu_capabilities", lambda device: [(7, 0)])
+    assert choose_precision("auto", DeviceChoice("gpu", (_Gpu(0).name,))) == "mixed_float16"
+
+
+def test_a_strategy_runs_one_step_per_call():
+    from mlcli.config.schema import Config
+    from mlcli.distribute import Distribution
+
+    config = Config.model_validate({"data": {"train": "x.csv"}, "training": {"steps_per_execution": 8}})
+    mirrored = Distribution("mirrored", None, 2, ["/cpu:0", "/cpu:1"])
+    assert mirrored.steps_per_execution(config, 10_000) == 1
+    assert "steps_per_execution 8 -> 1" in mirrored.notes[0]
+    assert Distribution("none", None, 1, ["/cpu:0"]).steps_per_execution(config, 10_000) == 8
+
+
+# ---- devices through the CLI -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", ["gpu", "gpu:0,1"])
+def test_a_required_gpu_that_is_missing_is_exit_4_with_the_diagnosis(device, tmp_path):
+    from mlcli.doctor import gpu_diagnosis
+    from mlcli.runtime import visible_gpus
+
+    if visible_gpus():
+        pytest.skip("this machine has a GPU")
+    started = time.monotonic()
+    ran = run_cli("train", REPO / "configs" / "tiny.yaml", "--output", tmp_path / "run", "--device", device)
+    assert ran.exit_code == 4, ran
+    assert time.monotonic() - started < 30
+    assert f"runtime.device is {device!r} but TensorFlow sees no usable GPU" in ran.stderr
+    assert gpu_diagnosis() in ran.stderr and "mlcli doctor" in ran.stderr
+    _no_traceback(ran.stderr)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("device", ["cpu:0", "tpu", "gpu:a", "cpu:x"])
+def test_a_device_that_is_not_one_is_exit_2(device, tmp_path):
+    ran = run_cli("train", REPO / "configs" / "tiny.yaml", "--output", tmp_path / "run", "--device", device)
+    assert ran.exit_code == 2, ran
+    assert "is not a device — expected auto, cpu, gpu, or gpu:0,1 (GPU indices); cpu:2 splits the CPU" in ran.stderr
+    _no_traceback(ran.stderr)
+
+
+def test_cpu_n_in_a_process_whose_tensorflow_has_started_is_exit_4(tmp_path):
+    from mlcli.runtime import import_tensorflow
+
+    tf = import_tensorflow()
+    tf.constant(1.0)  # TensorFlow has started (as in a notebook that already trained once)
+    if len(tf.config.list_logical_devices("CPU")) != 1:
+        pytest.skip("this session's TensorFlow was started with a split CPU")
+    ran = run_cli("train", REPO / "configs" / "tiny.yaml", "--output", tmp_path / "run", "--device", "cpu:2")
+    assert ran.exit_code == 4, ran
+    assert "TensorFlow has already started in this process with 1 CPU device(s); cpu:N takes effect only in a " \
+           "fresh process" in ran.stderr
+    _no_traceback(ran.stderr)
+
+
+@pytest.mark.slow
+def test_mixed_float16_on_request_with_loss_scaling_and_a_float32_output(tmp_path):
+    import keras
+
+    run = tmp_path / "run"
+    try:
+        ran = run_cli("train", REPO / "configs" / "tiny.yaml", "--output", run, "--json",
+                      "--set", "runtime.precision=mixed_float16", "--set", "training.epochs=1")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")  # the in-process session's default
+    assert ran.exit_code == 0, ran
+    assert json.loads(ran.stdout)["precision"] == "mixed_float16"
+    assert json.loads((run / "run.json").read_text())["precision"] == "mixed_float16"
+    keras.mixed_precision.set_global_policy("mixed_float16")  # as `--resume` loads it
+    try:
+        model = keras.saving.load_model(run / "model.keras")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert type(model.optimizer).__name__ == "LossScaleOptimizer"  # Keras's loss scaling for float16
+    assert model.layers[-1].dtype_policy.name == "float32"  # softmax in float32
+    assert model.layers[-2].dtype_policy.name == "mixed_float16"
+
+
+# ---- several devices on one machine: MirroredStrategy over two logical CPUs ------------------------
+
+@pytest.fixture(scope="module")
+def digits_config(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("scale") / "scale.yaml"
+    path.write_text(DIGITS)
+    return path
+
+
+@pytest.fixture(scope="module")
+def one_device_run(digits_config, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("one") / "run"
+    done = run_process("train", digits_config, "--output", run, "--device", "cpu", "--quiet")
+    assert done.returncode == 0, done.stderr
+    return run
+
+
+@pytest.mark.slow
+def test_two_mirrored_replicas_match_one_device(digits_config, one_device_run, tmp_path):
+    run = tmp_path / "run"
+    done = run_process("train", digits_config, "--output", run, "--device", "cpu:2", "--json")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["device"] == "cpu:2"
+    assert document["distribute"]["strategy"] == "MirroredStrategy"
+    assert document["distribute"]["replicas"] == 2
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["distribute"] == document["distribute"]
+    assert manifest["distribute"]["global_batch_size"] == 32 and manifest["distribute"]["per_replica_batch_size"] == 16
+    assert manifest["distribute"]["steps_per_execution"] == 1
+    assert "MirroredStrategy: 2 replicas; global batch 32" in done.stderr
+    assert "learning rate unchanged" in done.stderr
+    assert float(_history(run)[0]["learning_rate"]) == pytest.approx(0.003)
+    _assert_close_runs(run, one_device_run)
+
+
+EPOCH_ORDER = """
+import json, numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+from mlcli.data.pipeline import training_dataset
+from mlcli.data.prepare import Split
+x = np.arange(21, dtype=np.float32).reshape(-1, 1)
+epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+dataset = training_dataset(Split(x, x.copy(), "t"), batch_size=4, seed=3, shuffle=True, epoch=epoch,
+                           encoding="regression", num_classes=0)
+distributed = strategy.experimental_distribute_dataset(dataset)
+out = []
+for e in range(3):
+    epoch.assign(e)
+    plain = [b[0].numpy().ravel().tolist() for b in dataset]
+    split = [sum((t.numpy().ravel().tolist() for t in strategy.experimental_local_results(b[0])), [])
+             for b in distributed]
+    out.append([plain, split])
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_the_epoch_order_variable_survives_mirroring():
+    """Each epoch's order comes from a plain tf.Variable read when the epoch's iterator starts; the
+    strategy re-creates the dataset per replica, and must still see each epoch's value."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", EPOCH_ORDER], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    epochs = json.loads(done.stdout.strip().splitlines()[-1])
+    for plain, split in epochs:
+        assert plain == split  # the two replicas' halves of each batch, in order, are the one-device batch
+    orders = [sum(plain, []) for plain, _ in epochs]
+    assert all(sorted(o) == list(range(21)) for o in orders) and len({tuple(o) for o in orders}) == 3
+
+
+@pytest.mark.slow
+def test_a_mirrored_run_killed_mid_epoch_resumes_to_the_same_result(digits_config, tmp_path):
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    every = ("--set", "training.checkpoint_every_steps=10")
+    assert run_process("train", digits_config, "--output", reference, "--device", "cpu:2", "--quiet",
+                       *every).returncode == 0
+    killed = run_process("train", digits_config, "--output", run, "--device", "cpu:2", "--quiet", *every,
+                         env={"MLCLI_TEST_KILL_AT": "state-before-progress:3"})
+    assert killed.returncode != 0
+    assert json.loads((run / "state" / "progress.json").read_text())["step"] == 20
+    done = run_process("train", "--resume", run, "--quiet", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["distribute"]["replicas"] == 2
+    assert _history(run) == _history(reference)
+
+
+@pytest.mark.slow
+def test_distribute_none_on_two_devices_uses_one(digits_config, one_device_run, tmp_path):
+    run = tmp_path / "run"
+    done = run_process("train", digits_config, "--output", run, "--device", "cpu:2", "--json",
+                       "--set", "runtime.distribute=none")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["distribute"]["replicas"] == 1
+    assert "training on one device (/cpu:0) of the 2 chosen" in done.stderr
+    assert _history(run)[0]["loss"] == pytest.approx(_history(one_device_run)[0]["loss"], rel=FIRST_EPOCH_RTOL)
+
+
+# ---- several machines: MultiWorkerMirroredStrategy from TF_CONFIG ---------------------------------
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.bind(("localhost", 0))
+        sockets.append(sock)
+    ports = [s.getsockname()[1] for s in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def _tf_config(ports: list[int], index: int) -> str:
+    return json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]},
+                       "task": {"type": "worker", "index": index}})
+
+
+def _worker(args: list, tf_config: str, tmp: Path) -> subprocess.Popen:
+    env = dict(os.environ, TF_CONFIG=tf_config, TMPDIR=str(tmp))
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.Popen([sys.executable, "-m", "mlcli", *map(str, args)], env=env, cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@pytest.mark.slow
+@pytest.mark.multiworker
+def test_two_workers_on_loopback_match_one_process(digits_config, one_device_run, tmp_path):
+    run = tmp_path / "run"
+    ports = _free_ports(2)
+    temps = [tmp_path / "tmp0", tmp_path / "tmp1"]
+    for temp in temps:
+        temp.mkdir()
+    args = ["train", digits_config, "--output", run, "--json"]
+    workers = [_worker(args, _tf_config(ports, i), temps[i]) for i in range(2)]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    for worker, (_, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err
+        _no_traceback(err)
+    chief, other = (json.loads(out) for out, _ in outputs)
+    assert chief["distribute"]["strategy"] == "MultiWorkerMirroredStrategy"
+    assert chief["distribute"]["replicas"] == 2 and chief["distribute"]["workers"] == 2
+    assert chief["distribute"]["chief"] is True and other["distribute"]["chief"] is False
+    assert other["run_dir"] == chief["run_dir"] == str(run)
+    assert "worker 1 of 2 workers: the chief writes the run directory" in outputs[1][1]
+    assert other["metrics"] == pytest.approx(chief["metrics"])  # every worker logs the all-reduced values
+    for name in ("config.yaml", "model.keras", "best.keras", "labels.json", "history.csv", "metrics.json",
+                 "run.json", "state/progress.json"):
+        assert (run / name).is_file(), name
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["status"] == "completed" and manifest["distribute"]["task"] == {"type": "worker", "index": 0}
+    assert list(temps[1].iterdir()) == []  # the other worker's temporary run directory is gone
+    _assert_close_runs(run, one_device_run)
+
+
+@pytest.mark.slow
+@pytest.mark.multiworker
+def test_a_worker_whose_peer_never_comes_fails_in_bounded_time(digits_config, tmp_path):
+    ports = _free_ports(2)
+    started = time.monotonic()
+    worker = _worker(["train", digits_config, "--output", tmp_path / "run", "--set", "runtime.cluster_timeout=5"],
+                     _tf_config(ports, 0), tmp_path)
+    _, err = worker.communicate(timeout=120)
+    assert worker.returncode == 4, err
+    assert time.monotonic() - started < 90
+    assert "cluster error: multi-worker run, worker 0 of 2 workers: not every worker joined within " \
+           "runtime.cluster_timeout (5 s)" in err
+    assert f"localhost:{ports[1]}" in err and "hint: start the same `mlcli train` command" in err
+    _no_traceback(err)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("tf_config, message", [
+    ("{not json", "TF_CONFIG is not valid JSON"),
+    ('{"cluster": {"worker": ["localhost:1"]}}', 'TF_CONFIG needs a "cluster" object and a "task" object'),
+    ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 3}}', "is not in the cluster"),
+    ('{"cluster": {"worker": ["a:1"], "ps": ["b:1"]}, "task": {"type": "worker", "index": 0}}', "ps task(s)"),
+    ('{"cluster": {"worker": ["localhost"]}, "task": {"type": "worker", "index": 0}}', '"host:port" addresses'),
+])
+def test_a_bad_tf_config_is_exit_2_before_any_work(tf_config, message, tmp_path):
+    ran = run_cli("train", REPO / "configs" / "tiny.yaml", "--output", tmp_path / "run",
+                  env={"TF_CONFIG": tf_config})
+    assert ran.exit_code == 2, ran
+    assert message in ran.stderr
+    _no_traceback(ran.stderr)
+    assert not (tmp_path / "run").exists()
+
+
+def test_multi_worker_without_tf_config_and_resume_of_a_multi_worker_run_are_exit_2(tmp_path):
+    ran = run_cli("train", REPO / "configs" / "tiny.yaml", "--output", tmp_path / "run",
+                  "--set", "runtime.distribute=multi_worker", env={"TF_CONFIG": ""})
+    assert ran.exit_code == 2, ran
+    assert "runtime.distribute is multi_worker but the TF_CONFIG environment variable is not set" in ran.stderr
+    tf_config = _tf_config([1, 2], 0)
+    ran = run_cli("train", REPO / "configs" / "tiny.yaml", "--output", tmp_path / "run", "--resume",
+                  env={"TF_CONFIG": tf_config})
+    assert ran.exit_code == 2, ran
+    assert "--resume is not supported for multi-worker runs" in ran.stderr
+    _no_traceback(ran.stderr)
+
+
+def test_tf_config_roles():
+    from mlcli.distribute import cluster_role
+
+    two = {"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}
+    role = cluster_role("auto", {"TF_CONFIG": json.dumps(two)})
+    assert role.is_chief and role.workers == 2 and role.peers() == ["b:1"]
+    assert role.leader == "/job:worker/replica:0/task:0"
+    other = cluster_role("multi_worker", {"TF_CONFIG": json.dumps({**two, "task": {"type": "worker", "index": 1}})})
+    assert not other.is_chief
+    with_chief = {"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}
+    assert not cluster_role("auto", {"TF_CONFIG": json.dumps(with_chief)}).is_chief
+    chief = cluster_role("auto", {"TF_CONFIG": json.dumps({**with_chief, "task": {"type": "chief", "index": 0}})})
+    assert chief.is_chief and chief.workers == 2 and chief.leader == "/job:chief/replica:0/task:0"
+    assert cluster_role("auto", {}) is None
+    assert cluster_role("mirrored", {"TF_CONFIG": json.dumps(two)}) is None
+    assert cluster_role("none", {"TF_CONFIG": json.dumps(two)}) is None
+
+
+# ---- data larger than memory: data.stream ---------------------------------------------------------
+
+def _digits_table():
+    import pyarrow.csv as pacsv
+
+    from mlcli.data.sources import builtin_path
+
+    return pacsv.read_csv(str(builtin_path("digits", "train")))
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    """The digits training rows as three Parquet shards (small row groups) and as one CSV."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    folder = tmp_path_factory.mktemp("shards")
+    table = _digits_table()
+    for index, start in enumerate(range(0, table.num_rows, 500)):
+        pq.write_table(table.slice(start, 500), folder / f"part-{index}.parquet", row_group_size=96)
+    pacsv.write_csv(table, folder / "digits.csv")
+    return folder
+
+
+STREAMED = """
+name: streamed
+seed: 5
+data: {{train: {train}, validation: {validation}, test: builtin:digits/test, shuffle: {shuffle}, stream: {stream}}}
+model:
+  layers:
+    - {{type: Dense, units: 32, activation: relu}}
+    - {{type: Dropout, rate: {dropout}}}
+    - {{type: Dense, units: 10, activation: softmax}}
+optimizer: {{type: adam, learning_rate: 0.003}}
+training: {{epochs: 3, batch_size: 32, checkpoint_every_steps: 9}}
+runtime: {{deterministic: true}}
+"""
+
+
+def _streamed(folder: Path, name: str, *, train: str, stream, shuffle: bool = False, validation="null",
+              dropout: float = 0.1) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(STREAMED.format(train=train, stream=str(stream).lower(), shuffle=str(shuffle).lower(),
+                                    validation=validation, dropout=dropout))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("train", ["part-*.parquet", "digits.csv"])
+def test_streamed_and_in_memory_runs_are_the_same(shards, train, tmp_path):
+    runs = {}
+    for stream in (True, False):
+        config = _streamed(shards, f"eq-{stream}-{train[:5]}", train=train, stream=stream)
+        runs[stream] = tmp_path / f"run-{stream}"
+        ran = run_cli("train", config, "--output", runs[stream], "--json")
+        assert ran.exit_code == 0, ran
+    streamed, loaded = (json.loads((runs[s] / "run.json").read_text()) for s in (True, False))
+    assert streamed["data"]["train"][0]["streamed"] is True and "streamed" not in loaded["data"]["train"][0]
+    assert streamed["rows"] == loaded["rows"] == {"train": 1438, "test": 359}
+    assert [f["rows"] for f in streamed["data"]["train"][0]["files"]] == \
+           ([500, 500, 438] if train.endswith(".parquet") else [1438])
+    for ours, theirs in zip(_history(runs[True]), _history(runs[False])):
+        assert ours == pytest.approx(theirs, rel=STREAM_RTOL)
+    metrics = [json.loads((runs[s] / "metrics.json").read_text()) for s in (True, False)]
+    assert metrics[0] == pytest.approx(metrics[1], rel=STREAM_RTOL)
+    assert (runs[True] / "plots" / "curves.png").is_file()
+
+
+def test_the_streaming_statistics_and_split_need_no_data_in_memory():
+    from mlcli.data.stream import Moments, batches, held_out
+    from mlcli.model import feature_moments
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(3, 2, size=(10_001, 5)).astype(np.float32)
+    moments = Moments()
+    for start in range(0, len(x), 777):
+        moments.add(x[start:start + 777])
+    for kind in ("standard", "minmax"):
+        for ours, theirs in zip(moments.moments(kind), feature_moments(kind, x)):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+    rows = np.arange(200_000, dtype=np.uint64)
+    held = held_out(rows, 42, 0.2)
+    assert abs(held.mean() - 0.2) < 0.005
+    assert np.array_equal(held, held_out(rows, 42, 0.2)) and not np.array_equal(held, held_out(rows, 43, 0.2))
+    assert np.array_equal(held[1000:2000], held_out(rows[1000:2000], 42, 0.2))  # a row's fate is its own
+    y = np.arange(len(x))
+    chunks = [(x[s:s + 777], y[s:s + 777]) for s in range(0, len(x), 777)]
+    in_order = list(batches(iter(chunks), 64, None))
+    assert [len(b[1]) for b in in_order] == [64] * 156 + [17]
+    assert np.array_equal(np.concatenate([b[1] for b in in_order]), y)
+    shuffled = list(batches(iter(chunks), 64, np.random.default_rng(1), window=2048))
+    assert [len(b[1]) for b in shuffled] == [64] * 156 + [17]
+    seen = np.concatenate([b[1] for b in shuffled])
+    assert sorted(seen.tolist()) == y.tolist() and not np.array_equal(seen, y)
+
+
+@pytest.mark.slow
+def test_a_streamed_run_with_a_hash_split_and_shuffling(shards, tmp_path):
+    from mlcli.data.stream import held_out
+
+    config = _streamed(shards, "split", train="part-*.parquet", stream=True, shuffle=True, validation=0.2)
+    run = tmp_path / "run"
+    ran = run_cli("train", config, "--output", run, "--json")
+    assert ran.exit_code == 0, ran
+    held = int(held_out(np.arange(1438, dtype=np.uint64), 5, 0.2).sum())
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["rows"] == {"train": 1438 - held, "validation": held, "test": 359}
+    assert "streamed from disk" in ran.stderr and "held out by a hash of each row's number" in ran.stderr
+    assert json.loads(ran.stdout)["metrics"]["test_accuracy"] > 0.85
+    again = tmp_path / "again"  # the split and every epoch's order come from the seed alone
+    assert run_cli("train", config, "--output", again).exit_code == 0
+    assert _history(again) == _history(run)
+
+
+@pytest.mark.slow
+def test_evaluate_on_a_streamed_run_without_test_data_asks_for_data(shards, tmp_path):
+    config = _streamed(shards, "noeval", train="part-*.parquet", stream=True, validation=0.2)
+    run = tmp_path / "run"
+    assert run_cli("train", config, "--output", run, "--quiet", "--set", "data.test=null",
+                   "--set", "training.epochs=1").exit_code == 0
+    ran = run_cli("evaluate", run)
+    assert ran.exit_code == 2, ran
+    assert "streamed its training data" in ran.stderr and "--data SOURCE" in ran.stderr
+    _no_traceback(ran.stderr)
+    ran = run_cli("evaluate", run, "--data", shards / "digits.csv", "--json")
+    assert ran.exit_code == 0, ran
+    assert json.loads(ran.stdout)["samples"] == 1438
+
+
+@pytest.mark.slow
+def test_a_streamed_run_killed_mid_epoch_resumes_bit_identical(shards, tmp_path):
+    config = _streamed(shards, "resume", train="part-*.parquet", stream=True, shuffle=True, validation=0.2)
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    assert run_process("train", config, "--output", reference, "--quiet").returncode == 0
+    killed = run_process("train", config, "--output", run, "--quiet",
+                         env={"MLCLI_TEST_KILL_AT": "state-before-progress:4"})
+    assert killed.returncode != 0
+    assert json.loads((run / "state" / "progress.json").read_text())["step"] > 0  # a mid-epoch point
+    done = run_process("train", "--resume", run, "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert _history(run) == _history(reference)
+    import keras
+
+    ours, theirs = (keras.saving.load_model(r / "model.keras").get_weights() for r in (run, reference))
+    assert all(np.array_equal(a, b) for a, b in zip(ours, theirs))
+
+
+def test_auto_streams_above_the_size_threshold(shards, tmp_path, monkeypatch):
+    from mlcli.data import stream
+
+    monkeypatch.setattr(stream, "STREAM_ABOVE_BYTES", 1000)
+    config = _streamed(shards, "auto", train="digits.csv", stream="auto")
+    ran = run_cli("train", config, "--output", tmp_path / "run", "--set", "training.epochs=1")
+    assert ran.exit_code == 0, ran
+    assert "(more than 1 GiB): streaming it from disk in chunks (data.stream: auto" in ran.stderr
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["data"]["train"][0]["streamed"] is True
+    monkeypatch.setattr(stream, "STREAM_ABOVE_BYTES", 1 << 30)
+    ran = run_cli("train", config, "--output", tmp_path / "small", "--set", "training.epochs=1")
+    assert ran.exit_code == 0 and "streamed" not in json.loads((tmp_path / "small" / "run.json").read_text())["data"]["train"][0]
+
+
+@pytest.mark.slow
+def test_streamed_data_on_two_mirrored_replicas(shards, tmp_path):
+    config = _streamed(shards, "mirrored", train="part-*.parquet", stream=True, dropout=0.0)
+    runs = {}
+    for device in ("cpu", "cpu:2"):
+        runs[device] = tmp_path / device.replace(":", "")
+        done = run_process("train", config, "--output", runs[device], "--device", device, "--quiet",
+                           "--set", "runtime.deterministic=false")
+        assert done.returncode == 0, done.stderr
+    _assert_close_runs(runs["cpu:2"], runs["cpu"])
+
+
+# ---- streamed data errors: named by file, column and row, before any training ----------------------
+
+def _write_csv(path: Path, rows: int, bad_row: int | None = None, value: str = "oops") -> None:
+    lines = ["a,b,label"]
+    for i in range(rows):
+        lines.append(f"{value if i + 1 == bad_row else i * 0.5},{i % 7},{i % 3}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _stream_config(folder: Path, train: str, **data) -> Path:
+    extra = "".join(f", {k}: {v}" for k, v in data.items())
+    path = folder / "stream.yaml"
+    path.write_text(f"data: {{train: {train}, stream: true, validation: null{extra}}}\n"
+                    "model: {layers: [{type: Dense, units: 3, activation: softmax}]}\ntraining: {epochs: 1}\n")
+    return path
+
+
+def test_a_bad_value_deep_in_a_streamed_csv_is_named_by_row(tmp_path):
+    _write_csv(tmp_path / "big.csv", 60_000, bad_row=55_555)
+    ran = run_cli("train", _stream_config(tmp_path, "big.csv"), "--output", tmp_path / "run")
+    assert ran.exit_code == 3, ran
+    assert "column 'a', row 55555: 'oops' is not a number" in ran.stderr
+    _no_traceback(ran.stderr)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_nan_in_a_later_shard_is_named_by_shard_and_row(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for index in range(2):
+        a = np.arange(100, dtype=np.float64)
+        if index == 1:
+            a[41] = np.nan
+        pq.write_table(pa.table({"a": a, "b": a * 2, "label": np.arange(100) % 3}), tmp_path / f"p-{index}.parquet")
+    ran = run_cli("train", _stream_config(tmp_path, "p-*.parquet"), "--output", tmp_path / "run")
+    assert ran.exit_code == 3, ran
+    assert "p-1.parquet: column 'a', row 42:" in ran.stderr
+    _no_traceback(ran.stderr)
+
+
+def test_shards_with_different_columns_and_a_missing_label_are_data_errors(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": [1.0, 2.0], "label": [0, 1]}), tmp_path / "s-0.parquet")
+    pq.write_table(pa.table({"a": [1.0, 2.0], "c": [0, 1]}), tmp_path / "s-1.parquet")
+    ran = run_cli("train", _stream_config(tmp_path, "s-*.parquet"), "--output", tmp_path / "run")
+    assert ran.exit_code == 3, ran
+    assert "s-1.parquet: columns differ from" in ran.stderr and "every shard needs the same columns" in ran.stderr
+    ran = run_cli("train", _stream_config(tmp_path, "s-1.parquet"), "--output", tmp_path / "run")
+    assert ran.exit_code == 3, ran
+    assert "label column 'label' not found — the columns are: a, c" in ran.stderr
+    _no_traceback(ran.stderr)
+
+
+def test_an_unknown_label_in_a_streamed_test_file_is_a_data_error(tmp_path):
+    _write_csv(tmp_path / "train.csv", 50)
+    (tmp_path / "test.csv").write_text("a,b,label\n1,2,0\n3,4,9\n")
+    ran = run_cli("train", _stream_config(tmp_path, "train.csv", test="test.csv"), "--output", tmp_path / "run")
+    assert ran.exit_code == 3, ran
+    assert "data.test: " in ran.stderr and "test.csv: row 2: label 9 was not among the training classes (0, 1, 2)" \
+        in ran.stderr
+    _no_traceback(ran.stderr)
+
+
+def test_npz_cannot_be_streamed(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]))
+    ran = run_cli("train", _stream_config(tmp_path, "d.npz"), "--output", tmp_path / "run")
+    assert ran.exit_code == 3, ran
+    assert "data.stream reads CSV or Parquet in chunks; an .npz file is read whole" in ran.stderr
+    assert "set data.stream: false" in ran.stderr
+    _no_traceback(ran.stderr)

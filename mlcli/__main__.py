@@ -1,3 +1,3 @@
-from mlcli.cli import app
+from mlcli.cli import main
 
-app(prog_name="mlcli")
+main()

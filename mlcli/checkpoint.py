@@ -2,7 +2,7 @@
 
 `evaluate` and `predict` (and later `export`, `finetune --from`) start here: CKPT is a run directory
 (its model.keras) or a .keras file. A .keras file inside a run directory (best.keras,
-state/checkpoint.keras) uses its run's config.yaml, labels.json and run.json; a standalone .keras
+state/...) uses its run's config.yaml, labels.json and run.json; a standalone .keras
 file has no feature names, no label vocabulary and no config, so those are taken from the archive:
 its recorded loss and metrics, class indices 0..n-1 as labels, features by position.
 

@@ -33,38 +33,35 @@ class Inference:
         self.batch_size = batch_size
         self.units = int(np.prod(model.output_shape[1:]))
         self.from_logits = ckpt.from_logits()
-        self._loop = None
+        self._function = None
 
     def outputs(self, x: np.ndarray) -> np.ndarray:
         """The model's outputs for `x`, computed `batch_size` rows at a time.
 
-        Whole batches go to TensorFlow together and are run one after another inside a single
-        call (a graph loop over the batches): the same forward pass on the same batch shapes as
-        one `predict_on_batch` per batch, so the same numbers, without a Python round trip per
-        batch (about 3.5x the rows/s for the seed network). The rest runs as one last batch.
+        All the batches go to TensorFlow together and are run one after another inside a single
+        call (a graph loop), each the same forward pass on the same (batch_size, ...) shape as
+        `predict_on_batch` would run, without a Python round trip per batch: about 3.5x the rows/s
+        for the seed network. A last, short batch is padded with zeros to that shape (so every batch
+        uses the same kernels) and the padding's outputs are dropped: in inference every Keras layer
+        computes each row on its own.
         """
         rows, size = len(x), self.batch_size
         if rows == 0:
             return np.zeros((0, self.units), dtype=np.float32)
-        whole = rows - rows % size if rows >= 2 * size else 0
-        parts = []
-        if whole:
-            batches = np.ascontiguousarray(x[:whole], dtype=np.float32).reshape(whole // size, size, *x.shape[1:])
-            parts.append(np.asarray(self._batched(x.shape[1:])(batches)).reshape(whole, -1))
-        if whole < rows:
-            parts += [np.asarray(self.model.predict_on_batch(x[start:start + size])).reshape(-1, self.units)
-                      for start in range(whole, rows, size)]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        count = -(-rows // size)
+        batches = np.zeros((count * size, *x.shape[1:]), dtype=np.float32)
+        batches[:rows] = x
+        out = np.asarray(self._loop(x.shape[1:])(batches.reshape(count, size, *x.shape[1:])))
+        return out.reshape(count * size, -1)[:rows]
 
-    def _batched(self, row_shape: tuple[int, ...]):
-        """A tf.function running the model over (batches, batch_size, *row_shape) in a graph loop."""
-        if self._loop is None:
+    def _loop(self, row_shape: tuple[int, ...]):
+        """A tf.function, traced once: the model over (batches, batch_size, *row_shape), in a loop."""
+        if self._function is None:
             import tensorflow as tf
 
             model = self.model
-            shape = (None, self.batch_size, *row_shape)
 
-            @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)], reduce_retracing=True)
+            @tf.function(input_signature=[tf.TensorSpec((None, self.batch_size, *row_shape), tf.float32)])
             def run(batches):
                 first = model(batches[0], training=False)
                 out = tf.TensorArray(first.dtype, size=tf.shape(batches)[0], element_shape=first.shape)
@@ -76,8 +73,8 @@ class Inference:
                 _, out = tf.while_loop(lambda i, _: i < tf.shape(batches)[0], body, (tf.constant(1), out))
                 return out.stack()
 
-            self._loop = run
-        return self._loop
+            self._function = run
+        return self._function
 
     def decode(self, outputs: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
         """(class indices, probabilities per class) or (None, regression values)."""

@@ -215,9 +215,12 @@ class InputReader:
             labels = [table[name] for name in part.label_columns]
         else:
             rows = table.num_rows
-            x = np.empty((rows, len(part.features)), dtype=np.float32)
+            # Column by column into a (features, rows) array, then one transpose: writing each
+            # column straight into a (rows, features) array strides through memory (3x slower).
+            columns = np.empty((len(part.features), rows), dtype=np.float32)
             for j, name in enumerate(part.features):
-                x[:, j] = numeric_column(as_numbers(table.column(name)), name, source, role, offset)
+                columns[j] = numeric_column(as_numbers(table.column(name)), name, source, role, offset)
+            x = np.ascontiguousarray(columns.T)
             check_finite(x, part.features, source, role, offset)
             kept = [table.column(name) for name in self.keep]
             labels = [label_values(table.column(name), name, self.task, self.classes, source, role, offset)

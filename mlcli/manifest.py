@@ -92,3 +92,20 @@ def start_manifest(request, prepared, device: str, precision: str, model, starte
     elif previous.get("finetune"):
         manifest["finetune"] = previous["finetune"]
     return manifest
+
+
+def check_same_data(run_dir: Path, prepared) -> None:
+    """A resumed run must read the data it started with: the model's normalization was fitted on it."""
+    from mlcli.errors import DataError
+
+    recorded = runs.read_json(run_dir / runs.RUN).get("data", {}) if (run_dir / runs.RUN).is_file() else {}
+    for role, parts in prepared.files.items():
+        before = {f["path"]: f.get("sha256") for part in recorded.get(role, []) for f in part.get("files", [])}
+        for part in parts:
+            for facts in part.get("files", []):
+                if facts["path"] in before and before[facts["path"]] != facts.get("sha256"):
+                    raise DataError(
+                        f"data.{role}: {facts['path']} changed since this run started (its sha256 differs); "
+                        "continuing would train on other data than the saved state was trained on",
+                        hint="restore the file, or start a new run (--force or another --output)",
+                    )

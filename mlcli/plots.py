@@ -25,6 +25,17 @@ _ANNOTATE_UP_TO = 30  # classes; beyond that the counts no longer fit their cell
 _TRAIN, _VALIDATION = "#1f77b4", "#ff7f0e"
 
 
+def start_run_plots(run_dir: Path, history: list[dict], model=None, prepared=None, config=None):
+    """write_run_plots in a background thread (matplotlib's import and rendering take about a second),
+    so it overlaps with the rest of the run's ending; join the returned thread before finishing."""
+    import threading
+
+    thread = threading.Thread(target=write_run_plots, args=(run_dir, history, model, prepared, config),
+                              name="mlcli-plots", daemon=True)
+    thread.start()
+    return thread
+
+
 def write_run_plots(run_dir: Path, history: list[dict], model=None, prepared=None, config=None) -> list[Path]:
     """Both pictures, each on its own; a failure becomes one line on stderr, never an error."""
     written = []
@@ -139,7 +150,9 @@ def confusion_png(model, prepared, config) -> bytes | None:
         return None
     loss = getattr(config, "loss", None)
     from_logits = bool(loss is not None and not isinstance(loss, str) and loss.arguments().get("from_logits"))
-    outputs = np.asarray(model.predict(split.x, batch_size=256, verbose=0))
+    # Eager forward passes: for a test split this size, tracing model.predict costs more than the math.
+    outputs = np.concatenate([np.asarray(model(split.x[start:start + 4096], training=False))
+                              for start in range(0, split.rows, 4096)])
     labels = [str(c) for c in prepared.classes]
     from mlcli.evaluate import confusion_matrix
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from mlcli import console
 from mlcli.checkpoint import Checkpoint, load_model, open_checkpoint
+from mlcli.data.batches import in_background, prefetch
 from mlcli.errors import UsageError
 from mlcli.inference import Inference, default_batch_size
 from mlcli.inputs import InputReader
@@ -78,13 +79,14 @@ def predict(checkpoint: Path, input_spec: str, output: Path | None, batch_size: 
     inference = Inference(model, ckpt, batch_size or default_batch_size(ckpt))
     labels = _class_array(ckpt.classes) if ckpt.task == "classification" else None
     rows = 0
-    with _open_writer(fmt, output) as writer:
-        for batch in reader.batches():
-            table = _table(batch, keep, names, inference, labels, probabilities)
-            writer.write(table)
+    # Three stages at once: a thread reads and checks the next batch, this one predicts, another
+    # formats and writes the previous one (Arrow and TensorFlow release the GIL).
+    with _open_writer(fmt, output) as writer, in_background(writer.write) as write:
+        for batch in prefetch(reader.batches()):
+            write(_table(batch, keep, names, inference, labels, probabilities))
             rows += batch.rows
         if rows == 0:
-            writer.write(_empty_table(keep, names, labels, probabilities))
+            write(_empty_table(keep, names, labels, probabilities))
     return PredictResult(rows, "stdout" if output is None or str(output) == "-" else str(output), keep + names,
                          reader.extra)
 
@@ -120,12 +122,13 @@ def _table(batch, keep: list[str], names: list[str], inference: Inference, label
 
     indices, values = inference.decode(inference.outputs(batch.x))
     columns = list(batch.kept)
+    by_column = np.ascontiguousarray(values.T, dtype=np.float32)  # one transpose, not a strided copy per column
     if indices is not None:
         columns.append(labels.take(pa.array(indices)))
         if probabilities:
-            columns += [pa.array(values[:, j].astype(np.float32)) for j in range(values.shape[1])]
+            columns += [pa.array(column) for column in by_column]
     else:
-        columns += [pa.array(values[:, j].astype(np.float32)) for j in range(values.shape[1])]
+        columns += [pa.array(column) for column in by_column]
     return pa.Table.from_arrays(columns, names=keep + names)
 
 
@@ -196,11 +199,26 @@ class _Writer:
         self.started = True
 
     def _csv(self, table) -> None:
+        """CSV as people and `cut` expect it: quotes only where a value needs them (Arrow's writer
+        would quote every text value and every header name)."""
+        import csv
+        import io
+
         import pyarrow as pa
+        import pyarrow.compute as pc
         import pyarrow.csv as pacsv
 
+        if not self.started:
+            header = io.StringIO()
+            csv.writer(header, lineterminator="\n").writerow(table.column_names)
+            self.emit(header.getvalue().encode("utf-8"))
+        needs_quotes = any(
+            pc.any(pc.match_substring_regex(column, r'[,"\r\n]')).as_py()
+            for column in table.columns if pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+        )
         buffer = pa.BufferOutputStream()
-        pacsv.write_csv(table, buffer, write_options=pacsv.WriteOptions(include_header=not self.started))
+        options = pacsv.WriteOptions(include_header=False, quoting_style="needed" if needs_quotes else "none")
+        pacsv.write_csv(table, buffer, write_options=options)
         self.emit(buffer.getvalue().to_pybytes())
 
     def _flush_parquet(self) -> None:

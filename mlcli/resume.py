@@ -1,10 +1,12 @@
 """What --resume needs, saved so that a resumed run is bit-identical to an uninterrupted one.
 
 A resume point is (epoch, step): the number of finished epochs and the steps already taken in the
-next one. It holds the model with its optimizer state (Keras .keras file), and an .npz with what
-Keras does not save: the random-generator states of layers such as Dropout, the running metric
-totals of a half-finished epoch, and EarlyStopping's best weights. `progress.json` is written last
-and names the files it belongs to, so a kill at any moment leaves the previous point intact.
+next one. It is one .npz of raw variable values — every model variable (weights, and the
+random-generator states of layers such as Dropout, which a .keras file would not keep), every
+optimizer variable (its step count and slots), the running metric totals of a half-finished epoch,
+and EarlyStopping's best weights — written in a few milliseconds. Resuming rebuilds the same model
+the run started with and assigns these values. `progress.json` is written last and names the file it
+belongs to, so a kill at any moment leaves the previous point intact.
 """
 
 from __future__ import annotations
@@ -15,38 +17,31 @@ from pathlib import Path
 import numpy as np
 
 from mlcli import runs
-
-
-def _seed_variables(model) -> list:
-    # Keras saves layer weights and optimizer slots, but not SeedGenerator states (Dropout, noise layers).
-    return [v for v in model.variables if "seed_generator_state" in v.path]
+from mlcli.errors import UsageError
 
 
 def save_point(model, run_dir: Path, progress: dict, *, partial_metrics: bool,
                early_stopping_weights: list | None) -> None:
     """Save the resume point described by `progress` ({"epochs_completed", "step", ...})."""
     state = run_dir / runs.STATE
-    tag = f"epoch{progress['epochs_completed']:05d}-step{progress.get('step', 0):07d}"
-    checkpoint = state / f"{tag}.keras"
-    runs.save_model(model, checkpoint)
     arrays: dict[str, np.ndarray] = {}
-    for index, variable in enumerate(_seed_variables(model)):
-        arrays[f"seed_{index}"] = np.asarray(variable.numpy())
+    for index, variable in enumerate(model.variables):
+        arrays[f"model_{index}"] = np.asarray(variable.numpy())
+    for index, variable in enumerate(model.optimizer.variables):
+        arrays[f"optimizer_{index}"] = np.asarray(variable.numpy())
     if partial_metrics:
         for index, variable in enumerate(model.metrics_variables):
             arrays[f"metric_{index}"] = np.asarray(variable.numpy())
-    if early_stopping_weights is not None:
-        for index, weight in enumerate(early_stopping_weights):
-            arrays[f"best_{index}"] = np.asarray(weight)
+    for index, weight in enumerate(early_stopping_weights or []):
+        arrays[f"best_{index}"] = np.asarray(weight)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    extras = state / f"{tag}.npz"
-    runs.write_atomic(extras, buffer.getvalue())
+    name = f"epoch{progress['epochs_completed']:05d}-step{progress.get('step', 0):07d}.npz"
+    runs.write_atomic(state / name, buffer.getvalue())
     runs.fault_point("state-before-progress")
-    runs.write_json(state / runs.STATE_PROGRESS, {**progress, "checkpoint": checkpoint.name, "extras": extras.name})
-    keep = {checkpoint.name, extras.name, runs.STATE_PROGRESS}
+    runs.write_json(state / runs.STATE_PROGRESS, {**progress, "arrays": name})
     for stale in state.iterdir():
-        if stale.name not in keep and not stale.name.startswith("."):
+        if stale.name not in (name, runs.STATE_PROGRESS) and not stale.name.startswith("."):
             stale.unlink(missing_ok=True)
 
 
@@ -56,27 +51,33 @@ def read_progress(run_dir: Path) -> dict | None:
     if not path.is_file():
         return None
     progress = runs.read_json(path)
-    if not (run_dir / runs.STATE / progress.get("checkpoint", "")).is_file():
+    if not (run_dir / runs.STATE / progress.get("arrays", "")).is_file():
         return None
     return progress
 
 
-def load_point(run_dir: Path, progress: dict):
-    """(compiled model with optimizer state, extras dict) of a resume point."""
-    from mlcli.checkpoints import load_keras
-
-    state = run_dir / runs.STATE
-    model = load_keras(state / progress["checkpoint"], compile=True, what="resume state")
-    with np.load(state / progress["extras"], allow_pickle=False) as archive:
-        extras = {name: archive[name] for name in archive.files}
-    for index, variable in enumerate(_seed_variables(model)):
-        if f"seed_{index}" in extras:
-            variable.assign(extras[f"seed_{index}"])
-    return model, extras
+def restore_point(model, run_dir: Path, progress: dict) -> dict:
+    """Assign a resume point's values to `model`, compiled as the run compiled it; returns the extras
+    (metric totals, EarlyStopping's best weights)."""
+    with np.load(run_dir / runs.STATE / progress["arrays"], allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    for prefix, variables in (("model", model.variables), ("optimizer", model.optimizer.variables)):
+        saved = sorted((k for k in arrays if k.startswith(prefix + "_")), key=lambda k: int(k.split("_")[1]))
+        if len(saved) != len(variables) or any(arrays[k].shape != tuple(v.shape) for k, v in zip(saved, variables)):
+            raise UsageError(
+                f"{run_dir}: the saved state does not fit the model this config builds "
+                f"({len(saved)} saved {prefix} variables, {len(variables)} now) — was mlcli upgraded mid-run?",
+                hint="start the run again (--force), or go back to the mlcli version that started it",
+            )
+        for key, variable in zip(saved, variables):
+            variable.assign(arrays[key])
+    return {k: v for k, v in arrays.items() if k.startswith(("metric_", "best_"))}
 
 
 def restore_partial_metrics(model, extras: dict) -> None:
-    """Put back the running totals of a half-finished epoch (call after Keras resets metrics)."""
+    """Put back the running totals of a half-finished epoch (call after Keras resets the metrics)."""
     for index, variable in enumerate(model.metrics_variables):
         key = f"metric_{index}"
         if key in extras:

@@ -25,7 +25,6 @@ LOGS = "logs"
 STATE = "state"
 LOCK = ".lock"
 
-STATE_MODEL = "checkpoint.keras"  # inside state/: weights + optimizer
 STATE_PROGRESS = "progress.json"  # inside state/: epoch, callback states
 
 

@@ -17,7 +17,7 @@ from mlcli import runs
 from mlcli.config import LoadedConfig, to_dict
 from mlcli.config.yamlio import dump_yaml
 from mlcli.errors import ConfigError, Diverged, Interrupted
-from mlcli.manifest import now, start_manifest
+from mlcli.manifest import check_same_data, now, start_manifest
 
 
 @dataclass
@@ -113,11 +113,11 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
     notes: list[str] = list(getattr(prepared.train, "notes", []))
     finetune_facts = None
     extras: dict = {}
+    if progress is not None:
+        check_same_data(run_dir, prepared)
     with distribution.scope():  # variables made here are mirrored across the strategy's replicas
-        if progress is not None:
-            model, extras = resume.load_point(run_dir, progress)
-            notes.append(resume.describe(progress))
-        elif request.make_model is not None:
+        # A resumed run rebuilds the model it started with; the resume point's values go in below.
+        if request.make_model is not None:
             model, finetune_facts = request.make_model(loaded, prepared)
             notes.extend(finetune_facts.get("notes", []))
         else:  # streamed data brings its statistics, computed chunk by chunk, instead of its rows
@@ -128,11 +128,11 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
         encoding = label_encoding(config, prepared.task, outputs, len(prepared.classes or []))
         check_output_width(loaded, prepared, encoding, outputs)
         spe = distribution.steps_per_execution(config, prepared.train.rows)
-        if progress is None:
-            model.compile(optimizer=build_optimizer(loaded), loss=build_loss(loaded), metrics=build_metrics(loaded),
-                          steps_per_execution=spe)
-        else:  # a resumed model was compiled by load_model; only the execution size is set again
-            model.steps_per_execution = spe
+        model.compile(optimizer=build_optimizer(loaded), loss=build_loss(loaded), metrics=build_metrics(loaded),
+                      steps_per_execution=spe)
+        if progress is not None:
+            extras = resume.restore_point(model, run_dir, progress)
+            notes.append(resume.describe(progress))
         distribution.prepare_model(model)
     notes += [n for n in [distribution.describe(config.training.batch_size), *distribution.notes] if n]
 
@@ -273,8 +273,8 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
         where = fitted.guard.where
         point = resume.read_progress(run_dir)
         if point is not None:  # model.keras is the last finite state
-            good, _ = resume.load_point(run_dir, point)
-            runs.save_model(good, run_dir / runs.MODEL)
+            resume.restore_point(model, run_dir, point)
+            runs.save_model(model, run_dir / runs.MODEL)
         manifest.update(status="diverged", diverged=where, ended_at=now())
         runs.write_json(run_dir / runs.RUN, manifest)
         error = Diverged(
@@ -296,7 +296,13 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
         error.document = document
         raise error
 
+    from mlcli.plots import start_run_plots
+
     best_epoch = fitted.early.restore_best() if fitted.early is not None else None
+    # The pictures render while the model is saved and tested (they only read it). They never fail a
+    # finished run. A streamed split is not held in memory: no confusion matrix for it, the curves only.
+    painter = start_run_plots(run_dir, history, model,
+                              None if getattr(prepared.train, "streamed", False) else prepared, config)
     runs.save_model(model, run_dir / runs.MODEL)
     metrics = _final_metrics(history, best_epoch)
     if prepared.test is not None:
@@ -305,9 +311,7 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
         scores = model.evaluate(test_ds, verbose=0, return_dict=True)
         metrics.update({f"test_{k}": float(scores[k]) for k in sorted(scores, key=lambda k: (k != "loss", k))})
     runs.write_json(run_dir / runs.METRICS, metrics)
-    from mlcli.plots import write_run_plots  # catches its own failures: a picture never fails a finished run
-    # A streamed split is not held in memory: no confusion matrix for it, the curves only.
-    write_run_plots(run_dir, history, model, None if getattr(prepared.train, "streamed", False) else prepared, config)
+    painter.join()
     manifest.update(status="completed", ended_at=now(), metrics=metrics)
     runs.write_json(run_dir / runs.RUN, manifest)
     return TrainResult(

@@ -229,7 +229,7 @@ def test_unwritable_output_is_exit_2(digits, sample, tmp_path):
 def test_header_only_input_gives_header_only_output(digits, tmp_path):
     header = ",".join(digits_table().column_names)
     ran = _predict(digits, "-", input=header + "\n")
-    assert ran.stdout.splitlines() == [",".join(f'"{c}"' for c in ["prediction", *PROBS])]
+    assert ran.stdout.splitlines() == [",".join(["prediction", *PROBS])]
     _assert_clean_error(run_cli("predict", str(digits), "-", input=""), 3, "is empty")
 
 
@@ -392,3 +392,14 @@ def test_unreadable_row_deep_in_the_file_is_exit_3(digits, sample, tmp_path, sma
     ran = run_cli("predict", str(digits), str(tmp_path / "ragged.csv"), "--output", str(tmp_path / "o.csv"))
     _assert_clean_error(ran, 3, "ragged.csv: cannot be read as CSV", "Expected 66 columns, got 68")
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_csv_output_quotes_only_what_needs_quotes(tmp_path_factory, tmp_path):
+    run = trained("animals", tmp_path_factory)
+    plain = _predict(run, run.parent / "test.csv", "--no-probabilities").stdout.splitlines()
+    assert plain[0] == "prediction" and plain[1] in ("cat", "dog", "owl")  # no quotes around names or labels
+    data = tmp_path / "kept.csv"
+    data.write_text(read_output(run.parent / "test.csv").to_pandas().assign(note='say "hi", twice').to_csv(index=False))
+    rows = list(__import__("csv").reader(_predict(run, data, "--keep", "note", "--no-probabilities")
+                                          .stdout.splitlines()))
+    assert rows[0] == ["note", "prediction"] and rows[1][0] == 'say "hi", twice'  # quoted where needed, read back

@@ -54,7 +54,7 @@ def test_run_directory_is_complete(seed_run):
     assert any((out / "logs").rglob("events.out.tfevents.*"))
     progress = json.loads((out / "state" / "progress.json").read_text())
     assert progress["epochs_completed"] == 10 and progress["step"] == 0
-    assert (out / "state" / progress["checkpoint"]).is_file()
+    assert (out / "state" / progress["arrays"]).is_file()
     assert json.loads((out / "labels.json").read_text()) == list(range(10))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics == pytest.approx(doc["metrics"])

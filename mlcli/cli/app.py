@@ -48,7 +48,7 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def main(
+def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
     """Train, evaluate, fine-tune and serve Keras models described entirely in YAML."""
@@ -70,4 +70,39 @@ def apply_unsafe(unsafe: bool) -> None:
     from mlcli.checkpoints import allow_unsafe
 
     allow_unsafe(unsafe)
+
+
+def main() -> None:
+    """The `mlcli` command: run the app, then leave without TensorFlow's slow native teardown.
+
+    Once TensorFlow is loaded, interpreter shutdown spends about a second tearing down its runtime.
+    By then every file mlcli writes is closed and renamed into place, so the process runs its atexit
+    handlers, flushes its streams and exits at once with the command's exit code. (In-process callers such
+    as tests use `app` and are unaffected.)
+    """
+    import sys
+
+    try:
+        app(prog_name="mlcli")
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    if "tensorflow" not in sys.modules:
+        raise SystemExit(code)
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    import atexit
+
+    # atexit handlers still run (logging, TensorFlow's removal of its autograph temporary files);
+    # only the native teardown after them is skipped.
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (mlcli predict ... | head): nothing left to say
+            pass
+    os._exit(code)
 

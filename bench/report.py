@@ -1,0 +1,150 @@
+"""The targets of the benchmark issue, checked against one run's results, and the Markdown table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def targets(r: dict) -> dict[str, dict]:
+    """name -> {"met": bool, "value", "target"} for every target whose benchmark ran."""
+    out: dict[str, dict] = {}
+
+    def check(name: str, met: bool, value, target: str) -> None:
+        out[name] = {"met": bool(met), "value": value, "target": target}
+
+    if "startup" in r:
+        s = r["startup"]
+        help_s, validate_s = s["median_seconds"]["help"], s["median_seconds"]["validate"]
+        check("help", help_s <= 0.5 and s["speedup_help"] >= 5, help_s, "<= 0.5 s and >= 5x import tensorflow")
+        check("validate", validate_s <= 0.8 and s["speedup_validate"] >= 5, validate_s,
+              "<= 0.8 s and >= 5x import tensorflow")
+    if "seed" in r:
+        s = r["seed"]
+        check("seed_time", s["time_ratio"] <= 1.0, s["time_ratio"], "<= 1.0x the baseline's whole-process time")
+        check("seed_accuracy", abs(s["accuracy_points"]) <= 1.5, s["accuracy_points"], "within 1.5 points")
+    if "throughput" in r:
+        for batch, wanted in ((32, 2.0), (256, 1.3)):
+            e = r["throughput"][f"batch_{batch}"]
+            check(f"throughput_{batch}", e["speedup"] >= wanted, e["speedup"], f">= {wanted}x the baseline")
+            check(f"accuracy_{batch}", abs(e["accuracy_points"]) <= 1.0, e["accuracy_points"], "within 1 point")
+    if "loading" in r:
+        check("loading", r["loading"]["speedup"] >= 2.0, r["loading"]["speedup"], ">= 2x pandas")
+    if "predict" in r:
+        p = r["predict"]
+        check("predict_rate", p["rows_per_second_streaming"] >= 200_000, p["rows_per_second_streaming"],
+              ">= 200,000 rows/s")
+        check("predict_memory", p["memory_growth"] <= 0.15, p["memory_growth"], "1M-row peak within 15% of 100k-row")
+    return out
+
+
+def _yes(name: str, t: dict) -> str:
+    if name not in t:
+        return ""
+    return "yes" if t[name]["met"] else "**no**"
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:.2f} s"
+
+
+def _rate(value: float) -> str:
+    return f"{value:,.0f}/s"
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def _points(value: float) -> str:
+    return f"{value:+.2f} pts"
+
+
+def markdown(r: dict) -> str:
+    t = r.get("targets", {})
+    rows: list[tuple] = []
+    if "startup" in r:
+        s = r["startup"]
+        tf = s["median_seconds"]["import_tensorflow"]
+        rows += [
+            ("1", "`mlcli --help` (whole process)", _s(s["median_seconds"]["help"]),
+             f"`import tensorflow` {_s(tf)}", f"{s['speedup_help']:.1f}x faster", "<= 0.5 s, >= 5x", _yes("help", t)),
+            ("1", "`mlcli validate configs/digits.yaml`", _s(s["median_seconds"]["validate"]),
+             f"`import tensorflow` {_s(tf)}", f"{s['speedup_validate']:.1f}x faster", "<= 0.8 s, >= 5x",
+             _yes("validate", t)),
+        ]
+    if "seed" in r:
+        s = r["seed"]
+        rows += [
+            ("2", "seed job, whole process: `mlcli train configs/digits.yaml`", _s(s["mlcli"]["seconds"]),
+             _s(s["baseline"]["seconds"]), f"{s['time_ratio']:.2f}x the time", "<= 1.00x", _yes("seed_time", t)),
+            ("2", "seed job, test accuracy", _pct(s["mlcli"]["test_accuracy"]), _pct(s["baseline"]["test_accuracy"]),
+             _points(s["accuracy_points"]), "within 1.5 pts", _yes("seed_accuracy", t)),
+        ]
+    if "throughput" in r:
+        for batch, wanted in ((32, "2.0"), (256, "1.3")):
+            e = r["throughput"][f"batch_{batch}"]
+            rows += [
+                ("3", f"training samples/s, batch {batch} (200k x 64, epochs 2-3)",
+                 _rate(e["mlcli"]["samples_per_second"]), _rate(e["baseline"]["samples_per_second"]),
+                 f"{e['speedup']:.2f}x", f">= {wanted}x", _yes(f"throughput_{batch}", t)),
+                ("3", f"test accuracy after 3 epochs, batch {batch}", _pct(e["mlcli"]["test_accuracy"]),
+                 _pct(e["baseline"]["test_accuracy"]), _points(e["accuracy_points"]), "within 1 pt",
+                 _yes(f"accuracy_{batch}", t)),
+            ]
+    if "loading" in r:
+        lo = r["loading"]
+        rows.append(("4", f"200,000-row CSV ({lo['file_mb']} MB) to training-ready arrays",
+                     _s(lo["median_seconds"]["mlcli"]), f"pandas {_s(lo['median_seconds']['pandas'])}",
+                     f"{lo['speedup']:.2f}x faster", ">= 2x", _yes("loading", t)))
+        rows.append(("4", "the same CSV, `pyarrow.csv.read_csv` alone (parse only: the floor of any pyarrow reader)",
+                     _s(lo["median_seconds"]["pyarrow_parse_only"]), f"pandas {_s(lo['median_seconds']['pandas'])}",
+                     f"{lo['pyarrow_parse_speedup']:.2f}x faster", "", ""))
+    if "predict" in r:
+        p = r["predict"]
+        small, large = p["100000"], p["1000000"]
+        rows += [
+            ("5", "`mlcli predict` CSV to CSV with probabilities, rows/s streaming (1M minus 100k rows)",
+             _rate(p["rows_per_second_streaming"]), "", "", ">= 200,000/s", _yes("predict_rate", t)),
+            ("5", "`mlcli predict` 1,000,000 rows, whole process (with start-up)",
+             f"{_s(large['seconds'])} = {_rate(large['rows_per_second'])}", "", "", "", ""),
+            ("5", "`mlcli predict` peak RSS, 1,000,000 vs 100,000 rows",
+             f"{large['peak_rss_mb']:.0f} MB vs {small['peak_rss_mb']:.0f} MB", "",
+             f"{100 * p['memory_growth']:+.1f}%", "<= +15%", _yes("predict_memory", t)),
+        ]
+    if "utilisation" in r:
+        u = r["utilisation"]
+        peak = u["matmul_peak"]["peak_flops"]
+        for batch in (32, 256):
+            m, b = u[f"batch_{batch}_mlcli"], u[f"batch_{batch}_baseline"]
+            rows.append(("6", (f"training FLOP/s (6 x {u['trainable_parameters']:,} params x samples/s), "
+                               f"batch {batch}, of the {peak / 1e9:.0f} GFLOP/s matmul peak"),
+                         f"{m['flops'] / 1e9:.1f} GFLOP/s = {_pct(m['fraction'])}",
+                         f"{b['flops'] / 1e9:.1f} GFLOP/s = {_pct(b['fraction'])}",
+                         f"{m['fraction'] / b['fraction']:.2f}x", "", ""))
+    lines = ["| # | measure | mlcli | baseline | ratio | target | met |", "|---|---|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    m = r["machine"]
+    v = m["versions"]
+    rounds = r["rounds"]
+    lines += ["", (f"Medians of {rounds['startup']} (start-up), {rounds['seed']} (seed job), "
+                   f"{rounds['loading']} (loading), {rounds['default']} (batch-32 throughput, predict) and "
+                   f"{rounds['batch_256']} (batch-256 throughput) runs; seeds 42, 43, … for the training runs, "
+                   "the two sides interleaved in one `make bench` invocation; "
+                   f"{m['cpu']}, {m['cores']} cores, load average {m['load_average_at_start'][0]:.1f} at the start; "
+                   f"TensorFlow {v.get('tensorflow')}, Keras {v.get('keras')}, pandas {v.get('pandas')}, "
+                   f"pyarrow {v.get('pyarrow')}, Python {v.get('python')}; commit {m['commit']}, "
+                   f"{r['started_at']}, {r['seconds'] / 60:.1f} min.")]
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: Path, table: str) -> bool:
+    """Replace the text between the bench markers; README without them is left alone."""
+    text = readme.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        return False
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{BEGIN}\n{table}{END}{tail}", encoding="utf-8")
+    return True

@@ -265,7 +265,8 @@ class Progress(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if self.live and self._bar is None:  # once, though a mid-epoch resume calls fit twice
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -7,7 +7,6 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-
 from conftest import CONFIGS, REPO, run_cli
 
 DIGITS_TEST = REPO / "mlcli" / "datasets" / "digits_test.csv.gz"

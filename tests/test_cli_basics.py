@@ -11,8 +11,8 @@ import textwrap
 import pytest
 import typer.main
 import yaml
-
 from conftest import CONFIGS, REPO, run_cli, run_process
+
 from mlcli import __version__
 from mlcli.cli import app
 

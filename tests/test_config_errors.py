@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import Ran, run_cli
 
 TRAIN = "data:\n  train: builtin:digits/train\n"

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import CONFIGS, Ran, run_cli
 
 DIGITS = CONFIGS / "digits.yaml"

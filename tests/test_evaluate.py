@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
 from evalpredict_runs import digits_table, read_output, trained, write_csv
 

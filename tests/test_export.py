@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import CONFIGS, REPO, run_cli
 
 pytestmark = [pytest.mark.slow,

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import CONFIGS, REPO, run_cli
 
 pytestmark = pytest.mark.slow
@@ -598,7 +597,7 @@ def test_resume_refuses_a_parent_that_changed_or_disappeared(base, tmp_path):
     lone = tmp_path / "parent.keras"
     shutil.copy(base / "model.keras", lone)
     out = tmp_path / "ft"
-    ok(run_cli("finetune", "--from", lone, "--output", out, "--set", f"data.train=builtin:digits/train",
+    ok(run_cli("finetune", "--from", lone, "--output", out, "--set", "data.train=builtin:digits/train",
                "--set", "data.classes=[0,1,2,3,4]", "--set", "finetune.freeze=[0]", "--set", "training.epochs=1",
                "-q"))
     # A run killed before its first epoch ended: no resume state, so the model is rebuilt from the parent.

@@ -6,7 +6,6 @@ import csv
 import io
 
 import pytest
-
 from conftest import run_cli
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-
 from conftest import REPO, run_cli, run_process
 from evalpredict_runs import digits_table, read_csv_text, read_output, trained, write_csv
 

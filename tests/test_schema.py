@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import CONFIGS, REPO, run_cli
 
 TEMPLATES = sorted((REPO / "mlcli" / "templates").glob("*.yaml"))

@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
-from conftest import CONFIGS, REPO, run_cli, run_process
+from conftest import CONFIGS, run_cli, run_process
 
 pytestmark = pytest.mark.slow
 

@@ -10,6 +10,7 @@ import typer
 from mlcli import console
 from mlcli.cli.app import SetOption, app
 
+
 @app.command()
 def validate(
     config: Path = typer.Argument(..., help="The YAML config to check.", show_default=False),

@@ -9,8 +9,17 @@ import typer
 
 from mlcli.cli.app import SetOption, UnsafeOption, app, apply_unsafe
 from mlcli.cli.train_cmds import (
-    DeviceOption, FailOverOption, FailUnderOption, ForceOption, JsonOption, OutputOption, QuietOption, ResumeOption,
-    SeedOption, VerboseOption, _run_training_command,
+    DeviceOption,
+    FailOverOption,
+    FailUnderOption,
+    ForceOption,
+    JsonOption,
+    OutputOption,
+    QuietOption,
+    ResumeOption,
+    SeedOption,
+    VerboseOption,
+    _run_training_command,
 )
 
 

@@ -11,6 +11,7 @@ import typer
 from mlcli import console
 from mlcli.cli.app import SetOption, app
 
+
 def _parse_gates(values: list[str] | None, flag: str) -> dict[str, float]:
     from mlcli.errors import UsageError
 

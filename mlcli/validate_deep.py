@@ -18,6 +18,14 @@ def validate_deep(loaded: LoadedConfig) -> str:
     build_loss(loaded)
     build_metrics(loaded)
     prepared = prepare(loaded.config)
+    note = ""
+    head = loaded.config.finetune.head
+    if head is not None:  # a finetune config: check the model it describes, with the new head on
+        layers = list(loaded.config.model.layers[: len(loaded.config.model.layers) - head.replace]) + list(head.layers)
+        model_section = loaded.config.model.model_copy(update={"layers": layers})
+        loaded = LoadedConfig(loaded.config.model_copy(update={"model": model_section}), loaded.positions, loaded.source)
+        note = (f"; finetune.head applied: the last {head.replace} of model.layers replaced by {len(head.layers)} "
+                "(with --from, mlcli finetune uses the parent's own layers)")
     model = build_model(loaded, prepared.input_shape, prepared.train.x)
     outputs = int(model.output_shape[-1])
     encoding = label_encoding(loaded.config, prepared.task, outputs, len(prepared.classes or []))
@@ -26,4 +34,4 @@ def validate_deep(loaded: LoadedConfig) -> str:
     splits = ", ".join(f"{s.name} {s.rows}" for s in (prepared.train, prepared.validation, prepared.test) if s)
     kind = f"{len(prepared.classes)} classes" if prepared.classes else f"{len(prepared.label_names)} target(s)"
     return (f"deep check passed: {prepared.task} with {kind}; rows: {splits}; input shape {prepared.input_shape}; "
-            f"{counts['trainable']:,} trainable parameters; labels encoded {encoding}")
+            f"{counts['trainable']:,} trainable parameters; labels encoded {encoding}{note}")

@@ -35,3 +35,9 @@ def test_shallow_validate_does_not_resolve_keras_names():
 def test_deep_check_reads_the_data():
     ran = run_cli("validate", CONFIGS / "digits.yaml", "--deep", "--set", "data.train=missing.csv")
     assert ran.exit_code == 3 and "missing.csv" in ran.stderr
+
+
+def test_deep_check_of_the_shipped_finetune_config_applies_its_head():
+    ran = run_cli("validate", CONFIGS / "digits_finetune.yaml", "--deep")
+    assert ran.exit_code == 0, ran
+    assert "5 classes" in ran.stderr and "finetune.head applied" in ran.stderr

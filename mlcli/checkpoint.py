@@ -21,7 +21,7 @@ import numpy as np
 from mlcli import runs
 from mlcli.config import LoadedConfig, load_config
 from mlcli.data.prepare import loss_family
-from mlcli.errors import UsageError
+from mlcli.errors import UsageError, first_line
 
 STANDALONE_LABEL = "label"  # the label column `evaluate` reads for a standalone .keras file (.npz: y)
 _DEFAULT_METRICS = {"classification": ["accuracy"], "regression": ["mae"]}
@@ -109,7 +109,7 @@ def _manifest(run_dir: Path) -> dict:
     try:
         manifest = runs.read_json(path)
     except (ValueError, OSError) as exc:
-        raise UsageError(f"{path}: cannot be read ({_first_line(exc)}) — the run directory is damaged") from None
+        raise UsageError(f"{path}: cannot be read ({first_line(exc)}) — the run directory is damaged") from None
     return manifest if isinstance(manifest, dict) else {}
 
 
@@ -190,10 +190,6 @@ def _metric_name(metric: Any) -> str:
     return str(metric)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
 
 # ---- with TensorFlow -------------------------------------------------------------------------
 
@@ -236,5 +232,5 @@ def compile_for_evaluation(model, ckpt: Checkpoint) -> None:
         model.compile(loss=loss, metrics=metrics)
     except (ValueError, TypeError) as exc:
         raise UsageError(
-            f"CKPT {ckpt.model_path}: its recorded loss/metrics cannot be rebuilt: {_first_line(exc)}"
+            f"CKPT {ckpt.model_path}: its recorded loss/metrics cannot be rebuilt: {first_line(exc)}"
         ) from None

@@ -6,7 +6,6 @@ layer names and types are known (and config errors reported) before anything hea
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlcli import runs
+from mlcli.data.sources import sha256
 from mlcli.errors import UsageError
 from mlcli.model import NORMALIZE_LAYER  # mlcli.model imports TensorFlow only inside functions
 
@@ -98,18 +98,11 @@ class Checkpoint:
         """What run.json records about the parent."""
         return {
             "path": str(self.path),
-            "sha256": sha256_file(self.path),
+            "sha256": sha256(self.path),
             "run_dir": str(self.run_dir) if self.run_dir else None,
             "config": str(self.config_path) if self.config_path else None,
         }
 
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def locate(path: Path, flag: str) -> tuple[Path, Path | None]:

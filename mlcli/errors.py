@@ -9,6 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type), for one-line error messages."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class MlcliError(Exception):
     """Base of every error a user can cause: message on stderr, no traceback."""
 

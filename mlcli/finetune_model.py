@@ -14,7 +14,8 @@ import numpy as np
 
 from mlcli import checkpoints, console, runs
 from mlcli.config.load import LoadedConfig
-from mlcli.errors import ConfigError, ConfigProblem, DataError, UsageError
+from mlcli.data.sources import sha256
+from mlcli.errors import ConfigError, ConfigProblem, DataError, UsageError, first_line
 from mlcli.finetune import FLAG, head_names
 from mlcli.model import NORMALIZE_LAYER
 
@@ -91,7 +92,7 @@ def _assemble(loaded: LoadedConfig, parent, input_shape: tuple) -> tuple[Any, li
     except (ValueError, TypeError) as exc:
         below = kept[-1].name if kept else "the input"
         raise ConfigError(loaded.problem(
-            ("finetune", "head", "layers"), f"the new layers do not fit onto {below}: {_first_line(exc)}",
+            ("finetune", "head", "layers"), f"the new layers do not fit onto {below}: {first_line(exc)}",
         )) from None
     return model, normalize, [layer.name for layer in declared[len(kept):]], names
 
@@ -155,7 +156,7 @@ def check_parent_file(parent_facts: dict) -> Path:
     if not path.is_file():
         raise UsageError(f"the parent checkpoint {path} is gone",
                          hint="restore it, or start a new finetune run from another checkpoint")
-    if parent_facts.get("sha256") and checkpoints.sha256_file(path) != parent_facts["sha256"]:
+    if parent_facts.get("sha256") and sha256(path) != parent_facts["sha256"]:
         raise UsageError(f"the parent checkpoint {path} has changed since this run started (its sha256 differs)",
                          hint="start a new finetune run from it rather than continuing this one")
     return path
@@ -291,8 +292,3 @@ def parameters_line(totals: dict) -> str:
 
 def shape_text(shape: tuple) -> str:
     return f"{shape[0]} feature(s) per row" if len(shape) == 1 else f"inputs of shape {tuple(shape)}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

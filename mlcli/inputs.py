@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from mlcli.data.batches import as_numbers, csv_batches, label_values, read_header
-from mlcli.data.frames import check_finite, numeric_column
+from mlcli.data.frames import check_finite, listing, numeric_column
 from mlcli.data.prepare import class_indices, regression_targets
 from mlcli.data.sources import Source, read_npz, resolve
-from mlcli.errors import DataError
+from mlcli.errors import DataError, first_line
 
 STDIN = "-"
 
@@ -89,14 +89,14 @@ class InputReader:
             try:
                 columns = pq.ParquetFile(path).schema_arrow.names
             except (pa.ArrowInvalid, OSError) as exc:
-                raise DataError(f"{self.role}: {path}: cannot be read as PARQUET: {_first_line(exc)}") from None
+                raise DataError(f"{self.role}: {path}: cannot be read as PARQUET: {first_line(exc)}") from None
             return self._plan(source, path, columns)
         try:
             opener = gzip.open if path.suffix.lower() == ".gz" else open
             with opener(path, "rb") as handle:
                 columns = read_header(handle, source, self.role)
         except (OSError, EOFError) as exc:
-            raise DataError(f"{self.role}: {path}: cannot be read as CSV: {_first_line(exc)}") from None
+            raise DataError(f"{self.role}: {path}: cannot be read as CSV: {first_line(exc)}") from None
         return self._plan(source, path, columns)
 
     def _plan(self, source: Source, path: Path | None, columns: list[str], header=None) -> _Part:
@@ -110,18 +110,18 @@ class InputReader:
             raise DataError(
                 f"{where}: feature column(s) {', '.join(map(repr, missing[:10]))}"
                 f"{f' (and {len(missing) - 10} more)' if len(missing) > 10 else ''} not found — the model needs "
-                f"{_listing(features)}; the columns are: {_listing(columns)}"
+                f"{listing(features)}; the columns are: {listing(columns)}"
             )
         missing_labels = [c for c in self.labels if c not in columns]
         if missing_labels:
             raise DataError(
-                f"{where}: label column {missing_labels[0]!r} not found — the columns are: {_listing(columns)}; "
+                f"{where}: label column {missing_labels[0]!r} not found — the columns are: {listing(columns)}; "
                 "evaluate needs the true labels (the run's data.label)"
             )
         missing_keep = [c for c in self.keep if c not in columns]
         if missing_keep:
             raise DataError(f"{where}: --keep column {missing_keep[0]!r} not found — "
-                            f"the columns are: {_listing(columns)}")
+                            f"the columns are: {listing(columns)}")
         return _Part(source, path, list(columns), features, list(self.labels), header=header)
 
     def _feature_names(self, columns: list[str], where: str) -> list[str]:
@@ -131,7 +131,7 @@ class InputReader:
             if len(chosen) != self.width:
                 raise DataError(
                     f"{where}: the model takes {self.width} feature(s) but there are {len(chosen)} column(s) besides "
-                    f"'label' and --keep ({_listing(chosen)}) — a .keras file outside its run directory records no "
+                    f"'label' and --keep ({listing(chosen)}) — a .keras file outside its run directory records no "
                     "feature names, so give exactly its features, in training order"
                 )
             return chosen
@@ -145,7 +145,7 @@ class InputReader:
         wanted = self.model_features[0] if self.model_features and len(self.model_features) == 1 else "x"
         name = wanted if wanted in arrays else "x"
         if name not in arrays:
-            raise DataError(f"{where}: no array {wanted!r} — the arrays are: {_listing(list(arrays))}; "
+            raise DataError(f"{where}: no array {wanted!r} — the arrays are: {listing(list(arrays))}; "
                             "an .npz input holds the features in an array named like the training one (default x)")
         x = arrays[name]
         if x.ndim < 2 or int(np.prod(x.shape[1:])) != self.width:
@@ -158,12 +158,12 @@ class InputReader:
             label = self.labels[0] if self.labels[0] in arrays else "y"
             if label not in arrays:
                 raise DataError(f"{where}: no label array {self.labels[0]!r} (or y) — the arrays are: "
-                                f"{_listing(list(arrays))}")
+                                f"{listing(list(arrays))}")
             label_columns = [label]
         for column in [*label_columns, *self.keep]:
             if column not in arrays:
                 raise DataError(f"{where}: --keep array {column!r} not found — "
-                                f"the arrays are: {_listing(list(arrays))}")
+                                f"the arrays are: {listing(list(arrays))}")
             if len(arrays[column]) != len(x) or arrays[column].ndim != 1:
                 raise DataError(f"{where}: array {column!r} has shape {arrays[column].shape} — expected ({len(x)},), "
                                 "one value per row")
@@ -201,7 +201,7 @@ class InputReader:
             yield from csv_batches(part.path, part.header, needed, numeric)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, EOFError, UnicodeDecodeError) as exc:
             kind = part.source.format.upper()
-            raise DataError(f"{self.role}: {part.source.spec}: cannot be read as {kind}: {_first_line(exc)}") from None
+            raise DataError(f"{self.role}: {part.source.spec}: cannot be read as {kind}: {first_line(exc)}") from None
 
     def _convert(self, part: _Part, table, offset: int) -> Batch:
         source, role = part.source, self.role
@@ -251,13 +251,3 @@ def _arrow(values: np.ndarray):
     import pyarrow as pa
 
     return pa.array(values)
-
-
-def _listing(columns: list[str], limit: int = 12) -> str:
-    shown = ", ".join(columns[:limit])
-    return shown + (f", … ({len(columns)} in all)" if len(columns) > limit else "")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

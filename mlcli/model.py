@@ -15,7 +15,7 @@ import numpy as np
 
 from mlcli.config.load import LoadedConfig
 from mlcli.config.schema import LayerSpec
-from mlcli.errors import ConfigError
+from mlcli.errors import ConfigError, first_line
 
 NORMALIZE_LAYER = "mlcli_normalize"  # the preprocessing layer mlcli adds; not counted by selectors
 
@@ -100,7 +100,7 @@ def _construct(cls: type, arguments: dict, where: tuple, loaded: LoadedConfig, w
     try:
         return cls(**arguments)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(loaded.problem(where, f"{what} {cls.__name__}: {_first_line(exc)}")) from None
+        raise ConfigError(loaded.problem(where, f"{what} {cls.__name__}: {first_line(exc)}")) from None
 
 
 def layer_classes() -> dict[str, type]:
@@ -173,7 +173,7 @@ def build_model(loaded: LoadedConfig, input_shape: tuple[int, ...], train_x,
     try:
         model = keras.Sequential(layers, name=config.name or "mlcli_model")
     except (ValueError, TypeError) as exc:
-        raise ConfigError(loaded.problem(("model", "layers"), f"the layers do not fit together: {_first_line(exc)}")) from None
+        raise ConfigError(loaded.problem(("model", "layers"), f"the layers do not fit together: {first_line(exc)}")) from None
     shape = tuple(model.output_shape)
     if len(shape) != 2:
         # Dense acts on the last axis only: (rows, 4, 2) features give (rows, 4, units), which no
@@ -185,10 +185,6 @@ def build_model(loaded: LoadedConfig, input_shape: tuple[int, ...], train_x,
         ))
     return model
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def user_layers(model) -> list:

@@ -59,7 +59,7 @@ def load_frame(
     if missing_labels:
         raise DataError(
             f"{role}: {source.spec}: label column {missing_labels[0]!r} not found — the columns are: "
-            f"{_listing(columns)}{_column_hint(missing_labels[0], columns)}; set data.label to the right one"
+            f"{listing(columns)}{column_hint(missing_labels[0], columns)}; set data.label to the right one"
         )
     if features is None:
         feature_names = [c for c in columns if c not in label_names]
@@ -69,7 +69,7 @@ def load_frame(
         if missing:
             raise DataError(
                 f"{role}: {source.spec}: feature column(s) {', '.join(map(repr, missing))} not found — "
-                f"the columns are: {_listing(columns)}{_column_hint(missing[0], columns)}"
+                f"the columns are: {listing(columns)}{column_hint(missing[0], columns)}"
             )
     if not feature_names:
         raise DataError(f"{role}: {source.spec}: no feature columns — the file holds only the label column(s)")
@@ -179,7 +179,7 @@ def _npz_frame(source: Source, role: str, labels: list[str] | None, features) ->
         feature_name = features[0]
     if feature_name not in arrays:
         raise DataError(
-            f"{role}: {source.spec}: no array {feature_name!r} — the arrays are: {_listing(list(arrays))}; "
+            f"{role}: {source.spec}: no array {feature_name!r} — the arrays are: {listing(list(arrays))}; "
             "set data.features to the features array"
         )
     x_raw = arrays[feature_name]
@@ -203,7 +203,7 @@ def _npz_frame(source: Source, role: str, labels: list[str] | None, features) ->
             raise DataError(f"{role}: {source.spec}: for .npz, data.label names one array (default y)")
         if label_name not in arrays:
             raise DataError(
-                f"{role}: {source.spec}: no label array {label_name!r} — the arrays are: {_listing(list(arrays))}; "
+                f"{role}: {source.spec}: no label array {label_name!r} — the arrays are: {listing(list(arrays))}; "
                 "set data.label to the label array"
             )
         y = arrays[label_name]
@@ -217,7 +217,7 @@ def _npz_frame(source: Source, role: str, labels: list[str] | None, features) ->
     return Frame(x, y, [feature_name], label_names, source)
 
 
-def _column_hint(name: str, columns: list[str]) -> str:
+def column_hint(name: str, columns: list[str]) -> str:
     """Why a column may be missing: the file is not comma-separated, or the name is spelt differently."""
     if len(columns) == 1:
         for delimiter, called in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'")):
@@ -229,6 +229,6 @@ def _column_hint(name: str, columns: list[str]) -> str:
     return f"; did you mean {near[0]!r}?" if near else ""
 
 
-def _listing(columns: list[str], limit: int = 12) -> str:
+def listing(columns: list[str], limit: int = 12) -> str:
     shown = ", ".join(columns[:limit])
     return shown + (f", … ({len(columns)} in all)" if len(columns) > limit else "")

@@ -9,7 +9,6 @@ column's type from its first block and fail on a decimal a million rows later.
 
 from __future__ import annotations
 
-import difflib
 import gzip
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mlcli.data.frames import check_finite, numeric_column
+from mlcli.data.frames import check_finite, column_hint, listing, numeric_column
 from mlcli.data.sources import Source, resolve
-from mlcli.errors import DataError
+from mlcli.errors import DataError, first_line
 
 CHUNK_ROWS = 16_384  # Parquet rows per chunk (CSV: 2 MiB blocks) — a few MB of float32 at 64 features
 CSV_BLOCK_BYTES = 2 << 20
@@ -81,7 +80,7 @@ class ChunkSource:
                     columns = read_header(handle, self.file_source(path), self.role)
         except (pa.ArrowInvalid, OSError, EOFError) as exc:
             raise DataError(f"{self.role}: {path}: cannot be read as {self.source.format.upper()}: "
-                            f"{_first_line(exc)}") from None
+                            f"{first_line(exc)}") from None
         duplicated = sorted({c for c in columns if columns.count(c) > 1})
         if duplicated:
             raise DataError(f"{self.role}: {path}: column(s) {', '.join(duplicated)} appear twice in the header")
@@ -104,7 +103,7 @@ class ChunkSource:
         missing_labels = [c for c in self.label_names if c not in columns]
         if missing_labels:
             raise DataError(f"{where}: label column {missing_labels[0]!r} not found — the columns are: "
-                            f"{_listing(columns)}{_near(missing_labels[0], columns)}; set data.label to the right one")
+                            f"{listing(columns)}{column_hint(missing_labels[0], columns)}; set data.label to the right one")
         if features is None:
             names = [c for c in columns if c not in self.label_names]
         else:
@@ -112,7 +111,7 @@ class ChunkSource:
             missing = [c for c in names if c not in columns]
             if missing:
                 raise DataError(f"{where}: feature column(s) {', '.join(map(repr, missing))} not found — the columns "
-                                f"are: {_listing(columns)}{_near(missing[0], columns)}")
+                                f"are: {listing(columns)}{column_hint(missing[0], columns)}")
         if not names:
             raise DataError(f"{where}: no feature columns — the file holds only the label column(s)")
         return names
@@ -133,7 +132,7 @@ class ChunkSource:
                     offset += table.num_rows
             except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, EOFError, UnicodeDecodeError) as exc:
                 raise DataError(f"{self.role}: {unit.path}: cannot be read as {self.source.format.upper()} "
-                                f"(after row {offset}): {_first_line(exc)}") from None
+                                f"(after row {offset}): {first_line(exc)}") from None
 
     def _read(self, unit: Unit, needed: list[str]):
         import pyarrow as pa
@@ -232,18 +231,3 @@ def _cast(column, target):
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
 
-
-def _near(name: str, columns: list[str]) -> str:
-    close = [c for c in columns if c.strip().lower() == name.strip().lower()]
-    close = close or difflib.get_close_matches(name, columns, n=1, cutoff=0.8)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def _listing(columns: list[str], limit: int = 12) -> str:
-    shown = ", ".join(columns[:limit])
-    return shown + (f", … ({len(columns)} in all)" if len(columns) > limit else "")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -24,6 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).absolute().parent))
+import common  # noqa: E402  (bench/common.py: process timing and peak memory, shared by the suite)
+
 REPO = Path(__file__).absolute().parent.parent
 RESULTS = REPO / "bench" / "results" / "predict_memory.json"
 TOLERANCE = 0.15
@@ -55,37 +58,11 @@ def write_input(path: Path, rows: int, seed: int = 0, chunk: int = 200_000) -> N
             writer.write_table(base.take(pa.array(index)))
 
 
-def _peak_with_time(command: list[str]) -> tuple[int, float]:
-    with tempfile.NamedTemporaryFile("r", suffix=".txt") as report:
-        started = time.perf_counter()
-        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report.name, *command], check=True, env=_env(),
-                       cwd=REPO, stdout=subprocess.DEVNULL)
-        seconds = time.perf_counter() - started
-        return int(report.read().strip().splitlines()[-1]) * 1024, seconds
-
-
-def _peak_with_psutil(command: list[str]) -> tuple[int, float]:
-    import psutil
-
-    started = time.perf_counter()
-    process = psutil.Popen(command, env=_env(), cwd=REPO, stdout=subprocess.DEVNULL)
-    peak = 0
-    while process.poll() is None:
-        try:
-            peak = max(peak, process.memory_info().rss)
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(0.02)
-    if process.returncode:
-        raise subprocess.CalledProcessError(process.returncode, command)
-    return peak, time.perf_counter() - started
-
-
 def measure(run_dir: Path, data: Path, output: Path) -> tuple[int, float]:
+    """(peak RSS in bytes, seconds) of one `python -m mlcli predict` process."""
     command = [sys.executable, "-m", "mlcli", "predict", str(run_dir), str(data), "--output", str(output), "--quiet"]
-    if Path("/usr/bin/time").is_file():
-        return _peak_with_time(command)
-    return _peak_with_psutil(command)
+    done = common.run(command, capture=False, memory=True)
+    return done["peak_rss"], done["seconds"]
 
 
 def count_rows(path: Path) -> int:

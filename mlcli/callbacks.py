@@ -250,6 +250,44 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         }
 
 
+class EpochSummaries(keras.callbacks.Callback):
+    """TensorBoard logs, one point per epoch: DIR/logs/train and DIR/logs/validation with
+    `epoch_<metric>` scalars and the learning rate, the layout Keras's TensorBoard callback uses.
+
+    Written directly with tf.summary: Keras's callback also hooks every batch and imports TensorFlow's
+    legacy Keras package, which costs more than the rest of a small run's logging together.
+    """
+
+    def __init__(self, log_dir: Path):
+        super().__init__()
+        self.log_dir = log_dir
+        self._writers: dict = {}
+
+    def on_train_begin(self, logs=None):
+        if not self._writers:  # once, though a mid-epoch resume calls fit twice
+            import tensorflow as tf
+
+            self._writers = {name: tf.summary.create_file_writer(str(self.log_dir / name))
+                             for name in ("train", "validation")}
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        logs = dict(logs or {})
+        logs.setdefault("learning_rate", current_learning_rate(self.model))
+        for key, value in logs.items():
+            side, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            with self._writers[side].as_default():
+                tf.summary.scalar(f"epoch_{name}", float(value), step=epoch)
+        for writer in self._writers.values():
+            writer.flush()
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+
 class Progress(keras.callbacks.Callback):
     """A live Rich bar on a terminal; one plain line per epoch otherwise; nothing with --quiet."""
 

@@ -176,7 +176,6 @@ class _Fitted:
 def _fit(request: TrainRequest, model, prepared, encoding: str, progress: dict | None, extras: dict,
          history: list[dict]) -> _Fitted:
     """model.fit over the remaining epochs; a mid-epoch resume first finishes its epoch."""
-    import keras
     import tensorflow as tf
 
     from mlcli import callbacks as cb
@@ -214,11 +213,8 @@ def _fit(request: TrainRequest, model, prepared, encoding: str, progress: dict |
         every_steps=config.training.checkpoint_every_steps, early_stopping=early, first_step=first_step,
     )
     progress_bar = cb.Progress(epochs, steps, first_step)
-    callbacks = [guard, interrupt] + ([early] if early is not None else []) + [
-        keeper,
-        keras.callbacks.TensorBoard(log_dir=str(run_dir / runs.LOGS), write_graph=False, profile_batch=0),
-        progress_bar,
-    ]
+    summaries = cb.EpochSummaries(run_dir / runs.LOGS)
+    callbacks = [guard, interrupt] + ([early] if early is not None else []) + [keeper, summaries, progress_bar]
     val_ds = None
     if prepared.validation is not None:
         val_ds = evaluation_dataset(prepared.validation, batch_size=max(batch, 256), encoding=encoding,
@@ -249,6 +245,7 @@ def _fit(request: TrainRequest, model, prepared, encoding: str, progress: dict |
     finally:
         interrupt.restore()
         progress_bar.close()
+        summaries.close()
     status = "diverged" if guard.diverged else "interrupted" if interrupt.interrupted else "completed"
     return _Fitted(status, keeper.best, early, guard, interrupt)
 

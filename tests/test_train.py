@@ -318,3 +318,19 @@ def test_steps_per_execution_does_not_change_the_math(tmp_path):
         assert all(np.array_equal(a, b) for a, b in zip(reference, weights)), name
         assert (tmp_path / name / "history.csv").read_text().splitlines()[2].split(",")[:5] == \
             (tmp_path / "one" / "history.csv").read_text().splitlines()[2].split(",")[:5]
+
+
+def test_tensorboard_logs_hold_every_epoch_of_history(seed_run):
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, _, _ = seed_run
+    with open(out / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    for side, prefix in (("train", ""), ("validation", "val_")):
+        events = EventAccumulator(str(out / "logs" / side))
+        events.Reload()
+        for metric in ("loss", "accuracy"):
+            logged = [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in events.Tensors(f"epoch_{metric}")]
+            assert [step for step, _ in logged] == list(range(10))
+            assert [value for _, value in logged] == pytest.approx([float(r[prefix + metric]) for r in rows])

@@ -101,6 +101,11 @@ def markdown(r: dict) -> str:
         rows.append(("4", "the same CSV, `pyarrow.csv.read_csv` alone (parse only: the floor of any pyarrow reader)",
                      _s(lo["median_seconds"]["pyarrow_parse_only"]), f"pandas {_s(lo['median_seconds']['pandas'])}",
                      f"{lo['pyarrow_parse_speedup']:.2f}x faster", "", ""))
+        if "pyarrow_one_thread" in lo["median_seconds"]:
+            rows.append(("4", "the same parse on one core (`use_threads=False`): with 2 cores, 2x pandas needs "
+                              "at least 1.0x here", _s(lo["median_seconds"]["pyarrow_one_thread"]),
+                         f"pandas {_s(lo['median_seconds']['pandas'])}",
+                         f"{lo['pyarrow_one_thread_speedup']:.2f}x", "", ""))
     if "predict" in r:
         p = r["predict"]
         small, large = p["100000"], p["1000000"]

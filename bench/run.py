@@ -228,11 +228,22 @@ def bench_loading(rounds: int) -> dict:
         pacsv.read_csv(path)
         return time.perf_counter() - started
 
+    def pyarrow_one_thread(_: int) -> float:
+        """The same parse on one core: its speed per core against pandas's (single-threaded) parser says
+        what two cores can reach at best."""
+        import pyarrow.csv as pacsv
+
+        started = time.perf_counter()
+        pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=False))
+        return time.perf_counter() - started
+
     mlcli_load(0), pandas_load(0), pyarrow_only(0)  # imports and the page cache, before any timing
-    runs = interleaved(rounds, {"mlcli": mlcli_load, "pandas": pandas_load, "pyarrow_parse_only": pyarrow_only})
+    runs = interleaved(rounds, {"mlcli": mlcli_load, "pandas": pandas_load, "pyarrow_parse_only": pyarrow_only,
+                                "pyarrow_one_thread": pyarrow_one_thread})
     medians = {name: median(values) for name, values in runs.items()}
     return {"runs": runs, "median_seconds": medians, "speedup": medians["pandas"] / medians["mlcli"],
             "pyarrow_parse_speedup": medians["pandas"] / medians["pyarrow_parse_only"],
+            "pyarrow_one_thread_speedup": medians["pandas"] / medians["pyarrow_one_thread"],
             "file_mb": round(path.stat().st_size / 2**20, 1)}
 
 

@@ -10,14 +10,16 @@ def validate_deep(loaded: LoadedConfig) -> str:
     from mlcli import runtime
 
     runtime.import_tensorflow()
-    from mlcli.data.prepare import label_encoding, prepare
+    from mlcli.data.prepare import label_encoding
+    from mlcli.data.stream import prepare_data
     from mlcli.model import build_loss, build_metrics, build_model, build_optimizer, parameter_counts
     from mlcli.train import check_output_width
 
     build_optimizer(loaded)
     build_loss(loaded)
     build_metrics(loaded)
-    prepared = prepare(loaded.config)
+    # The same data path as train: streamed data (data.stream) is scanned chunk by chunk, never loaded.
+    prepared = prepare_data(loaded.config)
     note = ""
     head = loaded.config.finetune.head
     if head is not None:  # a finetune config: check the model it describes, with the new head on
@@ -26,12 +28,14 @@ def validate_deep(loaded: LoadedConfig) -> str:
         loaded = LoadedConfig(loaded.config.model_copy(update={"model": model_section}), loaded.positions, loaded.source)
         note = (f"; finetune.head applied: the last {head.replace} of model.layers replaced by {len(head.layers)} "
                 "(with --from, mlcli finetune uses the parent's own layers)")
-    model = build_model(loaded, prepared.input_shape, prepared.train.x)
+    streamed = getattr(prepared.train, "streamed", False)
+    model = build_model(loaded, prepared.input_shape, prepared.train.statistics if streamed else prepared.train.x)
     outputs = int(model.output_shape[-1])
     encoding = label_encoding(loaded.config, prepared.task, outputs, len(prepared.classes or []))
     check_output_width(loaded, prepared, encoding, outputs)
     counts = parameter_counts(model)
     splits = ", ".join(f"{s.name} {s.rows}" for s in (prepared.train, prepared.validation, prepared.test) if s)
     kind = f"{len(prepared.classes)} classes" if prepared.classes else f"{len(prepared.label_names)} target(s)"
-    return (f"deep check passed: {prepared.task} with {kind}; rows: {splits}; input shape {prepared.input_shape}; "
+    how = " (streamed from disk)" if streamed else ""
+    return (f"deep check passed: {prepared.task} with {kind}; rows{how}: {splits}; input shape {prepared.input_shape}; "
             f"{counts['trainable']:,} trainable parameters; labels encoded {encoding}{note}")

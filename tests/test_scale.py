@@ -520,6 +520,17 @@ def test_a_streamed_run_with_a_hash_split_and_shuffling(shards, tmp_path):
     assert _history(again) == _history(run)
 
 
+def test_deep_validation_of_streamed_data_scans_it_as_train_would(shards, tmp_path):
+    from mlcli.data.stream import held_out
+
+    config = _streamed(shards, "deep", train="part-*.parquet", stream=True, validation=0.2)
+    ran = run_cli("validate", config, "--deep")
+    assert ran.exit_code == 0, ran
+    held = int(held_out(np.arange(1438, dtype=np.uint64), 5, 0.2).sum())
+    assert f"rows (streamed from disk): train {1438 - held}, validation {held}, test 359" in ran.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.slow
 def test_evaluate_on_a_streamed_run_without_test_data_asks_for_data(shards, tmp_path):
     config = _streamed(shards, "noeval", train="part-*.parquet", stream=True, validation=0.2)

@@ -171,11 +171,7 @@ def _validation_split(ckpt: Checkpoint) -> tuple[Split, str | None]:
 
     config = ckpt.loaded.config
     if any(part.get("streamed") for part in ckpt.manifest.get("data", {}).get("train", [])):
-        raise UsageError(
-            f"CKPT {ckpt.model_path}: the run streamed its training data (data.stream), choosing validation rows "
-            "by row hash as it read them, and has no data.test — evaluate does not load that data into memory",
-            hint="pass --data SOURCE (e.g. a held-out file), or set data.test in the run's config for next time",
-        )
+        return _streamed_validation_split(ckpt)
     train = read_train(config)
     _, held = validation_split(config, ckpt.task, train)
     frame = train.take(held)
@@ -194,6 +190,29 @@ def _validation_split(ckpt: Checkpoint) -> tuple[Split, str | None]:
     else:
         y = regression_targets(frame.y, "data.validation", frame.source.spec, ckpt.labels)
     return Split(frame.x.reshape((frame.rows, *ckpt.input_shape)), y, "validation"), note
+
+
+def _streamed_validation_split(ckpt: Checkpoint) -> tuple[Split, str | None]:
+    """A streamed run held out its validation rows by a hash of each row's number, as it read the files:
+    the same scan finds them again. Only those rows are kept in memory, chunk by chunk."""
+    from mlcli.data.stream_scan import prepare_stream
+
+    prepared = prepare_stream(ckpt.loaded.config)
+    if ckpt.task == "classification" and list(prepared.classes) != list(ckpt.classes):
+        raise DataError(f"data.train: {ckpt.loaded.config.data.train}: its labels are no longer the run's classes "
+                        f"({', '.join(map(str, ckpt.classes))}) — the validation split cannot be rebuilt",
+                        hint="pass --data SOURCE")
+    xs, ys = [], []
+    for x, y in prepared.validation.chunks():
+        xs.append(x)
+        ys.append(y)
+    split = Split(np.concatenate(xs).reshape((-1, *ckpt.input_shape)), np.concatenate(ys), "validation")
+    recorded = ckpt.manifest.get("rows", {}).get("validation")
+    note = None
+    if recorded is not None and recorded != split.rows:
+        note = (f"warning: data.train now holds {split.rows:,} validation rows where the run held out {recorded:,}: "
+                "the files changed since the run was trained")
+    return split, note
 
 
 def confusion_matrix(true: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:

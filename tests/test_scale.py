@@ -532,15 +532,21 @@ def test_deep_validation_of_streamed_data_scans_it_as_train_would(shards, tmp_pa
 
 
 @pytest.mark.slow
-def test_evaluate_on_a_streamed_run_without_test_data_asks_for_data(shards, tmp_path):
+def test_evaluate_on_a_streamed_run_without_test_data_finds_its_validation_rows(shards, tmp_path):
     config = _streamed(shards, "noeval", train="part-*.parquet", stream=True, validation=0.2)
     run = tmp_path / "run"
     assert run_cli("train", config, "--output", run, "--quiet", "--set", "data.test=null",
                    "--set", "training.epochs=1").exit_code == 0
-    ran = run_cli("evaluate", run)
-    assert ran.exit_code == 2, ran
-    assert "streamed its training data" in ran.stderr and "--data SOURCE" in ran.stderr
+    ran = run_cli("evaluate", run, "--json")
+    assert ran.exit_code == 0, ran
     _no_traceback(ran.stderr)
+    document = json.loads(ran.stdout)
+    trained = json.loads((run / "metrics.json").read_text())
+    assert document["source"] == "data.validation"
+    assert document["samples"] == json.loads((run / "run.json").read_text())["rows"]["validation"]
+    # The same rows and the same final weights as training's last validation pass.
+    assert document["metrics"]["loss"] == pytest.approx(trained["val_loss"], rel=1e-5)
+    assert document["metrics"]["accuracy"] == pytest.approx(trained["val_accuracy"], abs=1e-6)
     ran = run_cli("evaluate", run, "--data", shards / "digits.csv", "--json")
     assert ran.exit_code == 0, ran
     assert json.loads(ran.stdout)["samples"] == 1438

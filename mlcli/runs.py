@@ -42,10 +42,14 @@ def default_run_dir(name: str, root: Path = Path("runs")) -> Path:
     return candidate
 
 
-def claim_output(output: Path, force: bool) -> None:
-    """An explicit --output that holds a run is refused unless --force, which replaces it."""
+def claim_output(output: Path, force: bool) -> bool:
+    """An explicit --output that holds a run is refused unless --force, which replaces it.
+
+    Returns whether the old run must be removed: that happens only when the new run is about to write
+    its first file (remove_replaced_run), so a new run that fails its checks leaves the old one whole.
+    """
     if not output.exists():
-        return
+        return False
     if not output.is_dir():
         raise UsageError(f"--output {output}: exists and is not a directory", hint="choose another --output")
     if is_run(output):
@@ -55,14 +59,25 @@ def claim_output(output: Path, force: bool) -> None:
                 hint="pass --force to replace it, --resume to continue it, or choose another --output",
             )
         with hold_lock(output):
-            pass  # refuse to delete a run that a live process is writing
-        shutil.rmtree(output)
-        return
+            pass  # refuse at once to replace a run that a live process is writing
+        return True
     if any(output.iterdir()):
         raise UsageError(
             f"--output {output}: is a non-empty directory that is not an mlcli run",
             hint="choose an empty or new directory; mlcli never deletes files it did not write",
         )
+    return False
+
+
+def remove_replaced_run(directory: Path) -> None:
+    """--force: the old run's files go, now that the new run holds the lock and is about to write."""
+    for entry in directory.iterdir():
+        if entry.name == LOCK:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 # ---- atomic writes: a file is always complete, from its old or its new version -------------------

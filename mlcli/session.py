@@ -19,6 +19,7 @@ class RunPlan:
     resume: bool  # continue the unfinished run in run_dir
     finished: object | None = None  # a TrainResult when the run had already completed
     parent: dict | None = None  # finetune: the parent checkpoint
+    replace: bool = False  # --force on a run directory: its files go when the new run starts writing
 
 
 def _manifest(run_dir: Path) -> dict:
@@ -76,8 +77,8 @@ def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path |
             return _continue_or_report(kind, loaded, run_dir, parent_facts)
         return RunPlan(kind, loaded, run_dir, resume=False, parent=parent_facts)
     if output is not None:
-        runs.claim_output(output, force)
-        return RunPlan(kind, loaded, output, resume=False, parent=parent_facts)
+        replace = runs.claim_output(output, force)
+        return RunPlan(kind, loaded, output, resume=False, parent=parent_facts, replace=replace)
     return RunPlan(kind, loaded, runs.default_run_dir(name), resume=False, parent=parent_facts)
 
 
@@ -114,5 +115,5 @@ def execute(plan: RunPlan, command: list[str]):
 
         make_model = model_from_parent(plan.parent)
     request = TrainRequest(plan.loaded, plan.run_dir, command, resume=plan.resume, make_model=make_model,
-                           parent=plan.parent)
+                           parent=plan.parent, replace=plan.replace)
     return run_training(request)

@@ -29,6 +29,7 @@ class TrainRequest:
     # finetune: builds the model from the parent; returns (model, facts for run.json)
     make_model: Callable[[LoadedConfig, Any], tuple[Any, dict]] | None = None
     parent: dict | None = None
+    replace: bool = False  # --force: remove the old run in run_dir once this one is ready to write
 
 
 @dataclass
@@ -138,6 +139,8 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
 
     if not request.resume:
         stack.enter_context(runs.hold_lock(run_dir))
+        if request.replace:  # every check has passed: only now does the old run give way
+            runs.remove_replaced_run(run_dir)
     runs.remove_temporaries(run_dir)
     first_epoch = int(progress["epochs_completed"]) if progress else 0
     history = runs.read_history(run_dir / runs.HISTORY)[:first_epoch] if progress else []

@@ -254,6 +254,27 @@ def test_explicit_output_holding_a_run_is_refused_then_forced(tmp_path):
     assert manifest["seed"] == 11 and manifest["epochs_completed"] == 2
 
 
+def test_force_replaces_a_run_only_once_the_new_one_passes_its_checks(tmp_path):
+    out = tmp_path / "r"
+    assert run_cli("train", CONFIGS / "tiny.yaml", "--output", out, "--quiet", "--set", "training.epochs=1").exit_code == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    failing = [
+        (3, "missing.csv", ["--set", "data.train=missing.csv"]),  # a data error
+        (2, "units", ["--set", "model.layers.1.units=5"]),  # a last layer that does not fit the classes
+        (2, "bogus", ["--fail-under", "bogus=1"]),  # an unknown gate metric
+    ]
+    for code, fragment, args in failing:
+        ran = run_cli("train", CONFIGS / "tiny.yaml", "--output", out, "--quiet", "--force", *args)
+        assert ran.exit_code == code and fragment in ran.stderr, ran
+        after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+        assert after == before, f"{args}: the old run changed"
+    # A run that passes replaces every file of the old one: no best.keras survives from it.
+    ran = run_cli("train", CONFIGS / "tiny.yaml", "--output", out, "--quiet", "--force",
+                  "--set", "training.epochs=1", "--set", "data.validation=null")
+    assert ran.exit_code == 0, ran
+    assert (out / "model.keras").is_file() and not (out / "best.keras").exists()
+
+
 def test_non_run_directory_is_not_deleted(tmp_path):
     out = tmp_path / "mine"
     out.mkdir()

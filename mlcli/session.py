@@ -53,6 +53,10 @@ def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path |
         _check_cluster(loaded, resume=True)
         return _continue_or_report(kind, loaded, run_dir, manifest.get("parent"))
 
+    if resume and config is not None and not config.exists() and config.suffix.lower() not in (".yaml", ".yml"):
+        # `mlcli train --resume DIR` with a DIR that is not there: say so as a run directory, not a config.
+        raise UsageError(f"--resume {config}: no such run directory",
+                         hint="pass the directory a previous `mlcli train` wrote (or CONFIG --output DIR --resume)")
     if kind == "finetune":
         from mlcli.finetune import load_finetune_config
 

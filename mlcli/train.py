@@ -323,6 +323,8 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
 
 def check_output_width(loaded: LoadedConfig, prepared, encoding: str, outputs: int) -> None:
     last = ("model", "layers", len(loaded.config.model.layers) - 1)
+    if "units" in (loaded.config.model.layers[-1].model_extra or {}):
+        last += ("units",)  # point at the line (or the --set) that gave the width, not at the layer
     if prepared.task == "classification":
         classes = len(prepared.classes)
         if encoding == "binary":

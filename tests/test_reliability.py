@@ -240,6 +240,11 @@ def test_resume_is_idempotent(config, tmp_path):
 def test_resume_of_something_that_is_not_a_run(tmp_path):
     ran = run_cli("train", "--resume", tmp_path)
     assert ran.exit_code == 2 and "not an mlcli run directory" in ran.stderr
+    for kind in ("train", "finetune"):
+        ran = run_cli(kind, "--resume", tmp_path / "nope")
+        assert ran.exit_code == 2 and f"--resume {tmp_path / 'nope'}: no such run directory" in ran.stderr, ran
+    ran = run_cli("train", tmp_path / "nope.yaml", "--output", tmp_path / "r", "--resume")
+    assert ran.exit_code == 2 and "nope.yaml: file not found — expected a YAML config file" in ran.stderr, ran
 
 
 def test_resume_and_force_together_is_a_usage_error(config, tmp_path):

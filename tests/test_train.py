@@ -355,3 +355,18 @@ def test_tensorboard_logs_hold_every_epoch_of_history(seed_run):
             logged = [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in events.Tensors(f"epoch_{metric}")]
             assert [step for step, _ in logged] == list(range(10))
             assert [value for _, value in logged] == pytest.approx([float(r[prefix + metric]) for r in rows])
+
+
+def test_a_last_layer_that_does_not_fit_points_at_what_set_its_width(tmp_path):
+    # From the config file: its file and line; from --set: the --set that gave the width.
+    narrow = tmp_path / "narrow.yaml"
+    narrow.write_text((CONFIGS / "tiny.yaml").read_text().replace("units: 10,", "units: 7,"))
+    line = narrow.read_text().splitlines().index("    - {type: Dense, units: 7, activation: softmax}") + 1
+    ran = run_cli("train", narrow, "--output", tmp_path / "a")
+    assert ran.exit_code == 2, ran
+    assert f"narrow.yaml:{line}: model.layers.1.units: the last layer has 7 units but the data has 10 classes" \
+        in ran.stderr
+    ran = run_cli("train", CONFIGS / "tiny.yaml", "--output", tmp_path / "b", "--set", "model.layers.1.units=5")
+    assert ran.exit_code == 2, ran
+    assert "--set model.layers.1.units=5: model.layers.1.units: the last layer has 5 units" in ran.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -34,6 +34,7 @@ class Batch:
     y: np.ndarray | None  # class indices (int32) or regression targets (float32, (rows, targets))
     kept: list  # the --keep columns (pyarrow arrays), in the order asked
     rows: int  # rows in this batch (after any label filter)
+    kept_as_text: bool = False  # --keep columns of a CSV file: its text, exactly as written
 
 
 @dataclass
@@ -228,7 +229,8 @@ class InputReader:
         y = None
         if labels:
             y, x, kept, rows = self._targets(labels, x, kept, part, offset)
-        return Batch(x.reshape((rows, *self.input_shape)), y, kept, rows)
+        return Batch(x.reshape((rows, *self.input_shape)), y, kept, rows,
+                     kept_as_text=not isinstance(table, dict) and source.format == "csv")
 
     def _targets(self, labels: list[np.ndarray], x, kept, part: _Part, offset: int):
         spec = part.source.spec

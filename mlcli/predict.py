@@ -25,7 +25,7 @@ import numpy as np
 from mlcli import console
 from mlcli.checkpoint import Checkpoint, load_model, open_checkpoint
 from mlcli.data.batches import in_background, prefetch
-from mlcli.errors import UsageError
+from mlcli.errors import DataError, UsageError
 from mlcli.inference import Inference, default_batch_size
 from mlcli.inputs import InputReader
 
@@ -79,10 +79,13 @@ def predict(checkpoint: Path, input_spec: str, output: Path | None, batch_size: 
     inference = Inference(model, ckpt, batch_size or default_batch_size(ckpt))
     labels = _class_array(ckpt.classes) if ckpt.task == "classification" else None
     rows = 0
+    kept_types = KeptTypes() if fmt != "csv" else None
     # Three stages at once: a thread reads and checks the next batch, this one predicts, another
     # formats and writes the previous one (Arrow and TensorFlow release the GIL).
     with _open_writer(fmt, output) as writer, in_background(writer.write) as write:
         for batch in prefetch(reader.batches()):
+            if kept_types is not None and batch.kept_as_text:
+                batch.kept = kept_types.apply(batch.kept, keep, rows)
             write(_table(batch, keep, names, inference, labels, probabilities))
             rows += batch.rows
         if rows == 0:
@@ -109,6 +112,66 @@ def _output_names(ckpt: Checkpoint, keep: list[str], probabilities: bool) -> lis
         raise UsageError(f"--keep {clash[0]}: the output already has a column {clash[0]!r} (a prediction column)",
                          hint="rename that input column, or do not keep it")
     return names
+
+
+class KeptTypes:
+    """--keep columns of a CSV input are read as text, so CSV output copies them exactly as written
+    (an id "007" stays "007"). JSON Lines and Parquet have types: a kept column whose first batch holds
+    only integers is written as int64, only numbers as float64 (what pandas would read), anything else
+    as text; every later batch must fit the type chosen (Parquet has one schema for the whole file)."""
+
+    def __init__(self) -> None:
+        self.types: list | None = None
+
+    def apply(self, columns: list, names: list[str], first_row: int) -> list:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if self.types is None:
+            self.types = [_number_type(column) for column in columns]
+        typed = []
+        for column, name, kind in zip(columns, names, self.types):
+            if kind is None:
+                typed.append(column)
+                continue
+            try:
+                typed.append(pc.cast(column, kind))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                bad = next(i for i, v in enumerate(column.to_pylist()) if v is not None and not _fits(v, kind))
+                raise DataError(
+                    f"input: --keep column {name!r}, row {first_row + bad + 1}: {column[bad].as_py()!r} is not "
+                    f"{'an integer' if pa.types.is_integer(kind) else 'a number'} like the rows before it, which "
+                    f"are written as {kind}",
+                    hint="write CSV output (--output *.csv), which copies --keep columns as text",
+                ) from None
+        return typed
+
+
+def _number_type(column):
+    """int64 or float64 when every value of the column is one (and there is at least one), else None."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if column.null_count == len(column):
+        return None
+    for kind in (pa.int64(), pa.float64()):
+        try:
+            pc.cast(column, kind)
+            return kind
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    return None
+
+
+def _fits(value: str, kind) -> bool:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        pc.cast(pa.array([value]), kind)
+        return True
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
 
 
 def _class_array(classes: list):

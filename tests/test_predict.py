@@ -88,6 +88,39 @@ def test_each_output_format(digits, sample, reference, tmp_path, suffix):
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary file left behind
 
 
+def test_kept_csv_columns_are_typed_in_jsonl_and_parquet(digits, tmp_path):
+    table = digits_table().slice(0, 50)
+    table = table.add_column(0, "n", pa.array([str(i) for i in range(50)]))
+    table = table.add_column(1, "score", pa.array([f"{i / 4}" for i in range(50)]))
+    table = table.add_column(2, "name", pa.array([f"r{i}" for i in range(50)]))
+    data = write_csv(table, tmp_path / "in.csv")
+    keep = ["--keep", "n", "--keep", "score", "--keep", "name"]
+    _predict(digits, data, *keep, "--output", tmp_path / "out.jsonl")
+    first = json.loads((tmp_path / "out.jsonl").read_text().splitlines()[3])
+    assert (first["n"], first["score"], first["name"]) == (3, 0.75, "r3")
+    _predict(digits, data, *keep, "--output", tmp_path / "out.parquet")
+    schema = read_output(tmp_path / "out.parquet").schema
+    assert (schema.field("n").type, schema.field("score").type, schema.field("name").type) == \
+        (pa.int64(), pa.float64(), pa.string())
+    csv_text = _predict(digits, data, *keep).stdout.splitlines()  # CSV copies the text as written
+    assert csv_text[0].startswith("n,score,name,prediction") and csv_text[4].startswith("3,0.75,r3,")
+
+
+def test_a_kept_column_that_changes_type_after_the_first_batch(digits, tmp_path):
+    rows = 70_000  # more than one read batch (65,536 rows)
+    test_rows = digits_table()
+    table = test_rows.take(pa.array(np.arange(rows) % test_rows.num_rows))
+    ids = [str(i) for i in range(rows)]
+    ids[68_000] = "x12"
+    data = write_csv(table.add_column(0, "n", pa.array(ids)), tmp_path / "in.csv")
+    ran = run_cli("predict", str(digits), str(data), "--keep", "n", "--output", str(tmp_path / "out.parquet"))
+    _assert_clean_error(ran, 3, "--keep column 'n', row 68001: 'x12' is not an integer like the rows before it",
+                        "write CSV output")
+    assert list(tmp_path.iterdir()) == [data]  # no output, not even a temporary file
+    lines = _predict(digits, data, "--keep", "n", "--no-probabilities").stdout.splitlines()
+    assert len(lines) == rows + 1 and lines[68_001].startswith("x12,")
+
+
 def test_no_probabilities(digits, sample, reference):
     table = read_csv_text(_predict(digits, sample, "--no-probabilities").stdout)
     assert table.column_names == ["prediction"]

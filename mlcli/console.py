@@ -15,6 +15,8 @@ from rich.console import Console
 
 _quiet = False
 _stderr: Console | None = None
+_json_asked = False  # this command was given --json
+_json_written = False  # and its one document is already on stdout
 
 
 def stderr() -> Console:
@@ -37,6 +39,25 @@ def is_terminal() -> bool:
 def set_quiet(quiet: bool) -> None:
     global _quiet
     _quiet = quiet
+
+
+def reset() -> None:
+    """Each command starts at the defaults (in-process runs share this module)."""
+    global _json_asked, _json_written
+    set_quiet(False)
+    _json_asked = _json_written = False
+
+
+def set_json(asked: bool) -> None:
+    global _json_asked
+    _json_asked = asked
+
+
+def error_json(document: Any) -> None:
+    """A command given --json that fails before writing its document writes this one instead, so
+    stdout still holds exactly one JSON document."""
+    if _json_asked and not _json_written:
+        data_json(document)
 
 
 def quiet() -> bool:
@@ -82,6 +103,8 @@ def data_bytes(data: bytes) -> None:
 
 def data_json(document: Any) -> None:
     """Exactly one JSON document on stdout."""
+    global _json_written
+    _json_written = True
     sys.stdout.write(json.dumps(document, indent=2, default=_json_default) + "\n")
     sys.stdout.flush()
 

@@ -32,6 +32,11 @@ class MlcliError(Exception):
             text += f"\n  hint: {self.hint}"
         return text
 
+    def error_document(self) -> dict:
+        """What --json puts on stdout when the command fails with this error."""
+        return {"status": "error", "exit_code": self.exit_code, "error": self.kind, "message": self.message,
+                "hint": self.hint}
+
 
 class UsageError(MlcliError):
     """A bad flag, flag combination or run-directory conflict."""
@@ -70,6 +75,10 @@ class ConfigError(MlcliError):
             problems = [problems]
         self.problems = list(problems)
         super().__init__("\n".join(p.render() for p in self.problems), hint)
+
+    def error_document(self) -> dict:
+        return {**super().error_document(), "problems": [
+            {"source": p.source, "line": p.line, "key": p.path, "message": p.message} for p in self.problems]}
 
     def render(self) -> str:
         count = len(self.problems)

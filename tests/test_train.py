@@ -202,6 +202,28 @@ def test_gate_failure_exits_5_with_the_run_saved(tmp_path):
     assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "completed"
 
 
+def test_json_holds_one_document_whatever_the_exit_code(tmp_path):
+    # A failing gate: the run's own document (exit 5), not a second one for the error.
+    ran = run_cli("train", CONFIGS / "tiny.yaml", "--output", tmp_path / "r", "--json", "--fail-under", "test_accuracy=1.01")
+    assert ran.exit_code == 5, ran
+    assert json.loads(ran.stdout)["status"] == "completed"
+    # Failing before any run: a document saying why, with the exit code and each config problem.
+    ran = run_cli("train", CONFIGS / "tiny.yaml", "--output", tmp_path / "c", "--json",
+                  "--set", "training.epochs=abc", "--set", "training.batch_size=0")
+    assert ran.exit_code == 2, ran
+    document = json.loads(ran.stdout)
+    assert document["status"] == "error" and document["exit_code"] == 2 and document["error"] == "config error"
+    assert sorted(p["key"] for p in document["problems"]) == ["training.batch_size", "training.epochs"]
+    ran = run_cli("train", CONFIGS / "tiny.yaml", "--output", tmp_path / "d", "--json", "--set", "data.train=nope.csv")
+    assert ran.exit_code == 3, ran
+    document = json.loads(ran.stdout)
+    assert document["exit_code"] == 3 and "nope.csv" in document["message"] and "data error" in ran.stderr
+    ran = run_cli("evaluate", tmp_path / "r", "--json", "--data", "nope.csv")
+    assert ran.exit_code == 3 and json.loads(ran.stdout)["error"] == "data error", ran
+    ran = run_cli("train", CONFIGS / "tiny.yaml", "--output", tmp_path / "e", "--set", "data.train=nope.csv")
+    assert ran.exit_code == 3 and ran.stdout == "", ran  # without --json, stdout stays empty
+
+
 def test_passing_gates_exit_0(tmp_path):
     ran = run_cli("train", CONFIGS / "tiny.yaml", "--output", tmp_path / "r", "--quiet",
                   "--fail-under", "val_accuracy=0.1", "--fail-over", "val_loss=100")

@@ -25,9 +25,11 @@ class _ErrorBoundary(TyperGroup):
             if os.environ.get("MLCLI_DEBUG") == "1":
                 traceback.print_exc()
             console.error(exc.render())
+            console.error_json(exc.error_document())
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             console.error("interrupted")
+            console.error_json({"status": "interrupted", "exit_code": 130})
             raise typer.Exit(130) from None
 
 
@@ -53,7 +55,7 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
     """Train, evaluate, fine-tune and serve Keras models described entirely in YAML."""
-    console.set_quiet(False)  # each command starts at the default: a previous in-process --quiet does not carry over
+    console.reset()  # each command starts at the defaults: a previous in-process --quiet does not carry over
 
 
 SetOption = typer.Option(

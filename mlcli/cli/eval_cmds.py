@@ -42,6 +42,7 @@ def evaluate(
     from mlcli.evaluate import evaluate as run_evaluate
 
     console.set_quiet(quiet)
+    console.set_json(json_)
     runtime.set_verbose(verbose)
     apply_unsafe(unsafe)
     under = _parse_gates(fail_under, "--fail-under")

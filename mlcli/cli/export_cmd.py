@@ -34,6 +34,7 @@ def export(
     from mlcli.export import export as run_export
 
     console.set_quiet(quiet)
+    console.set_json(json_)
     runtime.set_verbose(verbose)
     apply_unsafe(unsafe)
     result = run_export(checkpoint, format_.strip().lower(), output, tolerance=tolerance, verbose=verbose)

@@ -92,6 +92,7 @@ def _run_training_command(
     from mlcli.errors import UsageError
 
     console.set_quiet(quiet)
+    console.set_json(json_)
     runtime.set_verbose(verbose)
     if resume and force:
         raise UsageError("--resume and --force contradict each other: continue the run, or replace it")

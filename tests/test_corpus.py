@@ -169,6 +169,26 @@ def test_unreadable_file(tmp_path: Path):
     _assert_failed_cleanly(ran, 3, "secret.csv: permission denied — the file is not readable", run_dir)
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="the real chmod 000 test runs instead")
+def test_unreadable_file_as_root(tmp_path: Path, monkeypatch):
+    # Root reads any file, so the kernel's refusal is faked at the boundary: pyarrow's open of this one file.
+    import pyarrow.csv as pacsv
+
+    unreadable = tmp_path / "secret.csv"
+    unreadable.write_text(BASE.read_text())
+    real_read_csv = pacsv.read_csv
+
+    def refusing_read_csv(source, *args, **kwargs):
+        if Path(str(source)) == unreadable:
+            raise PermissionError(13, "Permission denied", str(unreadable))
+        return real_read_csv(source, *args, **kwargs)
+
+    monkeypatch.setattr(pacsv, "read_csv", refusing_read_csv)
+    ran, run_dir = _train_data(tmp_path, unreadable, {})
+    _assert_failed_cleanly(ran, 3, "secret.csv: permission denied — the file is not readable", run_dir)
+
+
 def test_unreadable_config_file(tmp_path: Path):
     # A config that cannot be read is exit 2 naming it; as root, a directory stands in for it.
     config = tmp_path / "c.yaml"

@@ -106,9 +106,10 @@ class StateKeeper(keras.callbacks.Callback):
 
     def __init__(self, run_dir: Path, *, history: list[dict], monitor: str | None, mode: str,
                  best: dict | None, guard: DivergenceGuard, interrupt: InterruptGuard, steps: int,
-                 every_steps: int | None, early_stopping=None, first_step: int = 0):
+                 every_steps: int | None, early_stopping=None, first_step: int = 0, facts: dict | None = None):
         super().__init__()
         self.run_dir = run_dir
+        self.facts = facts  # for best.keras (runs.save_model)
         self.history = history
         self.monitor = monitor
         self.mode = mode
@@ -162,7 +163,7 @@ class StateKeeper(keras.callbacks.Callback):
             value = float(logs[self.monitor])
             if _better(self.mode, self.monitor, value, self.best["value"] if self.best else None):
                 self.best = {"epoch": epoch + 1, "monitor": self.monitor, "value": value}
-                runs.save_model(self.model, self.run_dir / runs.BEST)
+                runs.save_model(self.model, self.run_dir / runs.BEST, self.facts)
         self._save(step=0, epochs_completed=epoch + 1)
 
     def _save(self, step: int, epochs_completed: int | None = None) -> None:

@@ -140,7 +140,17 @@ def _run_checkpoint(model_path: Path, run_dir: Path) -> Checkpoint:
 
 
 def _standalone_checkpoint(model_path: Path, archive: dict) -> Checkpoint:
+    from mlcli.checkpoints import read_archive_facts
+
     compile_config = archive.get("compile_config") or None
+    facts = read_archive_facts(model_path)
+    if facts is not None:  # saved by mlcli: its columns and labels travel inside the file
+        return Checkpoint(
+            model_path, None, facts["task"], facts["features"], list(facts["labels"]), facts["classes"],
+            compile_config=compile_config,
+            notes=[f"{model_path} is not inside a run directory: its input columns and labels come from the "
+                   f"{runs.ARCHIVE_FACTS} mlcli saved inside it"],
+        )
     loss = _loss_text((compile_config or {}).get("loss"))
     if loss is not None:
         task = "classification" if loss_family(loss) else "regression"

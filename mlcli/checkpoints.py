@@ -154,6 +154,28 @@ def read_archive_config(path: Path, flag: str) -> dict:
     return architecture
 
 
+def read_archive_facts(path: Path) -> dict | None:
+    """The mlcli.json that mlcli writes into its .keras files (runs.save_model), when it is there and
+    well formed; None for a model saved by Keras alone (or one whose member was tampered with)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if runs.ARCHIVE_FACTS not in archive.namelist():
+                return None
+            facts = json.loads(archive.read(runs.ARCHIVE_FACTS))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return None
+    if not isinstance(facts, dict) or facts.get("task") not in ("classification", "regression"):
+        return None
+    features, labels, classes = facts.get("features"), facts.get("labels"), facts.get("classes")
+    if not (isinstance(labels, list) and labels and all(isinstance(n, str) for n in labels)):
+        return None
+    if features is not None and not (isinstance(features, list) and all(isinstance(n, str) for n in features)):
+        return None
+    if (facts["task"] == "classification") != isinstance(classes, list) or (classes is not None and not classes):
+        return None
+    return facts
+
+
 def resolve(ckpt: Path, flag: str) -> Checkpoint:
     """A checkpoint to fine-tune: located, its archive read, and a Sequential model."""
     model, run_dir = locate(ckpt, flag)

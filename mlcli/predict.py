@@ -72,7 +72,7 @@ def predict(checkpoint: Path, input_spec: str, output: Path | None, batch_size: 
     if ckpt.input_shape is not None:  # headers and --keep are checked before TensorFlow starts
         reader = _open_input(ckpt, input_spec, keep, probabilities)
     model = load_model(ckpt)
-    if ckpt.standalone and ckpt.task == "regression" and int(np.prod(model.output_shape[1:])) > 1:
+    if ckpt.standalone and ckpt.task == "regression" and int(np.prod(model.output_shape[1:])) > len(ckpt.labels):
         ckpt.labels = [str(i) for i in range(int(np.prod(model.output_shape[1:])))]
     reader = reader or _open_input(ckpt, input_spec, keep, probabilities)
     names = _output_names(ckpt, keep, probabilities)  # a standalone model's classes are known now

@@ -174,10 +174,28 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def save_model(model, path: Path) -> None:
-    """model.save to a temporary .keras name in the same directory, then rename over `path`."""
+ARCHIVE_FACTS = "mlcli.json"  # inside a .keras archive: what the model's inputs and outputs mean
+
+
+def model_facts(prepared) -> dict:
+    """What a .keras file needs to be used away from its run directory: the input columns in model
+    order, the label column(s) and the class vocabulary in output order (as run.json records them)."""
+    return {"task": prepared.task, "features": prepared.feature_names, "labels": prepared.label_names,
+            "classes": prepared.classes}
+
+
+def save_model(model, path: Path, facts: dict | None = None) -> None:
+    """model.save to a temporary .keras name in the same directory, then rename over `path`.
+
+    `facts` go into the archive as one more member, mlcli.json, which Keras's loader ignores: a
+    model.keras copied out of its run still predicts by column name and in the original labels."""
+    import zipfile
+
     with replacing(path, suffix=".keras") as tmp:
         model.save(tmp)
+        if facts is not None:
+            with zipfile.ZipFile(tmp, "a") as archive:
+                archive.writestr(ARCHIVE_FACTS, json.dumps(facts, default=str))
 
 
 def write_history(path: Path, rows: list[dict]) -> None:

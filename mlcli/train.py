@@ -214,6 +214,7 @@ def _fit(request: TrainRequest, model, prepared, encoding: str, progress: dict |
         run_dir, history=history, monitor=config.training.checkpoint.monitor if prepared.validation else None,
         mode=config.training.checkpoint.mode, best=best, guard=guard, interrupt=interrupt, steps=steps,
         every_steps=config.training.checkpoint_every_steps, early_stopping=early, first_step=first_step,
+        facts=runs.model_facts(prepared),
     )
     progress_bar = cb.Progress(epochs, steps, first_step)
     summaries = cb.EpochSummaries(run_dir / runs.LOGS)
@@ -274,7 +275,7 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
         point = resume.read_progress(run_dir)
         if point is not None:  # model.keras is the last finite state
             resume.restore_point(model, run_dir, point)
-            runs.save_model(model, run_dir / runs.MODEL)
+            runs.save_model(model, run_dir / runs.MODEL, runs.model_facts(prepared))
         manifest.update(status="diverged", diverged=where, ended_at=now())
         runs.write_json(run_dir / runs.RUN, manifest)
         error = Diverged(
@@ -303,7 +304,7 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
     # finished run. A streamed split is not held in memory: no confusion matrix for it, the curves only.
     painter = start_run_plots(run_dir, history, model,
                               None if getattr(prepared.train, "streamed", False) else prepared, config)
-    runs.save_model(model, run_dir / runs.MODEL)
+    runs.save_model(model, run_dir / runs.MODEL, runs.model_facts(prepared))
     metrics = _final_metrics(history, best_epoch)
     if prepared.test is not None:
         test_ds = evaluation_dataset(prepared.test, batch_size=max(config.training.batch_size, 256),

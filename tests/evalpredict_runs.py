@@ -152,6 +152,17 @@ def digits_table():
     return pacsv.read_csv(DIGITS_TEST)
 
 
+def plain_keras_copy(source: Path, target: Path) -> Path:
+    """`source` as Keras alone would have saved it: without the mlcli.json member mlcli adds."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w") as plain:
+        for item in original.infolist():
+            if item.filename != "mlcli.json":
+                plain.writestr(item, original.read(item.filename))
+    return target
+
+
 def write_csv(table, path: Path) -> Path:
     import pyarrow.csv as pacsv
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import run_cli
-from evalpredict_runs import digits_table, read_output, trained, write_csv
+from evalpredict_runs import digits_table, plain_keras_copy, read_output, trained, write_csv
 
 pytestmark = pytest.mark.slow
 
@@ -208,13 +208,18 @@ def test_standalone_keras_file(digits, tmp_path):
     assert doc["classes"] == list(range(10))
 
 
-def test_standalone_regression_with_several_outputs_needs_its_run(tmp_path_factory, tmp_path):
+def test_standalone_regression_with_several_outputs(tmp_path_factory, tmp_path):
     run = trained("two_targets", tmp_path_factory)
-    shutil.copy(run / "model.keras", tmp_path / "two.keras")
+    # Saved by Keras alone, the file does not say which columns are its targets.
+    plain_keras_copy(run / "model.keras", tmp_path / "plain.keras")
     (tmp_path / "d.csv").write_text("a,b,c,label\n0.1,0.2,0.3,1\n0.5,0.1,0.0,2\n")
-    ran = run_cli("evaluate", str(tmp_path / "two.keras"), "--data", str(tmp_path / "d.csv"))
+    ran = run_cli("evaluate", str(tmp_path / "plain.keras"), "--data", str(tmp_path / "d.csv"))
     _assert_clean_error(ran, 3, "the model has 2 outputs but the data has 1 target column(s)")
-    assert _json(run / "model.keras")["samples"] == 40  # inside its run, the targets are known
+    # mlcli's model.keras carries them: a copy evaluates the run's data as the run itself does.
+    shutil.copy(run / "model.keras", tmp_path / "two.keras")
+    copied = _json(tmp_path / "two.keras", "--data", str(run.parent / "train.csv"))
+    in_run = _json(run / "model.keras", "--data", str(run.parent / "train.csv"))
+    assert copied["samples"] == in_run["samples"] == 200 and copied["metrics"] == in_run["metrics"]
 
 
 @pytest.mark.parametrize("make, text", [

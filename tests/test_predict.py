@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from conftest import REPO, run_cli, run_process
-from evalpredict_runs import digits_table, read_csv_text, read_output, trained, write_csv
+from evalpredict_runs import digits_table, plain_keras_copy, read_csv_text, read_output, trained, write_csv
 
 pytestmark = pytest.mark.slow
 PROBS = [f"prob_{d}" for d in range(10)]
@@ -360,15 +360,34 @@ def test_regression_outputs(tmp_path_factory, tmp_path):
 def test_keras_file_as_checkpoint(digits, sample, reference, tmp_path):
     inside = read_csv_text(_predict(digits / "model.keras", sample, "--keep", "id").stdout).to_pydict()
     _same(reference, inside)
+    with_extra = write_csv(read_output(sample).append_column("extra", pa.array([0] * 200)), tmp_path / "e.csv")
+    reordered = read_output(sample)
+    reordered = write_csv(reordered.select(list(reversed(reordered.column_names))), tmp_path / "r.csv")
+    # Copied out of its run, an mlcli model.keras still knows its columns and labels (mlcli.json inside).
     alone = tmp_path / "alone.keras"
     shutil.copy(digits / "model.keras", alone)
-    # Outside its run: no feature names, so every column but `label` and --keep is a feature, in order.
     ran = _predict(alone, sample, "--keep", "id")
+    assert "its input columns and labels come from the mlcli.json mlcli saved inside it" in ran.stderr
+    _same(reference, read_csv_text(ran.stdout).to_pydict())
+    for data in (with_extra, reordered):  # matched by name, as in its run
+        _same(reference, read_csv_text(_predict(alone, data, "--keep", "id").stdout).to_pydict())
+    # Saved by Keras alone: no feature names, so every column but `label` and --keep is a feature, in order.
+    plain = plain_keras_copy(digits / "model.keras", tmp_path / "plain.keras")
+    ran = _predict(plain, sample, "--keep", "id")
     assert "class indices" in ran.stderr
     _same(reference, read_csv_text(ran.stdout).to_pydict())
-    with_extra = write_csv(read_output(sample).append_column("extra", pa.array([0] * 200)), tmp_path / "e.csv")
-    _assert_clean_error(run_cli("predict", str(alone), str(with_extra)), 3,
+    _assert_clean_error(run_cli("predict", str(plain), str(with_extra)), 3,
                         "the model takes 64 feature(s) but there are 66 column(s)")
+
+
+def test_a_copied_model_keeps_its_string_labels(tmp_path_factory, tmp_path):
+    run = trained("animals", tmp_path_factory)
+    shutil.copy(run / "model.keras", tmp_path / "animals.keras")
+    copied = read_csv_text(_predict(tmp_path / "animals.keras", run.parent / "test.csv").stdout)
+    in_run = read_csv_text(_predict(run, run.parent / "test.csv").stdout)
+    assert copied.column_names == ["prediction", "prob_cat", "prob_dog", "prob_owl"]
+    assert copied.to_pydict() == in_run.to_pydict()
+    assert set(copied.column("prediction").to_pylist()) <= {"cat", "dog", "owl"}
 
 
 def test_bad_checkpoint_and_input(digits, tmp_path):

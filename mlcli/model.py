@@ -15,7 +15,7 @@ import numpy as np
 
 from mlcli.config.load import LoadedConfig
 from mlcli.config.schema import LayerSpec
-from mlcli.errors import ConfigError, first_line
+from mlcli.errors import ConfigError, DataError, first_line
 
 NORMALIZE_LAYER = "mlcli_normalize"  # the preprocessing layer mlcli adds; not counted by selectors
 
@@ -140,7 +140,7 @@ def feature_moments(kind: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return low, (high - low) ** 2
 
 
-def normalization_layer(kind: str, x):
+def normalization_layer(kind: str, x, feature_names: list[str] | None = None, source: str = ""):
     """Statistics of the training features, inside a Keras Normalization layer (saved with the model).
 
     `x`: the training features, or streamed data's statistics (anything with `.moments(kind)`,
@@ -148,6 +148,7 @@ def normalization_layer(kind: str, x):
     import keras
 
     mean, variance = x.moments(kind) if hasattr(x, "moments") else feature_moments(kind, x)
+    check_normalizable(kind, mean, variance, feature_names, source)
     # A constant feature would be divided by ~0: scale it by 1 instead, so unseen values stay finite.
     variance = np.where(variance > 1e-12, variance, 1.0)
     return keras.layers.Normalization(
@@ -156,8 +157,27 @@ def normalization_layer(kind: str, x):
     )
 
 
+def check_normalizable(kind: str, mean: np.ndarray, variance: np.ndarray, feature_names: list[str] | None,
+                       source: str) -> None:
+    """Finite features can still be too large for float32 statistics (a 3e38 makes the variance inf),
+    which would silently turn that feature into a constant inside the saved model."""
+    with np.errstate(over="ignore"):
+        fits = np.isfinite(np.asarray(mean, dtype=np.float32)) & np.isfinite(np.asarray(variance, dtype=np.float32))
+    if fits.all():
+        return
+    index = int(np.flatnonzero(~fits)[0])
+    names = feature_names if feature_names and len(feature_names) == len(fits) else None
+    what = f"column {names[index]!r}" if names else f"feature {index}"
+    statistic = "variance" if kind == "standard" else "range squared"
+    raise DataError(
+        f"data.train: {source}: {what}: its values are too large to normalize in float32 (the {statistic} is "
+        f"{float(variance[index]):.3g}, above float32's 3.4e38)",
+        hint="rescale that column (other units, or a log), or set data.normalize: none",
+    )
+
+
 def build_model(loaded: LoadedConfig, input_shape: tuple[int, ...], train_x,
-                output_float32: bool = False):
+                output_float32: bool = False, feature_names: list[str] | None = None):
     """Input -> (Normalization) -> the configured layers. The last layer computes in float32 under
     mixed precision (Keras's advice for softmax)."""
     import keras
@@ -165,7 +185,7 @@ def build_model(loaded: LoadedConfig, input_shape: tuple[int, ...], train_x,
     config = loaded.config
     layers: list[Any] = [keras.Input(shape=input_shape, name="features")]
     if config.data.normalize != "none" and train_x is not None:
-        layers.append(normalization_layer(config.data.normalize, train_x))
+        layers.append(normalization_layer(config.data.normalize, train_x, feature_names, config.data.train))
     specs = config.model.layers
     for index, spec in enumerate(specs):
         extra = {"dtype": "float32"} if output_float32 and index == len(specs) - 1 else None

@@ -123,7 +123,8 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
             notes.extend(finetune_facts.get("notes", []))
         else:  # streamed data brings its statistics, computed chunk by chunk, instead of its rows
             features = prepared.train.statistics if getattr(prepared.train, "streamed", False) else prepared.train.x
-            model = build_model(loaded, prepared.input_shape, features, output_float32=precision != "float32")
+            model = build_model(loaded, prepared.input_shape, features, output_float32=precision != "float32",
+                                feature_names=prepared.feature_names)
 
         outputs = int(model.output_shape[-1])
         encoding = label_encoding(config, prepared.task, outputs, len(prepared.classes or []))

@@ -29,7 +29,8 @@ def validate_deep(loaded: LoadedConfig) -> str:
         note = (f"; finetune.head applied: the last {head.replace} of model.layers replaced by {len(head.layers)} "
                 "(with --from, mlcli finetune uses the parent's own layers)")
     streamed = getattr(prepared.train, "streamed", False)
-    model = build_model(loaded, prepared.input_shape, prepared.train.statistics if streamed else prepared.train.x)
+    model = build_model(loaded, prepared.input_shape, prepared.train.statistics if streamed else prepared.train.x,
+                        feature_names=prepared.feature_names)
     outputs = int(model.output_shape[-1])
     encoding = label_encoding(loaded.config, prepared.task, outputs, len(prepared.classes or []))
     check_output_width(loaded, prepared, encoding, outputs)

@@ -454,3 +454,31 @@ def test_csv_output_quotes_only_what_needs_quotes(tmp_path_factory, tmp_path):
     rows = list(__import__("csv").reader(_predict(run, data, "--keep", "note", "--no-probabilities")
                                           .stdout.splitlines()))
     assert rows[0] == ["note", "prediction"] and rows[1][0] == 'say "hi", twice'  # quoted where needed, read back
+
+
+def test_boolean_feature_columns_read_alike_in_train_evaluate_and_predict(tmp_path):
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(7)
+    flag = rng.random(120) > 0.5
+    level = rng.normal(size=120)
+    label = np.where(flag, "on", "off")
+    lines = ["flag,level,label"] + [f"{f},{v:.4f},{y}" for f, v, y in zip(flag, level, label)]
+    (tmp_path / "bool.csv").write_text("\n".join(lines) + "\n")  # True/False text
+    pq.write_table(pa.table({"flag": flag, "level": level, "label": label}), tmp_path / "bool.parquet")
+    (tmp_path / "bool.yaml").write_text(textwrap.dedent("""\
+        data: {train: bool.csv, validation: null, test: bool.parquet}
+        model: {layers: [{type: Dense, units: 2, activation: softmax}]}
+        optimizer: {type: adam, learning_rate: 0.05}
+        training: {epochs: 20, batch_size: 16}
+        """))
+    run = tmp_path / "run"
+    ran = run_cli("train", tmp_path / "bool.yaml", "--output", run, "--quiet", "--json")
+    assert ran.exit_code == 0, ran
+    test_accuracy = json.loads(ran.stdout)["metrics"]["test_accuracy"]
+    for data in ("bool.csv", "bool.parquet"):
+        evaluated = run_cli("evaluate", run, "--data", tmp_path / data, "--json")
+        assert evaluated.exit_code == 0, evaluated
+        assert json.loads(evaluated.stdout)["metrics"]["accuracy"] == pytest.approx(test_accuracy, abs=1e-6)
+        predicted = read_csv_text(_predict(run, tmp_path / data).stdout).column("prediction").to_pylist()
+        assert np.mean(np.array(predicted) == label) == pytest.approx(test_accuracy, abs=1e-6)

@@ -102,7 +102,9 @@ def numeric_column(column, name: str, source: Source, role: str, row_offset: int
             f"{role}: {source.spec}: column {name!r}, row {row + 1 + row_offset}: missing or NaN value — "
             "every feature needs a number (fill or drop the row)"
         )
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+    if pa.types.is_boolean(kind):  # True/False as 1/0, the same in every reader (Arrow has no zero-copy view)
+        return pc.cast(column, pa.float64()).to_numpy()
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
         return column.to_numpy().astype(np.float64, copy=False)
     if pa.types.is_decimal(kind):
         return pc.cast(column, pa.float64()).to_numpy()
@@ -163,6 +165,11 @@ def _label_values(table, label_names: list[str], source: Source, role: str) -> n
             row = int(pc.index(pc.is_null(column), True).as_py())
             raise DataError(f"{role}: {source.spec}: label column {name!r}, row {row + 1}: missing label")
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            # An empty cell of a text column is "" to Arrow's CSV reader, not null: a missing label all the same.
+            blank = pc.equal(pc.utf8_trim_whitespace(column), "")
+            if pc.any(blank).as_py():
+                row = int(pc.index(blank, True).as_py())
+                raise DataError(f"{role}: {source.spec}: label column {name!r}, row {row + 1}: missing label")
             values = np.asarray(column.to_pylist(), dtype=object)
         else:
             values = column.to_numpy()

@@ -136,6 +136,10 @@ def files() -> dict[str, bytes | str]:
         "53-label-case.csv": table(rows(), header="a,b,Label"),
         "55-rare-class.csv": table(rows() + ["3,3,2", "4,4,2"]),
         "54-label-first.csv": table([f"{i % 2},{i % 7},{(i * 3) % 5}" for i in range(40)], header="target,a,b"),
+        "56-string-label-empty.csv": table([f"{i % 7},{(i * 3) % 5},{'yes' if i % 2 else 'no'}" if i != 13
+                                            else "6,4," for i in range(40)]),
+        "57-huge-finite-value.csv": table([*rows(20), "3e38,1,0", *rows(40)[20:]]),
+        "58-boolean-feature.csv": table([f"{i % 7},{'True' if i % 3 else 'False'},{i % 2}" for i in range(40)]),
     }
 
 

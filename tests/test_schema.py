@@ -68,6 +68,8 @@ def test_every_field_has_a_description():
         if not (text or "").strip():
             missing.append(f"{where}.{name}")
     assert not missing, f"fields without a description: {missing}"
+    assert not [name for name, node in schema["$defs"].items() if not node.get("description")]
+    assert all(prop.get("description") for prop in schema["properties"].values())  # hover text at the top too
     assert sum(1 for _ in _properties(schema)) > 40  # the walk really visits every section
 
 

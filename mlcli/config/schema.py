@@ -85,10 +85,14 @@ class OptimizerConfig(BaseModel):
 
 
 class LossSpec(_KerasObject):
+    """A Keras loss with arguments: {type: Huber, delta: 2.0}."""
+
     type: str = Field(description="A keras.losses name, e.g. CategoricalCrossentropy, Huber.")
 
 
 class MetricSpec(_KerasObject):
+    """A Keras metric with arguments: {type: AUC, curve: PR}."""
+
     type: str = Field(description="A keras.metrics name, e.g. AUC, Precision, TopKCategoricalAccuracy.")
 
 
@@ -320,7 +324,8 @@ class Config(_Section):
     metrics: list[Union[str, MetricSpec]] = Field(
         default_factory=lambda: ["accuracy"], description="keras.metrics names or {type: .., ...}."
     )
-    training: TrainingConfig = Field(default_factory=TrainingConfig, description="The training run.")
+    training: TrainingConfig = Field(default_factory=TrainingConfig,
+                                     description="The training run: epochs, batch size, early stopping, checkpoints.")
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig, description="Read by `mlcli finetune`.")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Device, precision, distribution.")
 

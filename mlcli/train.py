@@ -88,10 +88,19 @@ def run_training(request: TrainRequest) -> TrainResult:
 
     # Every Keras name is resolved before any data is read: a typo costs no time.
     build_optimizer(loaded), build_loss(loaded), build_metrics(loaded)
-    prepared = prepare_data(config)
+    prepared = prepare_data(config, _parent_classes(request))
     if not distribution.writes_run_dir:  # another worker than the chief: see train_in_scratch
         return distribute.train_in_scratch(_train, request, prepared, device, precision, distribution)
     return _train(request, prepared, device, precision, distribution)
+
+
+def _parent_classes(request: TrainRequest) -> list | None:
+    """finetune keeping the parent's output layer (no finetune.head): the classes its outputs stand for."""
+    if request.parent is None or request.loaded.config.finetune.head is not None:
+        return None
+    from mlcli.finetune import parent_classes
+
+    return parent_classes(request.parent)
 
 
 def _train(request: TrainRequest, prepared, device, precision: str, distribution) -> TrainResult:
@@ -111,7 +120,7 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
     run_dir = request.run_dir
     progress = resume.read_progress(run_dir) if request.resume else None
 
-    notes: list[str] = list(getattr(prepared.train, "notes", []))
+    notes: list[str] = list(getattr(prepared.train, "notes", [])) + list(prepared.notes)
     finetune_facts = None
     extras: dict = {}
     if progress is not None:

@@ -645,3 +645,28 @@ def test_config_errors_do_not_import_tensorflow(base, sets, text):
     assert done.returncode == 2, done.stderr
     assert text in done.stderr
     assert "tensorflow imported: False" in done.stderr, done.stderr
+
+
+def test_data_with_some_of_the_parents_classes_keeps_its_output_layer(base, tmp_path):
+    # Digits 1-3 only, from a parent of 0-4: the parent's five outputs keep their meaning.
+    out = tmp_path / "subset"
+    ran = run_cli("finetune", "--from", base, "--output", out, "--set", "data.classes=[1, 2, 3]",
+                  "--set", "training.epochs=2")
+    ok(ran)
+    assert "the data has 3 of the parent's 5 classes (none of 0, 4): the parent's classes and output layer " \
+           "are kept" in ran.stderr
+    assert json.loads((out / "labels.json").read_text()) == [0, 1, 2, 3, 4]
+    evaluated = run_cli("evaluate", out, "--json")
+    ok(evaluated)
+    document = json.loads(evaluated.stdout)
+    assert document["classes"] == [0, 1, 2, 3, 4] and document["samples"] == manifest(out)["rows"]["test"]
+    # The same from a copy of the parent's model.keras (its classes travel inside it), with a full config.
+    copied = tmp_path / "parent.keras"
+    shutil.copy(base / "model.keras", copied)
+    (tmp_path / "c.yaml").write_text(
+        "data: {train: builtin:digits/train, test: builtin:digits/test, classes: [1, 2, 3]}\ntraining: {epochs: 1}\n")
+    ok(run_cli("finetune", tmp_path / "c.yaml", "--from", copied, "--output", tmp_path / "copy"))
+    assert json.loads((tmp_path / "copy" / "labels.json").read_text()) == [0, 1, 2, 3, 4]
+    # A class the parent never had still needs a new head.
+    refused(run_cli("finetune", "--from", base, "--set", "data.classes=[3, 4, 5]"), 2,
+            "the parent's last layer has 5 units but the data has 3 classes")

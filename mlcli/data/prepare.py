@@ -62,6 +62,7 @@ class Prepared:
     validation: Split | None
     test: Split | None
     files: dict[str, list[dict]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def num_outputs(self) -> int:
@@ -85,6 +86,22 @@ def infer_task(config: Config, y: np.ndarray, role: str) -> str:
 def sorted_vocabulary(y: np.ndarray) -> list:
     """Sorted distinct labels as plain JSON-able Python values."""
     return [v.item() if hasattr(v, "item") else v for v in np.unique(y)]
+
+
+def adopt_vocabulary(found: list, vocabulary: list | None, notes: list[str]) -> list:
+    """finetune keeping the parent's output layer: the parent's classes, in its output order, when this
+    data's labels are all among them — data that lacks one of them still trains that layer. Otherwise
+    the data's own vocabulary (the output-width check then says what to do)."""
+    if vocabulary is None or found == vocabulary:
+        return found
+    known = {(type(c), c) for c in vocabulary}
+    if not all((type(c), c) in known for c in found):
+        return found
+    missing = [c for c in vocabulary if (type(c), c) not in {(type(f), f) for f in found}]
+    notes.append(f"the data has {len(found)} of the parent's {len(vocabulary)} classes (none of "
+                 f"{', '.join(map(repr, missing[:12]))}{', …' if len(missing) > 12 else ''}): the parent's classes and "
+                 "output layer are kept")
+    return list(vocabulary)
 
 
 def class_indices(y: np.ndarray, classes: list, role: str, spec: str, row_offset: int = 0) -> np.ndarray:
@@ -192,7 +209,7 @@ def validation_split(config: Config, task: str, train: Frame) -> tuple[np.ndarra
     return keep, held
 
 
-def prepare(config: Config) -> Prepared:
+def prepare(config: Config, vocabulary: list | None = None) -> Prepared:
     """Read train/validation/test as the config says; fit nothing yet (normalization is in the model)."""
     data = config.data
     labels = data.label_columns()
@@ -231,6 +248,7 @@ def prepare(config: Config) -> Prepared:
             )
 
     classes = None
+    notes: list[str] = []
     if task == "classification":
         classes = sorted_vocabulary(train.y)
         if len(classes) < 2:
@@ -238,6 +256,7 @@ def prepare(config: Config) -> Prepared:
                 f"data.train: {train.source.spec}: the label column {labels[0]!r} has a single class "
                 f"({classes[0]!r}) — classification needs at least two"
             )
+        classes = adopt_vocabulary(classes, vocabulary, notes)
 
     def to_split(frame: Frame | None, name: str, role: str) -> Split | None:
         if frame is None:
@@ -258,6 +277,7 @@ def prepare(config: Config) -> Prepared:
         validation=to_split(validation_frame, "validation", "data.validation"),
         test=to_split(test_frame, "test", "data.test"),
         files=files,
+        notes=notes,
     )
 
 

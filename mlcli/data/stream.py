@@ -55,14 +55,14 @@ def should_stream(config: Config) -> tuple[bool, str | None]:
                   "chunks (data.stream: auto; set data.stream: false to load it into memory)")
 
 
-def prepare_data(config: Config) -> Prepared:
+def prepare_data(config: Config, vocabulary: list | None = None) -> Prepared:
     """The splits a run trains on: in memory (mlcli.data.prepare), or streamed from disk."""
     stream, why = should_stream(config)
     if not stream:
-        return prepare(config)
+        return prepare(config, vocabulary)
     from mlcli.data.stream_scan import prepare_stream
 
-    prepared = prepare_stream(config)
+    prepared = prepare_stream(config, vocabulary)
     if why:
         prepared.train.notes.append(why)
     return prepared

@@ -12,14 +12,14 @@ from dataclasses import replace
 import numpy as np
 
 from mlcli.config.schema import Config
-from mlcli.data.prepare import Prepared, infer_task, is_classification_loss, regression_targets
+from mlcli.data.prepare import Prepared, adopt_vocabulary, infer_task, is_classification_loss, regression_targets
 from mlcli.data.sources import sha256
 from mlcli.data.stream import SHUFFLE_BUFFER_ROWS, Moments, StreamSplit, _Plan, held_out
 from mlcli.data.stream_source import ChunkSource, column_kind, weakest
 from mlcli.errors import DataError
 
 
-def prepare_stream(config: Config) -> Prepared:
+def prepare_stream(config: Config, vocabulary: list | None = None) -> Prepared:
     """The first pass over data.train (and the validation/test files): checks, counts, labels, statistics."""
     data = config.data
     labels = data.label_columns()
@@ -30,6 +30,9 @@ def prepare_stream(config: Config) -> Prepared:
     fraction = data.validation if isinstance(data.validation, float) else None
     scan = _scan_train(config, train, task, fraction)
     task, classes = scan["task"], scan["classes"]
+    notes: list[str] = []
+    if classes is not None:
+        classes = adopt_vocabulary(classes, vocabulary, notes)
     plan = _Plan(task, classes, scan["kind"], data.classes if task == "classification" else None,
                  seed=config.seed, fraction=fraction or 0.0, file_starts=scan["file_starts"])
     moments = scan["moments"] if data.normalize != "none" else None
@@ -64,7 +67,7 @@ def prepare_stream(config: Config) -> Prepared:
         files[role] = [_facts(source, rows, {})]
     return Prepared(task=task, classes=classes, feature_names=train.feature_names, label_names=labels,
                     input_shape=(len(train.feature_names),), train=train_split, validation=validation,
-                    test=test, files=files)
+                    test=test, files=files, notes=notes)
 
 
 def _scan_train(config: Config, train: ChunkSource, task: str | None, fraction: float | None) -> dict:

@@ -301,6 +301,7 @@ class Progress(keras.callbacks.Callback):
         self._bar = None
         self._task = None
         self._started = 0.0
+        self._done = first_step  # steps finished in the current epoch
 
     def on_train_begin(self, logs=None):
         if self.live and self._bar is None:  # once, though a mid-epoch resume calls fit twice
@@ -319,13 +320,17 @@ class Progress(keras.callbacks.Callback):
             self._task = self._bar.add_task(f"epoch {epoch + 1}/{self.epochs}", total=self.steps, metrics="")
 
     def on_train_batch_end(self, batch, logs=None):
+        self._done = min(int(batch) + 1 + self.offset, self.steps)
         if self._bar is not None and self._task is not None:
             loss = (logs or {}).get("loss")
-            self._bar.update(self._task, completed=min(int(batch) + 1 + self.offset, self.steps),
+            self._bar.update(self._task, completed=self._done,
                              metrics=f"loss {float(loss):.4f}" if loss is not None else "")
 
     def on_epoch_end(self, epoch, logs=None):
         self.offset = 0
+        finished, self._done = self._done >= self.steps, 0
+        if not finished:  # stopped mid-epoch by a signal: the epoch is not recorded, so not shown as done
+            return
         text = format_metrics(logs or {})
         seconds = time.perf_counter() - self._started
         if self._bar is not None and self._task is not None:

@@ -51,6 +51,12 @@ def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict) -> tuple[A
     head = loaded.config.finetune.head
     notes = [_freeze_note(path, table), *notes, *_model_notes(layers, normalize)]
     notes += _label_notes(parent_facts, prepared, replaced=bool(head and head.layers))
+    random_frozen = [row["name"] for row in table if row["origin"] == "head" and not row["trainable"] and row["params"]]
+    if random_frozen:  # legal, but almost always a selector counted from the end that reached the new head
+        one = len(random_frozen) == 1
+        notes.append(f"warning: {', '.join(random_frozen)} {'is' if one else 'are'} new (from finetune.head) and "
+                     f"frozen, so {'it keeps its' if one else 'they keep their'} random initial weights — check "
+                     "finetune.freeze (indices count the new head's layers too)")
     show_table(_display_rows(table, normalize, normalization, head is not None), totals, path)
     facts = {
         "frozen": [row["name"] for row in table if not row["trainable"]],

@@ -456,6 +456,14 @@ def test_a_selector_counts_the_new_head(base, tmp_path):
     ok(run_cli("finetune", "--from", base, "--set", head, "--set", "finetune.freeze=[0, 1, 'head_dense']",
                "--set", "training.epochs=1", "--output", out, "-q"))
     assert manifest(out)["finetune"]["trainable"] == ["head_dense_1"]
+    # -1 reaches the new head's last layer: allowed, with a warning that it keeps random weights.
+    ran = run_cli("finetune", "--from", base, "--set", head, "--set", "finetune.freeze=[0, 1, -1]",
+                  "--set", "training.epochs=1", "--output", tmp_path / "ft2")
+    ok(ran)
+    assert "warning: head_dense_1 is new (from finetune.head) and frozen, so it keeps its random initial " \
+           "weights" in ran.stderr
+    assert "warning:" not in run_cli("finetune", "--from", base, "--set", head, "--set", "training.epochs=1",
+                                     "--output", tmp_path / "ft3").stderr
 
 
 def test_a_head_whose_width_does_not_fit_the_classes(base, write):

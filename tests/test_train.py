@@ -392,3 +392,20 @@ def test_a_last_layer_that_does_not_fit_points_at_what_set_its_width(tmp_path):
     assert ran.exit_code == 2, ran
     assert "--set model.layers.1.units=5: model.layers.1.units: the last layer has 5 units" in ran.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_an_epoch_stopped_by_a_signal_is_not_shown_as_finished(capsys):
+    # The plain progress line of an epoch appears only when the epoch finished (and history.csv has it).
+    from mlcli import console
+    from mlcli.callbacks import Progress
+
+    console.reset()
+    progress = Progress(epochs=3, steps=10)
+    progress.on_epoch_begin(0)
+    progress.on_train_batch_end(9, {"loss": 0.5})
+    progress.on_epoch_end(0, {"loss": 0.5})
+    progress.on_epoch_begin(1)
+    progress.on_train_batch_end(3, {"loss": 0.4})  # a signal stops the run after 4 of 10 steps
+    progress.on_epoch_end(1, {"loss": 0.4})
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 1 and lines[0].startswith("epoch 1/3  loss 0.5000"), lines

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import CONFIGS, REPO, run_cli
+from evalpredict_runs import plain_keras_copy
 
 pytestmark = [pytest.mark.slow,
               # the tests read TFLite files with TensorFlow's own interpreter, as a consumer without LiteRT would
@@ -260,14 +261,21 @@ def test_each_artifact_keeps_its_own_signature(digits, tmp_path):
 
 
 def test_a_keras_file_outside_its_run_is_checked_on_rows_from_its_normalization(digits, tmp_path):
-    model = tmp_path / "alone.keras"
-    shutil.copy(digits / "model.keras", model)
+    # Saved by Keras alone: no column names anywhere.
+    model = plain_keras_copy(digits / "model.keras", tmp_path / "alone.keras")
     ran = run_cli("export", model, "--format", "tflite", "--output", tmp_path / "out" / "alone.tflite")
     assert ran.exit_code == 0, ran
     assert "256 rows drawn from the model's normalization statistics" in ran.stderr
     signature = json.loads((tmp_path / "out" / "signature.json").read_text())
     assert signature["input"]["columns"] is None
     assert "records no column names" in signature["input"]["preprocessing"]
+    assert signature["output"]["classes"] == list(range(10))
+    # A copy of mlcli's model.keras carries its columns and classes (mlcli.json inside the archive).
+    shutil.copy(digits / "model.keras", tmp_path / "copied.keras")
+    ran = run_cli("export", tmp_path / "copied.keras", "--format", "tflite", "--output", tmp_path / "c" / "m.tflite")
+    assert ran.exit_code == 0, ran
+    signature = json.loads((tmp_path / "c" / "signature.json").read_text())
+    assert signature["input"]["columns"] == json.loads((digits / "run.json").read_text())["features"]
     assert signature["output"]["classes"] == list(range(10))
 
 

@@ -33,11 +33,14 @@ class EvalResult:
     confusion: np.ndarray | None = None  # rows: true class, columns: predicted class, in `classes` order
     per_class: list[dict] | None = None
     notes: list[str] = field(default_factory=list)
+    only_classes: list | None = None  # the run's data.classes filter, when it chose the rows evaluated
 
     def document(self) -> dict:
         """The --json document: CONTRACT §1's keys, then the classification details."""
         doc = {"checkpoint": self.checkpoint, "data": self.data, "samples": self.samples,
                "metrics": self.metrics, "source": self.source, "task": self.task}
+        if self.only_classes is not None:
+            doc["data_classes"] = self.only_classes
         if self.task == "classification":
             doc["classes"] = self.classes
             doc["confusion_matrix"] = self.confusion.tolist()
@@ -122,8 +125,11 @@ def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: 
     order = ckpt.metric_names()  # loss first, then the config's metrics, as training logs them
     metrics = {name: float(scores[name]) for name in sorted(scores, key=lambda n: (order.index(n) if n in order
                                                                                   else len(order), n))}
+    if chosen.only_classes is not None:
+        notes.append(f"only the rows labelled {', '.join(map(repr, chosen.only_classes))} are evaluated (the run's "
+                     "data.classes, applied to its own data as training applied it)")
     result = EvalResult(str(ckpt.model_path), chosen.description, chosen.source, split.rows, metrics, ckpt.task,
-                        notes=notes)
+                        notes=notes, only_classes=chosen.only_classes)
     if ckpt.task == "classification":
         inference = Inference(model, ckpt, batch)
         predicted, _ = inference.decode(inference.outputs(split.x))

@@ -96,8 +96,10 @@ def test_data_classes_filter_is_applied_to_the_runs_own_test_data(tmp_path_facto
     doc = _json(run)
     labels = digits_table().column("label").to_numpy()
     assert doc["samples"] == int(np.isin(labels, [0, 1, 2]).sum())
-    assert doc["classes"] == [0, 1, 2]
+    assert doc["classes"] == [0, 1, 2] and doc["data_classes"] == [0, 1, 2]
     assert doc["metrics"]["accuracy"] == pytest.approx(_recorded(run)["test_accuracy"], abs=1e-6)
+    said = run_cli("evaluate", str(run)).stderr
+    assert "only the rows labelled 0, 1, 2 are evaluated (the run's data.classes" in said
     # --data is taken as given: a digit the model never saw is a data error naming it.
     ran = run_cli("evaluate", str(run), "--data", "builtin:digits/test")
     _assert_clean_error(ran, 3, "row 1: label 4 was not among the training classes")

@@ -77,7 +77,7 @@ def predict(checkpoint: Path, input_spec: str, output: Path | None, batch_size: 
     reader = reader or _open_input(ckpt, input_spec, keep, probabilities)
     names = _output_names(ckpt, keep, probabilities)  # a standalone model's classes are known now
     inference = Inference(model, ckpt, batch_size or default_batch_size(ckpt))
-    labels = _class_array(ckpt.classes) if ckpt.task == "classification" else None
+    labels = _class_array(ckpt.classes, fmt) if ckpt.task == "classification" else None
     rows = 0
     kept_types = KeptTypes() if fmt != "csv" else None
     # Three stages at once: a thread reads and checks the next batch, this one predicts, another
@@ -174,9 +174,13 @@ def _fits(value: str, kind) -> bool:
         return False
 
 
-def _class_array(classes: list):
+def _class_array(classes: list, fmt: str):
+    """The labels predictions are written in. Float labels go to CSV as Python writes them (1.0, as in
+    labels.json and the prob_1.0 header; Arrow's CSV writer would print 1)."""
     import pyarrow as pa
 
+    if fmt == "csv" and any(isinstance(c, float) for c in classes):
+        return pa.array([repr(c) for c in classes])
     return pa.array(classes)
 
 

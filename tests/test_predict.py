@@ -482,3 +482,24 @@ def test_boolean_feature_columns_read_alike_in_train_evaluate_and_predict(tmp_pa
         assert json.loads(evaluated.stdout)["metrics"]["accuracy"] == pytest.approx(test_accuracy, abs=1e-6)
         predicted = read_csv_text(_predict(run, tmp_path / data).stdout).column("prediction").to_pylist()
         assert np.mean(np.array(predicted) == label) == pytest.approx(test_accuracy, abs=1e-6)
+
+
+def test_float_labels_are_written_as_they_read(tmp_path):
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(90, 2))
+    grade = np.where(x[:, 0] > 0.4, 2.5, np.where(x[:, 0] > -0.4, 1.0, 0.5))
+    lines = ["u,v,grade"] + [f"{a:.4f},{b:.4f},{g}" for (a, b), g in zip(x, grade)]
+    (tmp_path / "grades.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "grades.yaml").write_text(
+        "data: {train: grades.csv, label: grade, validation: null, task: classification}\n"
+        "model: {layers: [{type: Dense, units: 3, activation: softmax}]}\ntraining: {epochs: 2}\n")
+    run = tmp_path / "run"
+    assert run_cli("train", tmp_path / "grades.yaml", "--output", run, "--quiet").exit_code == 0
+    assert json.loads((run / "labels.json").read_text()) == [0.5, 1.0, 2.5]
+    rows = _predict(run, tmp_path / "grades.csv", "--no-probabilities").stdout.splitlines()
+    assert rows[0] == "prediction" and set(rows[1:]) <= {"0.5", "1.0", "2.5"}, rows[:5]
+    _predict(run, tmp_path / "grades.csv", "--output", tmp_path / "p.jsonl")
+    values = {json.loads(line)["prediction"] for line in (tmp_path / "p.jsonl").read_text().splitlines()}
+    assert values <= {0.5, 1.0, 2.5}
+    header = _predict(run, tmp_path / "grades.csv").stdout.splitlines()[0]
+    assert header == "prediction,prob_0.5,prob_1.0,prob_2.5"

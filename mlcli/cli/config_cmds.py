@@ -34,7 +34,10 @@ def validate(
     if print_:
         console.data_text(dump_yaml(to_dict(loaded.config)))
     c = loaded.config
+    layers = f"{len(c.model.layers)} layer(s)"
+    if not any(path[:1] == ("model",) for path in loaded.positions):  # e.g. a config for mlcli finetune
+        layers = f"no model section (train would use the default {layers}; finetune takes the parent's)"
     console.info(
-        f"{config}: valid — {len(c.model.layers)} layer(s), loss {c.loss if isinstance(c.loss, str) else c.loss.type}, "
+        f"{config}: valid — {layers}, loss {c.loss if isinstance(c.loss, str) else c.loss.type}, "
         f"{c.training.epochs} epoch(s), data {c.data.train}"
     )

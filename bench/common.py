@@ -90,6 +90,25 @@ def _run_psutil(command: list[str]) -> dict:
     return {"seconds": time.perf_counter() - started, "stdout": "", "peak_rss": peak}
 
 
+def write_memory_report(path: Path, document: dict, growth: float, tolerance: float) -> None:
+    """A peak-memory benchmark's JSON: its own fields, then the growth against its bar and the machine."""
+    import platform
+
+    import pyarrow
+
+    document = {
+        **document,
+        "growth": round(growth, 4),
+        "tolerance": tolerance,
+        "streams": growth <= tolerance,
+        "machine": {"python": platform.python_version(), "pyarrow": pyarrow.__version__,
+                    "platform": platform.platform(), "cpus": os.cpu_count()},
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
 def last_json(text: str) -> dict:
     """The last line of `text` that is a JSON object (the scripts print one)."""
     for line in reversed(text.strip().splitlines()):

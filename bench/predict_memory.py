@@ -14,14 +14,11 @@ Prints a table and writes bench/results/predict_memory.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).absolute().parent))
@@ -110,21 +107,11 @@ def main() -> None:
     print(f"peak RSS {largest['rows']:,} vs {smallest['rows']:,} rows: {growth:+.1%} "
           f"(limit +{TOLERANCE:.0%}): {verdict}")
 
-    import pyarrow
-
-    document = {
+    common.write_memory_report(RESULTS, {
         "benchmark": "mlcli predict peak memory (CSV in, CSV out, configs/tiny.yaml run)",
         "method": "/usr/bin/time -f %M" if Path("/usr/bin/time").is_file() else "psutil RSS sampling every 20 ms",
         "results": results,
-        "growth": round(growth, 4),
-        "tolerance": TOLERANCE,
-        "streams": growth <= TOLERANCE,
-        "machine": {"python": platform.python_version(), "pyarrow": pyarrow.__version__,
-                    "platform": platform.platform(), "cpus": os.cpu_count()},
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(document, indent=2) + "\n")
+    }, growth, TOLERANCE)
     print(f"wrote {RESULTS.relative_to(REPO)}")
     if growth > TOLERANCE:
         raise SystemExit(1)

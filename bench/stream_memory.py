@@ -18,13 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).absolute().parent))
+import common  # noqa: E402  (bench/common.py: shared by the suite)
 
 REPO = Path(__file__).absolute().parent.parent
 RESULTS = REPO / "bench" / "results" / "stream_memory.json"
@@ -120,8 +122,6 @@ def main() -> None:
     parser.add_argument("--keep-data", action="store_true", help="keep the generated shards in bench/results/data")
     args = parser.parse_args()
 
-    import pyarrow
-
     work = Path(tempfile.mkdtemp(prefix="mlcli-stream-bench-"))
     results, sizes = [], {}
     try:
@@ -141,20 +141,12 @@ def main() -> None:
 
     small, large = (next(r for r in results if r["rows"] == n and r["stream"]) for n in args.rows)
     growth = large["peak_rss_mb"] / small["peak_rss_mb"] - 1
-    document = {
+    common.write_memory_report(RESULTS, {
         "benchmark": "mlcli train, data.stream: true, one epoch, Parquet shards of 64 float32 features",
         "method": "/usr/bin/time -f %M (peak RSS of the mlcli process)",
         "config": CONFIG.format(train="<shards>/part-*.parquet", stream="true"),
         "results": results,
-        "growth": round(growth, 4),
-        "tolerance": TOLERANCE,
-        "streams": growth <= TOLERANCE,
-        "machine": {"python": platform.python_version(), "pyarrow": pyarrow.__version__,
-                    "platform": platform.platform(), "cpus": os.cpu_count()},
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(document, indent=2) + "\n")
+    }, growth, TOLERANCE)
     print(f"peak memory growth from {args.rows[0]:,} to {args.rows[1]:,} rows: {growth:+.1%} "
           f"(bar: {TOLERANCE:.0%}) -> {RESULTS.relative_to(REPO)}")
     if growth > TOLERANCE:

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from mlcli import checkpoints, runs
+from mlcli import checkpoints
 from mlcli.config.checks import snake_case
 from mlcli.config.load import LoadedConfig, default_dict, load_config, read_config_tree
 from mlcli.config.yamlio import read_yaml_file
@@ -174,21 +174,6 @@ def _stand_in(name: str, type_name: str) -> Any:
 
 
 # ---- the model: load, replace the head, freeze, show the table (imports TensorFlow) -------------
-
-def parent_classes(parent_facts: dict) -> list | None:
-    """The parent's class vocabulary in output order: its run's labels.json, else the mlcli.json inside
-    the .keras file; None for a regression parent or a model saved by Keras alone."""
-    if parent_facts.get("run_dir"):
-        labels = Path(parent_facts["run_dir"]) / runs.LABELS
-        try:
-            classes = runs.read_json(labels) if labels.is_file() else None
-        except (OSError, ValueError):
-            classes = None
-        if isinstance(classes, list):
-            return classes
-    facts = checkpoints.read_archive_facts(Path(parent_facts["path"]))
-    return facts["classes"] if facts else None
-
 
 def model_from_parent(parent_facts: dict) -> Callable[[LoadedConfig, Any], tuple[Any, dict]]:
     """train.py's make_model for a finetune run: (uncompiled model, facts for run.json)."""

@@ -242,6 +242,16 @@ def _label_notes(parent_facts: dict, prepared, replaced: bool) -> list[str]:
             f"{prepared.classes} (this run's labels.json)"]
 
 
+def parent_classes(parent_facts: dict) -> list | None:
+    """The parent's class vocabulary in output order: its run's labels.json, else the mlcli.json inside
+    the .keras file; None for a regression parent or a model saved by Keras alone."""
+    classes = _parent_run_file(parent_facts, runs.LABELS)
+    if isinstance(classes, list):
+        return classes
+    facts = checkpoints.read_archive_facts(Path(parent_facts["path"]))
+    return facts["classes"] if facts else None
+
+
 def _parent_run_file(parent_facts: dict, name: str, key: str | None = None):
     if not parent_facts.get("run_dir"):
         return None

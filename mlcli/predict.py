@@ -137,7 +137,7 @@ class KeptTypes:
             try:
                 typed.append(pc.cast(column, kind))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                bad = next(i for i, v in enumerate(column.to_pylist()) if v is not None and not _fits(v, kind))
+                bad = next(i for i, v in enumerate(column.to_pylist()) if v is not None and not _casts([v], kind))
                 raise DataError(
                     f"input: --keep column {name!r}, row {first_row + bad + 1}: {column[bad].as_py()!r} is not "
                     f"{'an integer' if pa.types.is_integer(kind) else 'a number'} like the rows before it, which "
@@ -150,25 +150,19 @@ class KeptTypes:
 def _number_type(column):
     """int64 or float64 when every value of the column is one (and there is at least one), else None."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     if column.null_count == len(column):
         return None
-    for kind in (pa.int64(), pa.float64()):
-        try:
-            pc.cast(column, kind)
-            return kind
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
-    return None
+    return next((kind for kind in (pa.int64(), pa.float64()) if _casts(column, kind)), None)
 
 
-def _fits(value: str, kind) -> bool:
+def _casts(values, kind) -> bool:
+    """Whether Arrow converts every one of `values` (an Arrow column, or a list of text) to `kind`."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     try:
-        pc.cast(pa.array([value]), kind)
+        pc.cast(values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values), kind)
         return True
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return False

@@ -98,7 +98,7 @@ def _parent_classes(request: TrainRequest) -> list | None:
     """finetune keeping the parent's output layer (no finetune.head): the classes its outputs stand for."""
     if request.parent is None or request.loaded.config.finetune.head is not None:
         return None
-    from mlcli.finetune import parent_classes
+    from mlcli.finetune_model import parent_classes
 
     return parent_classes(request.parent)
 

@@ -94,10 +94,13 @@ def adopt_vocabulary(found: list, vocabulary: list | None, notes: list[str]) -> 
     the data's own vocabulary (the output-width check then says what to do)."""
     if vocabulary is None or found == vocabulary:
         return found
-    known = {(type(c), c) for c in vocabulary}
-    if not all((type(c), c) in known for c in found):
+    def typed(labels: list) -> set:  # 1, 1.0 and True are one set member; as labels they differ
+        return {(type(c), c) for c in labels}
+
+    present = typed(found)
+    if not present <= typed(vocabulary):
         return found
-    missing = [c for c in vocabulary if (type(c), c) not in {(type(f), f) for f in found}]
+    missing = [c for c in vocabulary if (type(c), c) not in present]
     notes.append(f"the data has {len(found)} of the parent's {len(vocabulary)} classes (none of "
                  f"{', '.join(map(repr, missing[:12]))}{', …' if len(missing) > 12 else ''}): the parent's classes and "
                  "output layer are kept")

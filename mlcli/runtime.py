@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import warnings
@@ -107,8 +109,6 @@ def decide_device(requested: str, gpus: list) -> DeviceChoice:
         cpus = int(requested.split(":", 1)[1]) if ":" in requested else 1
         return DeviceChoice("cpu", cpus=cpus)
     if not gpus:
-        from mlcli.doctor import gpu_diagnosis
-
         raise DeviceError(
             f"runtime.device is {requested!r} but TensorFlow sees no usable GPU. {gpu_diagnosis()}",
             hint="use --device cpu (or auto), or run `mlcli doctor` for details",
@@ -189,3 +189,34 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+
+
+def nvidia_smi() -> str | None:
+    """nvidia-smi's GPU list, or None when it is absent or fails."""
+    path = shutil.which("nvidia-smi")
+    if not path:
+        return None
+    try:
+        done = subprocess.run([path, "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or done.stderr.strip() or None
+
+
+def gpu_diagnosis() -> str:
+    """One plain-words sentence on GPU usability."""
+    tf = import_tensorflow()
+    gpus = visible_gpus()
+    smi = nvidia_smi()
+    built_with_cuda = tf.test.is_built_with_cuda()
+    if gpus:
+        return f"TensorFlow can use {len(gpus)} GPU(s)."
+    if smi and "GPU" in smi:
+        if not built_with_cuda:
+            return ("nvidia-smi sees a GPU but this TensorFlow was built without CUDA: "
+                    "install `pip install 'tensorflow[and-cuda]==2.21.*'`.")
+        return ("nvidia-smi sees a GPU but TensorFlow cannot use it: the CUDA/cuDNN libraries TensorFlow "
+                "needs are missing or do not match the driver (run with --verbose to see TensorFlow's log).")
+    if not built_with_cuda:
+        return "No GPU found, and this TensorFlow build has no CUDA support (CPU only)."
+    return "No NVIDIA GPU or driver found (nvidia-smi is absent or lists no GPU)."

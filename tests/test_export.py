@@ -156,7 +156,7 @@ def test_exporting_again_replaces_the_savedmodel(digits, tmp_path):
 
 
 def test_a_parity_failure_is_exit_1_with_the_largest_difference_and_writes_nothing(digits, tmp_path, monkeypatch):
-    from mlcli import export_formats
+    from mlcli.use import export_formats
 
     real_run = export_formats.run
 
@@ -300,8 +300,8 @@ def test_a_run_whose_data_is_gone_is_checked_on_drawn_rows_with_a_note(tmp_path)
 
 
 def test_compare_scales_the_tolerance_above_one():
-    from mlcli.export import compare
-    from mlcli.export_formats import ExportCheckFailed
+    from mlcli.use.export import compare
+    from mlcli.use.export_formats import ExportCheckFailed
 
     reference = np.array([[0.5], [250.0]])
     figures = compare("onnx", reference, reference + np.array([[5e-6], [2e-3]]), 1e-5, "rows")
@@ -316,7 +316,7 @@ def test_compare_scales_the_tolerance_above_one():
 
 
 def test_a_converter_failure_is_exit_1_with_its_reason(digits, tmp_path, monkeypatch):
-    from mlcli import export_formats
+    from mlcli.use import export_formats
 
     def failing(fmt, model, path, verbose=False):
         raise ValueError("Op type not registered 'FancyOp'\nmore converter detail")

@@ -59,7 +59,7 @@ def test_without_validation_or_test_data_there_is_no_confusion_matrix(tmp_path):
 
 @pytest.mark.slow
 def test_a_plotting_failure_never_fails_the_run(tmp_path, monkeypatch):
-    from mlcli import plots
+    from mlcli.use import plots
 
     def broken(*args, **kwargs):
         raise RuntimeError("no fonts on this machine")
@@ -74,7 +74,7 @@ def test_a_plotting_failure_never_fails_the_run(tmp_path, monkeypatch):
 
 
 def test_curves_have_one_panel_per_metric_and_survive_one_epoch_and_gaps():
-    from mlcli.plots import curves_png, metric_names
+    from mlcli.use.plots import curves_png, metric_names
 
     history = [{"epoch": 1, "loss": 0.9, "accuracy": 0.5, "auc": 0.6, "val_loss": 1.0, "val_accuracy": 0.4,
                 "val_auc": float("nan"), "learning_rate": 0.01, "seconds": 0.2}]
@@ -85,8 +85,8 @@ def test_curves_have_one_panel_per_metric_and_survive_one_epoch_and_gaps():
 
 
 def test_confusion_counts_and_class_decisions():
-    from mlcli.evaluate import confusion_matrix
-    from mlcli.plots import predicted_classes
+    from mlcli.use.plots import predicted_classes
+    from mlcli.use.scores import confusion_matrix
 
     assert predicted_classes(np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]]), from_logits=False).tolist() == [1, 0]
     assert predicted_classes(np.array([[0.4], [0.6]]), from_logits=False).tolist() == [0, 1]
@@ -96,7 +96,7 @@ def test_confusion_counts_and_class_decisions():
 
 
 def test_confusion_figure_with_text_labels_and_many_classes():
-    from mlcli.plots import confusion_figure
+    from mlcli.use.plots import confusion_figure
 
     small = confusion_figure(np.array([[5, 1], [0, 7]]), ["cat", "dog"], "validation split")
     assert png_size(small)[0] >= 300

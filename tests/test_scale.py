@@ -66,7 +66,7 @@ class _Gpu:
 
 
 def test_device_choice_against_faked_gpu_lists(monkeypatch):
-    from mlcli import doctor
+    from mlcli import runtime
     from mlcli.errors import DeviceError
     from mlcli.runtime import decide_device
 
@@ -82,7 +82,7 @@ def test_device_choice_against_faked_gpu_lists(monkeypatch):
     with pytest.raises(DeviceError) as missing:
         decide_device("gpu:0,2", two)
     assert missing.value.exit_code == 4 and "GPU 2 does not exist" in missing.value.message
-    monkeypatch.setattr(doctor, "gpu_diagnosis", lambda: "DIAGNOSIS FROM DOCTOR.")
+    monkeypatch.setattr(runtime, "gpu_diagnosis", lambda: "DIAGNOSIS FROM DOCTOR.")
     with pytest.raises(DeviceError) as none:
         decide_device("gpu", [])
     assert none.value.exit_code == 4 and "DIAGNOSIS FROM DOCTOR." in none.value.message
@@ -113,7 +113,7 @@ def test_explicit_precision_is_honoured_and_the_cpu_defaults_to_float32(monkeypa
 
 def test_a_strategy_runs_one_step_per_call():
     from mlcli.config.schema import Config
-    from mlcli.distribute import Distribution
+    from mlcli.training.distribute import Distribution
 
     config = Config.model_validate({"data": {"train": "x.csv"}, "training": {"steps_per_execution": 8}})
     mirrored = Distribution("mirrored", None, 2, ["/cpu:0", "/cpu:1"])
@@ -126,8 +126,7 @@ def test_a_strategy_runs_one_step_per_call():
 
 @pytest.mark.parametrize("device", ["gpu", "gpu:0,1"])
 def test_a_required_gpu_that_is_missing_is_exit_4_with_the_diagnosis(device, tmp_path):
-    from mlcli.doctor import gpu_diagnosis
-    from mlcli.runtime import visible_gpus
+    from mlcli.runtime import gpu_diagnosis, visible_gpus
 
     if visible_gpus():
         pytest.skip("this machine has a GPU")
@@ -389,7 +388,7 @@ def test_multi_worker_without_tf_config_and_resume_of_a_multi_worker_run_are_exi
 
 
 def test_tf_config_roles():
-    from mlcli.distribute import cluster_role
+    from mlcli.training.distribute import cluster_role
 
     two = {"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}
     role = cluster_role("auto", {"TF_CONFIG": json.dumps(two)})
@@ -476,7 +475,7 @@ def test_streamed_and_in_memory_runs_are_the_same(shards, train, tmp_path):
 
 def test_the_streaming_statistics_and_split_need_no_data_in_memory():
     from mlcli.data.stream import Moments, batches, held_out
-    from mlcli.model import feature_moments
+    from mlcli.model.build import feature_moments
 
     rng = np.random.default_rng(0)
     x = rng.normal(3, 2, size=(10_001, 5)).astype(np.float32)
@@ -571,15 +570,15 @@ def test_a_streamed_run_killed_mid_epoch_resumes_bit_identical(shards, tmp_path)
 
 
 def test_auto_streams_above_the_size_threshold(shards, tmp_path, monkeypatch):
-    from mlcli.data import stream
+    from mlcli.data import load
 
-    monkeypatch.setattr(stream, "STREAM_ABOVE_BYTES", 1000)
+    monkeypatch.setattr(load, "STREAM_ABOVE_BYTES", 1000)
     config = _streamed(shards, "auto", train="digits.csv", stream="auto")
     ran = run_cli("train", config, "--output", tmp_path / "run", "--set", "training.epochs=1")
     assert ran.exit_code == 0, ran
     assert "(more than 1 GiB): streaming it from disk in chunks (data.stream: auto" in ran.stderr
     assert json.loads((tmp_path / "run" / "run.json").read_text())["data"]["train"][0]["streamed"] is True
-    monkeypatch.setattr(stream, "STREAM_ABOVE_BYTES", 1 << 30)
+    monkeypatch.setattr(load, "STREAM_ABOVE_BYTES", 1 << 30)
     ran = run_cli("train", config, "--output", tmp_path / "small", "--set", "training.epochs=1")
     assert ran.exit_code == 0 and "streamed" not in json.loads((tmp_path / "small" / "run.json").read_text())["data"]["train"][0]
 

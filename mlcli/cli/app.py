@@ -70,7 +70,7 @@ UnsafeOption = typer.Option(
 
 
 def apply_unsafe(unsafe: bool) -> None:
-    from mlcli.checkpoints import allow_unsafe
+    from mlcli.checkpoint.archive import allow_unsafe
 
     allow_unsafe(unsafe)
 

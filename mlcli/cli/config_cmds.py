@@ -27,7 +27,7 @@ def validate(
     loaded = load_config(config, set_ or [])
     check_config(loaded)
     if deep:
-        from mlcli.validate_deep import validate_deep
+        from mlcli.training.validate_deep import validate_deep
 
         summary = validate_deep(loaded)
         console.info(summary)

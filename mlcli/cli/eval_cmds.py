@@ -39,7 +39,7 @@ def evaluate(
 ) -> None:
     """Evaluate a checkpoint with its run's own loss and metrics (plus a confusion matrix)."""
     from mlcli import runtime
-    from mlcli.evaluate import evaluate as run_evaluate
+    from mlcli.use.evaluate import evaluate as run_evaluate
 
     console.set_quiet(quiet)
     console.set_json(json_)
@@ -109,7 +109,7 @@ def predict(
 ) -> None:
     """Predict for every row of INPUT, streaming: prediction in the original labels, prob_<label> per class."""
     from mlcli import runtime
-    from mlcli.predict import predict as run_predict
+    from mlcli.use.predict import predict as run_predict
 
     console.set_quiet(quiet)
     runtime.set_verbose(verbose)

@@ -31,7 +31,7 @@ def export(
 ) -> None:
     """Export a checkpoint for serving; the artifact takes raw features and is checked against model.keras."""
     from mlcli import runtime
-    from mlcli.export import export as run_export
+    from mlcli.use.export import export as run_export
 
     console.set_quiet(quiet)
     console.set_json(json_)

@@ -28,7 +28,7 @@ def init(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Nothing on stderr but errors."),
 ) -> None:
     """Write a commented starter config, DIR/<template>.yaml, that trains as written on bundled data."""
-    from mlcli.starters import next_steps, write_starter
+    from mlcli.config.starters import next_steps, write_starter
 
     console.set_quiet(quiet)
 

@@ -115,9 +115,9 @@ def _run_training_command(
 def _plan_and_run(kind, config, parent, output, overrides, resume, force, under, over, json_):
     import sys
 
-    from mlcli import session
     from mlcli.config import check_config
     from mlcli.errors import Diverged, Interrupted
+    from mlcli.training import session
 
     plan = session.plan_run(kind, config, parent, output, overrides, resume, force)
     check_config(plan.loaded, gates=list(under) + list(over))

@@ -1,7 +1,7 @@
 """data.stream: training on CSV or Parquet read from disk in chunks, for data larger than memory.
 
 When: data.stream true, or auto (the default) when data.train's files total more than
-STREAM_ABOVE_BYTES (1 GiB on disk). false always loads the data into memory.
+STREAM_ABOVE_BYTES (1 GiB on disk; mlcli.data.load decides). false always loads the data into memory.
 
 One pass at the start (mlcli.data.stream_scan) reads each file once: it checks every value (the
 in-memory reader's checks and messages), counts rows, collects the label vocabulary, and computes
@@ -25,47 +25,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mlcli.config.schema import Config
-from mlcli.data.prepare import (
-    Prepared,
-    class_indices,
-    prepare,
-    regression_targets,
-)
-from mlcli.data.sources import resolve
+from mlcli.data.prepare import class_indices, regression_targets
 from mlcli.data.stream_source import ChunkSource
 
-STREAM_ABOVE_BYTES = 1 << 30  # data.stream: auto
 SHUFFLE_BUFFER_ROWS = 65_536  # 16 MiB of float32 at 64 features
 _MASK64 = 0xFFFFFFFFFFFFFFFF
-
-
-def should_stream(config: Config) -> tuple[bool, str | None]:
-    """(stream?, why, when auto decided it)."""
-    stream = config.data.stream
-    if stream is False:
-        return False, None
-    if stream is True:
-        return True, None
-    source = resolve(config.data.train, "data.train")
-    size = sum(p.stat().st_size for p in source.paths)
-    if source.format == "npz" or size <= STREAM_ABOVE_BYTES:
-        return False, None
-    return True, (f"data.train is {size / (1 << 30):.1f} GiB on disk (more than 1 GiB): streaming it from disk in "
-                  "chunks (data.stream: auto; set data.stream: false to load it into memory)")
-
-
-def prepare_data(config: Config, vocabulary: list | None = None) -> Prepared:
-    """The splits a run trains on: in memory (mlcli.data.prepare), or streamed from disk."""
-    stream, why = should_stream(config)
-    if not stream:
-        return prepare(config, vocabulary)
-    from mlcli.data.stream_scan import prepare_stream
-
-    prepared = prepare_stream(config, vocabulary)
-    if why:
-        prepared.train.notes.append(why)
-    return prepared
 
 
 def held_out(rows: np.ndarray, seed: int, fraction: float) -> np.ndarray:

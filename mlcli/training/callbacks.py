@@ -11,7 +11,8 @@ from typing import Any
 
 import keras
 
-from mlcli import console, runs
+from mlcli import console
+from mlcli.run import rundir
 
 
 def _better(mode: str, monitor: str, value: float, best: float | None) -> bool:
@@ -109,7 +110,7 @@ class StateKeeper(keras.callbacks.Callback):
                  every_steps: int | None, early_stopping=None, first_step: int = 0, facts: dict | None = None):
         super().__init__()
         self.run_dir = run_dir
-        self.facts = facts  # for best.keras (runs.save_model)
+        self.facts = facts  # for best.keras (rundir.save_model)
         self.history = history
         self.monitor = monitor
         self.mode = mode
@@ -158,16 +159,16 @@ class StateKeeper(keras.callbacks.Callback):
         row["learning_rate"] = float(logs.get("learning_rate", current_learning_rate(self.model)))
         row["seconds"] = round(time.perf_counter() - self._started, 4)
         self.history.append(row)
-        runs.write_history(self.run_dir / runs.HISTORY, self.history)
+        rundir.write_history(self.run_dir / rundir.HISTORY, self.history)
         if self.monitor and self.monitor in logs:
             value = float(logs[self.monitor])
             if _better(self.mode, self.monitor, value, self.best["value"] if self.best else None):
                 self.best = {"epoch": epoch + 1, "monitor": self.monitor, "value": value}
-                runs.save_model(self.model, self.run_dir / runs.BEST, self.facts)
+                rundir.save_model(self.model, self.run_dir / rundir.BEST, self.facts)
         self._save(step=0, epochs_completed=epoch + 1)
 
     def _save(self, step: int, epochs_completed: int | None = None) -> None:
-        from mlcli import resume
+        from mlcli.run import resume
 
         es = self.early_stopping
         progress = {
@@ -200,7 +201,7 @@ class RestoreMetrics(keras.callbacks.Callback):
         self.extras = extras
 
     def on_epoch_begin(self, epoch, logs=None):
-        from mlcli import resume
+        from mlcli.run import resume
 
         resume.restore_partial_metrics(self.model, self.extras)
 

@@ -10,8 +10,8 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from mlcli import runs
 from mlcli.errors import UsageError
+from mlcli.run import rundir
 
 TEMPLATES = ("classification", "regression", "finetune")
 
@@ -33,7 +33,7 @@ def write_starter(directory: Path, name: str, force: bool) -> Path:
     if target.exists() and not force:
         raise UsageError(f"{target} already exists", hint="pass --force to overwrite it, or choose another DIR")
     try:
-        runs.write_text(target, text)
+        rundir.write_text(target, text)
     except OSError as exc:
         raise UsageError(f"{target}: cannot be written ({exc.strerror or exc})") from None
     return target

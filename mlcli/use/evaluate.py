@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mlcli.checkpoint import Checkpoint, compile_for_evaluation, load_model, open_checkpoint
+from mlcli.checkpoint.checkpoint import Checkpoint, compile_for_evaluation, load_model, open_checkpoint
+from mlcli.data.inputs import InputReader
 from mlcli.data.prepare import Split, class_indices, regression_targets
 from mlcli.errors import DataError, UsageError
-from mlcli.inference import Inference, default_batch_size
-from mlcli.inputs import InputReader
+from mlcli.use.inference import Inference, default_batch_size
+from mlcli.use.plots import write_confusion
+from mlcli.use.scores import confusion_matrix, macro_average, per_class
 
 
 @dataclass
@@ -137,8 +139,6 @@ def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: 
         result.confusion = confusion_matrix(split.y, predicted, len(ckpt.classes))
         result.per_class = per_class(result.confusion, ckpt.classes)
         if plot is not None:
-            from mlcli.plots import write_confusion
-
             write_confusion(plot, result.confusion, ckpt.classes, f"{chosen.description}")
             result.notes.append(f"confusion matrix written to {plot}")
     return result
@@ -219,30 +219,3 @@ def _streamed_validation_split(ckpt: Checkpoint) -> tuple[Split, str | None]:
         note = (f"warning: data.train now holds {split.rows:,} validation rows where the run held out {recorded:,}: "
                 "the files changed since the run was trained")
     return split, note
-
-
-def confusion_matrix(true: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
-    """counts[i, j]: rows of class i predicted as class j."""
-    return np.bincount(true.astype(np.int64) * k + predicted.astype(np.int64), minlength=k * k).reshape(k, k)
-
-
-def per_class(confusion: np.ndarray, classes: list) -> list[dict]:
-    """Precision, recall, F1 and support per class, from the confusion matrix (0 where undefined)."""
-    rows = []
-    predicted_counts = confusion.sum(axis=0)
-    true_counts = confusion.sum(axis=1)
-    for i, label in enumerate(classes):
-        hits = int(confusion[i, i])
-        precision = hits / predicted_counts[i] if predicted_counts[i] else 0.0
-        recall = hits / true_counts[i] if true_counts[i] else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        rows.append({"label": label, "precision": float(precision), "recall": float(recall), "f1": float(f1),
-                     "support": int(true_counts[i])})
-    return rows
-
-
-def macro_average(confusion: np.ndarray, rows: list[dict]) -> dict:
-    """Unweighted mean over the classes that occur in the data or in the predictions."""
-    seen = (confusion.sum(axis=0) + confusion.sum(axis=1)) > 0
-    present = [r for r, keep in zip(rows, seen) if keep] or rows
-    return {key: float(np.mean([r[key] for r in present])) for key in ("precision", "recall", "f1")}

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from mlcli import console
-from mlcli.checkpoint import Checkpoint, load_model, open_checkpoint
+from mlcli.checkpoint.checkpoint import Checkpoint, load_model, open_checkpoint
 from mlcli.data.batches import in_background, prefetch
+from mlcli.data.inputs import InputReader
 from mlcli.errors import DataError, UsageError
-from mlcli.inference import Inference, default_batch_size
-from mlcli.inputs import InputReader
+from mlcli.use.inference import Inference, default_batch_size
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 PARQUET_ROW_GROUP = 1 << 16

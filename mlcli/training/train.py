@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from mlcli import runs
 from mlcli.config import LoadedConfig, to_dict
 from mlcli.config.yamlio import dump_yaml
 from mlcli.errors import ConfigError, Diverged, Interrupted
-from mlcli.manifest import check_same_data, now, start_manifest
+from mlcli.run import rundir
+from mlcli.run.manifest import check_same_data, now, start_manifest
 
 
 @dataclass
@@ -68,13 +68,14 @@ class TrainResult:
 
 
 def run_training(request: TrainRequest) -> TrainResult:
-    from mlcli import distribute, runtime
+    from mlcli import runtime
+    from mlcli.training import distribute
 
     runtime.import_tensorflow()
     import keras
 
-    from mlcli.data.stream import prepare_data
-    from mlcli.model import build_loss, build_metrics, build_optimizer
+    from mlcli.data.load import prepare_data
+    from mlcli.model.build import build_loss, build_metrics, build_optimizer
 
     loaded = request.loaded
     config = loaded.config
@@ -98,7 +99,7 @@ def _parent_classes(request: TrainRequest) -> list | None:
     """finetune keeping the parent's output layer (no finetune.head): the classes its outputs stand for."""
     if request.parent is None or request.loaded.config.finetune.head is not None:
         return None
-    from mlcli.finetune_model import parent_classes
+    from mlcli.model.finetune_build import parent_classes
 
     return parent_classes(request.parent)
 
@@ -106,14 +107,14 @@ def _parent_classes(request: TrainRequest) -> list | None:
 def _train(request: TrainRequest, prepared, device, precision: str, distribution) -> TrainResult:
     with contextlib.ExitStack() as stack:
         if request.resume:  # lock before reading the state a live run may be rewriting
-            stack.enter_context(runs.hold_lock(request.run_dir))
+            stack.enter_context(rundir.hold_lock(request.run_dir))
         return _train_locked(request, prepared, device, precision, distribution, stack)
 
 
 def _train_locked(request: TrainRequest, prepared, device, precision: str, distribution, stack) -> TrainResult:
-    from mlcli import resume
     from mlcli.data.prepare import label_encoding
-    from mlcli.model import build_loss, build_metrics, build_model, build_optimizer
+    from mlcli.model.build import build_loss, build_metrics, build_model, build_optimizer
+    from mlcli.run import resume
 
     loaded = request.loaded
     config = loaded.config
@@ -148,30 +149,30 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
     notes += [n for n in [distribution.describe(config.training.batch_size), *distribution.notes] if n]
 
     if not request.resume:
-        stack.enter_context(runs.hold_lock(run_dir))
+        stack.enter_context(rundir.hold_lock(run_dir))
         if request.replace:  # every check has passed: only now does the old run give way
-            runs.remove_replaced_run(run_dir)
-    runs.remove_temporaries(run_dir)
+            rundir.remove_replaced_run(run_dir)
+    rundir.remove_temporaries(run_dir)
     first_epoch = int(progress["epochs_completed"]) if progress else 0
-    history = runs.read_history(run_dir / runs.HISTORY)[:first_epoch] if progress else []
+    history = rundir.read_history(run_dir / rundir.HISTORY)[:first_epoch] if progress else []
     manifest = start_manifest(request, prepared, device.describe(), precision, model, now(), finetune_facts)
     manifest["distribute"] = distribution.facts(config.training.batch_size, spe)
     if progress is None:
-        runs.write_text(run_dir / runs.CONFIG, dump_yaml(to_dict(config)))
+        rundir.write_text(run_dir / rundir.CONFIG, dump_yaml(to_dict(config)))
         if prepared.classes is not None:
-            runs.write_json(run_dir / runs.LABELS, prepared.classes)
-    runs.write_json(run_dir / runs.RUN, manifest)
+            rundir.write_json(run_dir / rundir.LABELS, prepared.classes)
+    rundir.write_json(run_dir / rundir.RUN, manifest)
     try:
         fitted = _fit(request, model, prepared, encoding, progress, extras, history)
     except KeyboardInterrupt:
         manifest.update(status="interrupted", ended_at=now(), epochs_completed=len(history),
                         interrupted={"signal": "SIGINT", "epochs_completed": len(history)})
-        runs.write_json(run_dir / runs.RUN, manifest)
+        rundir.write_json(run_dir / rundir.RUN, manifest)
         raise Interrupted(f"stopped after {len(history)} finished epoch(s); the last saved state is in {run_dir}",
                           hint=f"continue with: {_resume_command(request)}") from None
     except BaseException:
         manifest.update(status="failed", ended_at=now(), epochs_completed=len(history))
-        runs.write_json(run_dir / runs.RUN, manifest)
+        rundir.write_json(run_dir / rundir.RUN, manifest)
         raise
     return _finish(request, model, prepared, encoding, fitted, manifest, history,
                    device.describe(), precision, notes, finetune_facts)
@@ -191,9 +192,9 @@ def _fit(request: TrainRequest, model, prepared, encoding: str, progress: dict |
     """model.fit over the remaining epochs; a mid-epoch resume first finishes its epoch."""
     import tensorflow as tf
 
-    from mlcli import callbacks as cb
-    from mlcli import resume
     from mlcli.data.pipeline import evaluation_dataset, first_rows, steps_per_epoch, training_dataset
+    from mlcli.run import resume
+    from mlcli.training import callbacks as cb
 
     config = request.loaded.config
     run_dir = request.run_dir
@@ -224,10 +225,10 @@ def _fit(request: TrainRequest, model, prepared, encoding: str, progress: dict |
         run_dir, history=history, monitor=config.training.checkpoint.monitor if prepared.validation else None,
         mode=config.training.checkpoint.mode, best=best, guard=guard, interrupt=interrupt, steps=steps,
         every_steps=config.training.checkpoint_every_steps, early_stopping=early, first_step=first_step,
-        facts=runs.model_facts(prepared),
+        facts=rundir.model_facts(prepared),
     )
     progress_bar = cb.Progress(epochs, steps, first_step)
-    summaries = cb.EpochSummaries(run_dir / runs.LOGS)
+    summaries = cb.EpochSummaries(run_dir / rundir.LOGS)
     callbacks = [guard, interrupt] + ([early] if early is not None else []) + [keeper, summaries, progress_bar]
     val_ds = None
     if prepared.validation is not None:
@@ -271,8 +272,8 @@ def _resume_command(request: TrainRequest) -> str:
 def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitted, manifest: dict,
             history: list[dict], device: str, precision: str, notes: list[str], finetune_facts) -> TrainResult:
     """Write what the outcome calls for; raise Diverged / Interrupted for those outcomes."""
-    from mlcli import resume
     from mlcli.data.pipeline import evaluation_dataset
+    from mlcli.run import resume
 
     run_dir = request.run_dir
     config = request.loaded.config
@@ -285,9 +286,9 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
         point = resume.read_progress(run_dir)
         if point is not None:  # model.keras is the last finite state
             resume.restore_point(model, run_dir, point)
-            runs.save_model(model, run_dir / runs.MODEL, runs.model_facts(prepared))
+            rundir.save_model(model, run_dir / rundir.MODEL, rundir.model_facts(prepared))
         manifest.update(status="diverged", diverged=where, ended_at=now())
-        runs.write_json(run_dir / runs.RUN, manifest)
+        rundir.write_json(run_dir / rundir.RUN, manifest)
         error = Diverged(
             f"loss became {where['loss']} at epoch {where['epoch']}, step {where['step']}; "
             + (f"the last good state ({resume.describe(point)[len('resuming after '):]}) is kept in {run_dir}"
@@ -299,7 +300,7 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
     if fitted.status == "interrupted":
         manifest.update(status="interrupted", ended_at=now(),
                         interrupted={"signal": fitted.interrupt.signal_name, "epochs_completed": completed})
-        runs.write_json(run_dir / runs.RUN, manifest)
+        rundir.write_json(run_dir / rundir.RUN, manifest)
         error = Interrupted(
             f"{fitted.interrupt.signal_name}: stopped after {completed} finished epoch(s); state saved in {run_dir}",
             hint=f"continue with: {_resume_command(request)}",
@@ -307,24 +308,24 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
         error.document = document
         raise error
 
-    from mlcli.plots import start_run_plots
+    from mlcli.use.plots import start_run_plots
 
     best_epoch = fitted.early.restore_best() if fitted.early is not None else None
     # The pictures render while the model is saved and tested (they only read it). They never fail a
     # finished run. A streamed split is not held in memory: no confusion matrix for it, the curves only.
     painter = start_run_plots(run_dir, history, model,
                               None if getattr(prepared.train, "streamed", False) else prepared, config)
-    runs.save_model(model, run_dir / runs.MODEL, runs.model_facts(prepared))
+    rundir.save_model(model, run_dir / rundir.MODEL, rundir.model_facts(prepared))
     metrics = _final_metrics(history, best_epoch)
     if prepared.test is not None:
         test_ds = evaluation_dataset(prepared.test, batch_size=max(config.training.batch_size, 256),
                                      encoding=encoding, num_classes=len(prepared.classes or []))
         scores = model.evaluate(test_ds, verbose=0, return_dict=True)
         metrics.update({f"test_{k}": float(scores[k]) for k in sorted(scores, key=lambda k: (k != "loss", k))})
-    runs.write_json(run_dir / runs.METRICS, metrics)
+    rundir.write_json(run_dir / rundir.METRICS, metrics)
     painter.join()
     manifest.update(status="completed", ended_at=now(), metrics=metrics)
-    runs.write_json(run_dir / runs.RUN, manifest)
+    rundir.write_json(run_dir / rundir.RUN, manifest)
     return TrainResult(
         run_dir=run_dir, status="completed", epochs_completed=completed, metrics=metrics, best=fitted.best,
         device=device, precision=precision, parameters=manifest["parameters"], layers=manifest["layers"],

@@ -7,7 +7,7 @@ Two stages:
   --from), lay CONFIG and --set over the parent run's resolved config, and check the freeze
   selectors against the layer names stored in the checkpoint, so a selector that matches nothing
   fails in well under a second.
-- `model_from_parent`: load the parent, replace the head, freeze then unfreeze — all before train.py
+- `model_from_parent` (mlcli.model.finetune_build): load the parent, replace the head, freeze then unfreeze — all before train.py
   compiles (Keras reads `trainable` at compile time) — and show the layer table before training.
 """
 
@@ -16,14 +16,14 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from mlcli import checkpoints
+from mlcli.checkpoint import archive
 from mlcli.config.checks import snake_case
 from mlcli.config.load import LoadedConfig, default_dict, load_config, read_config_tree
 from mlcli.config.yamlio import read_yaml_file
 from mlcli.errors import ConfigError, ConfigProblem, UsageError
-from mlcli.model import NORMALIZE_LAYER, select_layers
+from mlcli.model.build import NORMALIZE_LAYER, select_layers
 
 FLAG = "--from"
 
@@ -33,7 +33,7 @@ FLAG = "--from"
 def load_finetune_config(config: Path | None, parent: Path, overrides: list[str]) -> tuple[LoadedConfig, dict]:
     """The resolved config of a finetune run, and the facts run.json records about the parent."""
     raw = _refuse_model_section(config, overrides)
-    checkpoint = checkpoints.resolve(parent, FLAG)
+    checkpoint = archive.resolve(parent, FLAG)
     base, base_source = _parent_config(checkpoint, config)
     if checkpoint.config_path is None and "data" not in raw and not _sets_key(overrides, "data"):
         raise ConfigError(ConfigProblem(
@@ -74,7 +74,7 @@ def _refuse_model_section(config: Path | None, overrides: list[str]) -> dict:
     return raw
 
 
-def _parent_config(checkpoint: checkpoints.Checkpoint, config: Path | None) -> tuple[dict, str]:
+def _parent_config(checkpoint: archive.Checkpoint, config: Path | None) -> tuple[dict, str]:
     """The parent's resolved config as the base every section not given by CONFIG comes from.
 
     model.layers describes the parent model as it is. A train run ignores its finetune section, so
@@ -93,12 +93,12 @@ def _parent_config(checkpoint: checkpoints.Checkpoint, config: Path | None) -> t
         layers = _layers(base, with_head=checkpoint.from_finetune)
         if layers is None or len(layers) != len(declared):
             # e.g. a .keras file copied into a run of another architecture: the checkpoint is the truth.
-            layers = checkpoints.describe_layers(declared)
+            layers = archive.describe_layers(declared)
         source = str(checkpoint.config_path)
         parent_name = base.get("name") or (checkpoint.run_dir.name if checkpoint.run_dir else checkpoint.path.stem)
     else:
         base = default_dict()
-        layers = checkpoints.describe_layers(declared)
+        layers = archive.describe_layers(declared)
         source = f"{checkpoint.path} (no config.yaml beside it: the layers are read from the checkpoint)"
         parent_name = checkpoint.path.stem
     base["model"] = {"layers": layers}
@@ -153,7 +153,7 @@ def head_names(loaded: LoadedConfig, kept: list[str]) -> list[str]:
     return names
 
 
-def check_selectors(loaded: LoadedConfig, declared: list[checkpoints.ArchiveLayer]) -> None:
+def check_selectors(loaded: LoadedConfig, declared: list[archive.ArchiveLayer]) -> None:
     """freeze/unfreeze against the layers the new model will have, from the checkpoint's own record."""
     head = loaded.config.finetune.head
     if head is not None and head.replace > len(declared):
@@ -171,16 +171,3 @@ def _stand_in(name: str, type_name: str) -> Any:
     stand_in = type(type_name, (), {})()
     stand_in.name = name
     return stand_in
-
-
-# ---- the model: load, replace the head, freeze, show the table (imports TensorFlow) -------------
-
-def model_from_parent(parent_facts: dict) -> Callable[[LoadedConfig, Any], tuple[Any, dict]]:
-    """train.py's make_model for a finetune run: (uncompiled model, facts for run.json)."""
-
-    def make_model(loaded: LoadedConfig, prepared) -> tuple[Any, dict]:
-        from mlcli.finetune_model import prepare_model
-
-        return prepare_model(loaded, prepared, parent_facts)
-
-    return make_model

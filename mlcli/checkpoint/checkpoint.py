@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from mlcli import runs
 from mlcli.config import LoadedConfig, load_config
 from mlcli.data.prepare import loss_family
 from mlcli.errors import UsageError, first_line
+from mlcli.run import rundir
 
 STANDALONE_LABEL = "label"  # the label column `evaluate` reads for a standalone .keras file (.npz: y)
 _DEFAULT_METRICS = {"classification": ["accuracy"], "regression": ["mae"]}
@@ -88,10 +88,10 @@ class Checkpoint:
 
 def open_checkpoint(path: Path) -> Checkpoint:
     """CKPT -> the model file and its run's facts. Every problem is exit 2 with what was expected."""
-    from mlcli.checkpoints import locate, read_archive_config
+    from mlcli.checkpoint.archive import locate, read_archive_config
 
     model_path, run_dir = locate(path, "CKPT")
-    if run_dir is not None and not (run_dir / runs.RUN).is_file():
+    if run_dir is not None and not (run_dir / rundir.RUN).is_file():
         run_dir = None  # a config.yaml alone (a run that never started) says nothing about this file
     archive = read_archive_config(model_path, "CKPT")
     if run_dir is not None:
@@ -103,18 +103,18 @@ def open_checkpoint(path: Path) -> Checkpoint:
 
 
 def _manifest(run_dir: Path) -> dict:
-    path = run_dir / runs.RUN
+    path = run_dir / rundir.RUN
     if not path.is_file():
         return {}
     try:
-        manifest = runs.read_json(path)
+        manifest = rundir.read_json(path)
     except (ValueError, OSError) as exc:
         raise UsageError(f"{path}: cannot be read ({first_line(exc)}) — the run directory is damaged") from None
     return manifest if isinstance(manifest, dict) else {}
 
 
 def _run_checkpoint(model_path: Path, run_dir: Path) -> Checkpoint:
-    loaded = load_config(run_dir / runs.CONFIG)
+    loaded = load_config(run_dir / rundir.CONFIG)
     manifest = _manifest(run_dir)
     config = loaded.config
     task = manifest.get("task") or (config.data.task if config.data.task != "auto" else None)
@@ -128,19 +128,19 @@ def _run_checkpoint(model_path: Path, run_dir: Path) -> Checkpoint:
     labels = manifest.get("labels") or config.data.label_columns()
     classes = None
     if task == "classification":
-        labels_file = run_dir / runs.LABELS
+        labels_file = run_dir / rundir.LABELS
         if labels_file.is_file():
-            classes = runs.read_json(labels_file)
+            classes = rundir.read_json(labels_file)
         else:
             classes = manifest.get("classes")
         if not classes:
-            raise UsageError(f"{run_dir}: a classification run without {runs.LABELS} — "
+            raise UsageError(f"{run_dir}: a classification run without {rundir.LABELS} — "
                              "the run directory is incomplete")
     return Checkpoint(model_path, run_dir, task, features, list(labels), classes, loaded=loaded, manifest=manifest)
 
 
 def _standalone_checkpoint(model_path: Path, archive: dict) -> Checkpoint:
-    from mlcli.checkpoints import read_archive_facts
+    from mlcli.checkpoint.archive import read_archive_facts
 
     compile_config = archive.get("compile_config") or None
     facts = read_archive_facts(model_path)
@@ -149,7 +149,7 @@ def _standalone_checkpoint(model_path: Path, archive: dict) -> Checkpoint:
             model_path, None, facts["task"], facts["features"], list(facts["labels"]), facts["classes"],
             compile_config=compile_config,
             notes=[f"{model_path} is not inside a run directory: its input columns and labels come from the "
-                   f"{runs.ARCHIVE_FACTS} mlcli saved inside it"],
+                   f"{rundir.ARCHIVE_FACTS} mlcli saved inside it"],
         )
     loss = _loss_text((compile_config or {}).get("loss"))
     if loss is not None:
@@ -209,7 +209,7 @@ def load_model(ckpt: Checkpoint):
 
     import_tensorflow()
 
-    from mlcli.checkpoints import load_keras
+    from mlcli.checkpoint.archive import load_keras
 
     model = load_keras(ckpt.model_path, compile=False)
     shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
@@ -226,7 +226,7 @@ def load_model(ckpt: Checkpoint):
 def compile_for_evaluation(model, ckpt: Checkpoint) -> None:
     """The run's own loss and metrics, so evaluate reports Keras's names and numbers as training did."""
     if ckpt.loaded is not None:
-        from mlcli.model import build_loss, build_metrics
+        from mlcli.model.build import build_loss, build_metrics
 
         model.compile(loss=build_loss(ckpt.loaded), metrics=build_metrics(ckpt.loaded))
         return

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlcli.checkpoint import Checkpoint
+from mlcli.checkpoint.checkpoint import Checkpoint
 
 
 def default_batch_size(ckpt: Checkpoint) -> int:

@@ -1,6 +1,6 @@
 """The finetune model: the parent loaded, its head replaced, layers frozen — before compile.
 
-Called by train.py through `mlcli.finetune.model_from_parent`; train.py compiles the model this
+Called by train.py through `model_from_parent`; train.py compiles the model this
 returns, so `trainable` is final when Keras reads it (Keras's transfer-learning guide: freeze, then
 compile). The layer table is shown here, before the first epoch.
 """
@@ -8,16 +8,18 @@ compile). The layer table is shown here, before the first epoch.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from mlcli import checkpoints, console, runs
+from mlcli import console
+from mlcli.checkpoint import archive
 from mlcli.config.load import LoadedConfig
 from mlcli.data.sources import sha256
 from mlcli.errors import ConfigError, ConfigProblem, DataError, UsageError, first_line
-from mlcli.finetune import FLAG, head_names
-from mlcli.model import NORMALIZE_LAYER
+from mlcli.model.build import NORMALIZE_LAYER
+from mlcli.model.finetune import FLAG, head_names
+from mlcli.run import rundir
 
 
 def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict) -> tuple[Any, dict]:
@@ -36,7 +38,7 @@ def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict) -> tuple[A
     layers = _set_trainable(loaded, model, normalize)
     _check_width(loaded, prepared, int(model.output_shape[-1]), path)
 
-    from mlcli.model import layer_table, parameter_counts
+    from mlcli.model.build import layer_table, parameter_counts
 
     table = layer_table(model)
     for row in table:
@@ -78,7 +80,7 @@ def _assemble(loaded: LoadedConfig, parent, input_shape: tuple) -> tuple[Any, li
     """
     import keras
 
-    from mlcli.model import build_layer, user_layers
+    from mlcli.model.build import build_layer, user_layers
 
     head = loaded.config.finetune.head
     declared = user_layers(parent)
@@ -106,7 +108,7 @@ def _assemble(loaded: LoadedConfig, parent, input_shape: tuple) -> tuple[Any, li
 def _set_trainable(loaded: LoadedConfig, model, normalize: list) -> list:
     """Everything trainable, then freeze, then unfreeze — the config decides, not the flags the
     parent happened to be saved with. Returns the declared layers."""
-    from mlcli.model import select_layers, user_layers
+    from mlcli.model.build import select_layers, user_layers
 
     finetune = loaded.config.finetune
     layers = user_layers(model)
@@ -171,7 +173,7 @@ def check_parent_file(parent_facts: dict) -> Path:
 def _load(path: Path):
     import keras
 
-    model = checkpoints.load_keras(path, compile=False, what=FLAG)
+    model = archive.load_keras(path, compile=False, what=FLAG)
     if not isinstance(model, keras.Sequential):
         raise UsageError(f"{FLAG} {path}: holds a {type(model).__name__} — mlcli fine-tunes Sequential models")
     return model
@@ -219,7 +221,7 @@ def _check_width(loaded: LoadedConfig, prepared, outputs: int, parent_path: Path
 
 def _feature_notes(parent_facts: dict, prepared) -> list[str]:
     """The same columns in another order would be silently wrong: refuse; renamed ones: say so."""
-    before = _parent_run_file(parent_facts, runs.RUN, "features")
+    before = _parent_run_file(parent_facts, rundir.RUN, "features")
     after = list(prepared.feature_names)
     if not before or before == after or len(before) != len(after):
         return []
@@ -235,7 +237,7 @@ def _feature_notes(parent_facts: dict, prepared) -> list[str]:
 
 
 def _label_notes(parent_facts: dict, prepared, replaced: bool) -> list[str]:
-    before = _parent_run_file(parent_facts, runs.LABELS)
+    before = _parent_run_file(parent_facts, rundir.LABELS)
     if replaced or prepared.classes is None or before is None or before == prepared.classes:
         return []
     return [f"the parent's output layer is kept: its outputs, trained for classes {before}, now stand for "
@@ -245,10 +247,10 @@ def _label_notes(parent_facts: dict, prepared, replaced: bool) -> list[str]:
 def parent_classes(parent_facts: dict) -> list | None:
     """The parent's class vocabulary in output order: its run's labels.json, else the mlcli.json inside
     the .keras file; None for a regression parent or a model saved by Keras alone."""
-    classes = _parent_run_file(parent_facts, runs.LABELS)
+    classes = _parent_run_file(parent_facts, rundir.LABELS)
     if isinstance(classes, list):
         return classes
-    facts = checkpoints.read_archive_facts(Path(parent_facts["path"]))
+    facts = archive.read_archive_facts(Path(parent_facts["path"]))
     return facts["classes"] if facts else None
 
 
@@ -257,7 +259,7 @@ def _parent_run_file(parent_facts: dict, name: str, key: str | None = None):
         return None
     path = Path(parent_facts["run_dir"]) / name
     try:
-        document = runs.read_json(path)
+        document = rundir.read_json(path)
     except (OSError, ValueError):
         return None
     return document.get(key) if key is not None and isinstance(document, dict) else document
@@ -308,3 +310,12 @@ def parameters_line(totals: dict) -> str:
 
 def shape_text(shape: tuple) -> str:
     return f"{shape[0]} feature(s) per row" if len(shape) == 1 else f"inputs of shape {tuple(shape)}"
+
+
+def model_from_parent(parent_facts: dict) -> Callable[[LoadedConfig, Any], tuple[Any, dict]]:
+    """train.py's make_model for a finetune run: (uncompiled model, facts for run.json)."""
+
+    def make_model(loaded: LoadedConfig, prepared) -> tuple[Any, dict]:
+        return prepare_model(loaded, prepared, parent_facts)
+
+    return make_model

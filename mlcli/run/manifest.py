@@ -6,9 +6,10 @@ import datetime as dt
 import platform
 from pathlib import Path
 
-from mlcli import __version__, runs
+from mlcli import __version__
 from mlcli.config import LoadedConfig, config_hash, differences, to_dict
 from mlcli.errors import ConfigError
+from mlcli.run import rundir
 
 
 def now() -> str:
@@ -23,30 +24,14 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def finished_result(run_dir: Path):
-    """What a completed run reports when asked to resume (nothing to do): a TrainResult."""
-    from mlcli.train import TrainResult
-
-    manifest = runs.read_json(run_dir / runs.RUN)
-    metrics = runs.read_json(run_dir / runs.METRICS) if (run_dir / runs.METRICS).is_file() else {}
-    return TrainResult(
-        run_dir=run_dir, status=manifest.get("status", "completed"),
-        epochs_completed=int(manifest.get("epochs_completed", 0)), metrics=metrics,
-        best=manifest.get("best"), device=manifest.get("device", "unknown"),
-        precision=manifest.get("precision", "unknown"), parameters=manifest.get("parameters", {}),
-        layers=manifest.get("layers", []), notes=["the run had already finished: nothing to do"],
-        finetune=manifest.get("finetune"),
-    )
-
-
 def check_resume_config(run_dir: Path, loaded: LoadedConfig) -> None:
     """--resume with a config that differs from the run's is exit 2 with the key-by-key difference."""
-    saved = runs.read_json(run_dir / runs.RUN).get("config_hash")
+    saved = rundir.read_json(run_dir / rundir.RUN).get("config_hash")
     if saved == config_hash(loaded.config):
         return
     from mlcli.config.yamlio import read_yaml_file
 
-    old, _ = read_yaml_file(run_dir / runs.CONFIG)
+    old, _ = read_yaml_file(run_dir / rundir.CONFIG)
     lines = differences(old, to_dict(loaded.config)) or ["(the configs differ)"]
     raise ConfigError(
         f"{run_dir} was started with a different config; --resume needs the same one:\n    "
@@ -57,12 +42,12 @@ def check_resume_config(run_dir: Path, loaded: LoadedConfig) -> None:
 
 def start_manifest(request, prepared, device: str, precision: str, model, started: str,
                     finetune_facts: dict | None) -> dict:
-    from mlcli.model import layer_table, parameter_counts
+    from mlcli.model.build import layer_table, parameter_counts
 
     config = request.loaded.config
     previous = {}
-    if request.resume and (request.run_dir / runs.RUN).is_file():
-        previous = runs.read_json(request.run_dir / runs.RUN)
+    if request.resume and (request.run_dir / rundir.RUN).is_file():
+        previous = rundir.read_json(request.run_dir / rundir.RUN)
     manifest = {
         "status": "running",
         "command": list(request.command),
@@ -98,7 +83,7 @@ def check_same_data(run_dir: Path, prepared) -> None:
     """A resumed run must read the data it started with: the model's normalization was fitted on it."""
     from mlcli.errors import DataError
 
-    recorded = runs.read_json(run_dir / runs.RUN).get("data", {}) if (run_dir / runs.RUN).is_file() else {}
+    recorded = rundir.read_json(run_dir / rundir.RUN).get("data", {}) if (run_dir / rundir.RUN).is_file() else {}
     for role, parts in prepared.files.items():
         before = {f["path"]: f.get("sha256") for part in recorded.get(role, []) for f in part.get("files", [])}
         for part in parts:

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from mlcli import console, runs
+from mlcli import console
+from mlcli.run import rundir
+from mlcli.use.scores import confusion_matrix
 
 PLOTS = "plots"
 CURVES = "curves.png"
@@ -48,7 +50,7 @@ def write_run_plots(run_dir: Path, history: list[dict], model=None, prepared=Non
             if data is None:
                 continue
             path = run_dir / PLOTS / name
-            runs.write_atomic(path, data)
+            rundir.write_atomic(path, data)
             written.append(path)
         except Exception as exc:  # noqa: BLE001 — a picture must never fail a finished run
             console.info(f"note: {PLOTS}/{name} was not written ({type(exc).__name__}: {exc})")
@@ -154,8 +156,6 @@ def confusion_png(model, prepared, config) -> bytes | None:
     outputs = np.concatenate([np.asarray(model(split.x[start:start + 4096], training=False))
                               for start in range(0, split.rows, 4096)])
     labels = [str(c) for c in prepared.classes]
-    from mlcli.evaluate import confusion_matrix
-
     counts = confusion_matrix(np.asarray(split.y).reshape(-1), predicted_classes(outputs, from_logits), len(labels))
     name = "test" if split is prepared.test else "validation"
     return confusion_figure(counts, labels, f"{name} split")
@@ -188,5 +188,5 @@ def confusion_figure(counts: np.ndarray, labels: list[str], what: str) -> bytes:
 
 def write_confusion(path: Path, counts: np.ndarray, classes: list, what: str) -> None:
     """`mlcli evaluate --plot FILE`: the confusion matrix of any data, as a PNG."""
-    runs.write_atomic(path, confusion_figure(counts, [str(c) for c in classes], what))
+    rundir.write_atomic(path, confusion_figure(counts, [str(c) for c in classes], what))
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlcli import runs
 from mlcli.config import LoadedConfig, load_config
 from mlcli.errors import UsageError
+from mlcli.run import rundir
+from mlcli.run.manifest import check_resume_config
+from mlcli.training.train import TrainRequest, TrainResult, run_training
 
 
 @dataclass
@@ -23,8 +25,8 @@ class RunPlan:
 
 
 def _manifest(run_dir: Path) -> dict:
-    path = run_dir / runs.RUN
-    return runs.read_json(path) if path.is_file() else {}
+    path = run_dir / rundir.RUN
+    return rundir.read_json(path) if path.is_file() else {}
 
 
 def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path | None,
@@ -34,14 +36,14 @@ def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path |
         run_dir = config
         if output is not None and output.resolve() != run_dir.resolve():
             raise UsageError(f"--resume {run_dir} and --output {output} name different directories")
-        if not runs.is_run(run_dir):
-            if (run_dir / runs.LOCK).is_file():
+        if not rundir.is_run(run_dir):
+            if (run_dir / rundir.LOCK).is_file():
                 raise UsageError(
                     f"{run_dir}: the run there was stopped before it wrote its config, so --resume DIR cannot "
                     "know how to continue it",
                     hint=f"start it again with: mlcli {kind} CONFIG --output {run_dir} --resume",
                 )
-            raise UsageError(f"{run_dir} is not an mlcli run directory (no {runs.RUN} or {runs.CONFIG})",
+            raise UsageError(f"{run_dir} is not an mlcli run directory (no {rundir.RUN} or {rundir.CONFIG})",
                              hint="pass the directory a previous `mlcli train` wrote")
         manifest = _manifest(run_dir)
         if kind == "train" and manifest.get("parent"):
@@ -49,7 +51,7 @@ def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path |
         if kind == "finetune" and not manifest.get("parent"):
             raise UsageError(f"{run_dir} is a train run, not a finetune run",
                              hint=f"continue it with: mlcli train --resume {run_dir}")
-        loaded = load_config(run_dir / runs.CONFIG, overrides)
+        loaded = load_config(run_dir / rundir.CONFIG, overrides)
         _check_cluster(loaded, resume=True)
         return _continue_or_report(kind, loaded, run_dir, manifest.get("parent"))
 
@@ -58,7 +60,7 @@ def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path |
         raise UsageError(f"--resume {config}: no such run directory",
                          hint="pass the directory a previous `mlcli train` wrote (or CONFIG --output DIR --resume)")
     if kind == "finetune":
-        from mlcli.finetune import load_finetune_config
+        from mlcli.model.finetune import load_finetune_config
 
         if parent is None:
             raise UsageError("mlcli finetune needs --from CKPT (a run directory or a .keras file)")
@@ -77,19 +79,19 @@ def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path |
                        parent=parent_facts)
     if resume:
         run_dir = output if output is not None else Path("runs") / name
-        if runs.is_run(run_dir):
+        if rundir.is_run(run_dir):
             return _continue_or_report(kind, loaded, run_dir, parent_facts)
         return RunPlan(kind, loaded, run_dir, resume=False, parent=parent_facts)
     if output is not None:
-        replace = runs.claim_output(output, force)
+        replace = rundir.claim_output(output, force)
         return RunPlan(kind, loaded, output, resume=False, parent=parent_facts, replace=replace)
-    return RunPlan(kind, loaded, runs.default_run_dir(name), resume=False, parent=parent_facts)
+    return RunPlan(kind, loaded, rundir.default_run_dir(name), resume=False, parent=parent_facts)
 
 
 def _check_cluster(loaded: LoadedConfig, resume: bool) -> bool:
     """Whether this process writes the run directory: False for a multi-worker run's other workers.
     Continuing a multi-worker run is refused: each worker would need the chief's saved state."""
-    from mlcli.distribute import cluster_role
+    from mlcli.training.distribute import cluster_role
 
     role = cluster_role(loaded.config.runtime.distribute)
     if role is not None and resume:
@@ -100,22 +102,32 @@ def _check_cluster(loaded: LoadedConfig, resume: bool) -> bool:
 
 
 def _continue_or_report(kind: str, loaded: LoadedConfig, run_dir: Path, parent: dict | None) -> RunPlan:
-    from mlcli.manifest import check_resume_config, finished_result
-
     manifest = _manifest(run_dir)
     if manifest.get("config_hash"):
         check_resume_config(run_dir, loaded)
-    if manifest.get("status") == "completed" and (run_dir / runs.MODEL).is_file():
+    if manifest.get("status") == "completed" and (run_dir / rundir.MODEL).is_file():
         return RunPlan(kind, loaded, run_dir, resume=True, finished=finished_result(run_dir), parent=parent)
     return RunPlan(kind, loaded, run_dir, resume=True, parent=manifest.get("parent") or parent)
 
 
-def execute(plan: RunPlan, command: list[str]):
-    from mlcli.train import TrainRequest, run_training
+def finished_result(run_dir: Path):
+    """What a completed run reports when asked to resume (nothing to do): a TrainResult."""
+    manifest = rundir.read_json(run_dir / rundir.RUN)
+    metrics = rundir.read_json(run_dir / rundir.METRICS) if (run_dir / rundir.METRICS).is_file() else {}
+    return TrainResult(
+        run_dir=run_dir, status=manifest.get("status", "completed"),
+        epochs_completed=int(manifest.get("epochs_completed", 0)), metrics=metrics,
+        best=manifest.get("best"), device=manifest.get("device", "unknown"),
+        precision=manifest.get("precision", "unknown"), parameters=manifest.get("parameters", {}),
+        layers=manifest.get("layers", []), notes=["the run had already finished: nothing to do"],
+        finetune=manifest.get("finetune"),
+    )
 
+
+def execute(plan: RunPlan, command: list[str]):
     make_model = None
     if plan.kind == "finetune":
-        from mlcli.finetune import model_from_parent
+        from mlcli.model.finetune_build import model_from_parent
 
         make_model = model_from_parent(plan.parent)
     request = TrainRequest(plan.loaded, plan.run_dir, command, resume=plan.resume, make_model=make_model,

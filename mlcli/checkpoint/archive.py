@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlcli import runs
 from mlcli.data.sources import sha256
 from mlcli.errors import UsageError
-from mlcli.model import NORMALIZE_LAYER  # mlcli.model imports TensorFlow only inside functions
+from mlcli.model.build import NORMALIZE_LAYER  # mlcli.model imports TensorFlow only inside functions
+from mlcli.run import rundir
 
 _unsafe = False  # --unsafe: the user trusts the file enough to let Keras run code stored in it
 
@@ -82,10 +82,10 @@ class Checkpoint:
     @property
     def from_finetune(self) -> bool:
         """Whether the checkpoint's run was itself a finetune run (its run.json names a parent)."""
-        if self.run_dir is None or not (self.run_dir / runs.RUN).is_file():
+        if self.run_dir is None or not (self.run_dir / rundir.RUN).is_file():
             return False
         try:
-            return bool(runs.read_json(self.run_dir / runs.RUN).get("parent"))
+            return bool(rundir.read_json(self.run_dir / rundir.RUN).get("parent"))
         except (OSError, ValueError, AttributeError):
             return False
 
@@ -114,22 +114,22 @@ def locate(path: Path, flag: str) -> tuple[Path, Path | None]:
     if not path.exists():
         raise UsageError(f"{flag} {path}: not found — expected a run directory or a .keras file")
     if path.is_dir():
-        if not runs.is_run(path):
-            raise UsageError(f"{flag} {path}: is not an mlcli run directory (no {runs.RUN} or {runs.CONFIG})",
+        if not rundir.is_run(path):
+            raise UsageError(f"{flag} {path}: is not an mlcli run directory (no {rundir.RUN} or {rundir.CONFIG})",
                              hint="pass a directory written by `mlcli train`, or a .keras file")
-        model = path / runs.MODEL
+        model = path / rundir.MODEL
         if not model.is_file():
             hint = f"finish it with `mlcli train --resume {path}`"
-            if (path / runs.BEST).is_file():
-                hint += f", or use its best checkpoint: {path / runs.BEST}"
-            raise UsageError(f"{flag} {path}: the run has no {runs.MODEL} yet (status: {_status(path)})", hint=hint)
+            if (path / rundir.BEST).is_file():
+                hint += f", or use its best checkpoint: {path / rundir.BEST}"
+            raise UsageError(f"{flag} {path}: the run has no {rundir.MODEL} yet (status: {_status(path)})", hint=hint)
         return model.resolve(), path.resolve()
     if path.suffix.lower() != ".keras":
         kind = path.suffix or "file without extension"
         raise UsageError(f"{flag} {path}: expected a run directory or a .keras file, not a {kind}")
     parent = path.resolve().parent
-    for candidate in (parent, parent.parent if parent.name == runs.STATE else None):
-        if candidate is not None and (candidate / runs.CONFIG).is_file():
+    for candidate in (parent, parent.parent if parent.name == rundir.STATE else None):
+        if candidate is not None and (candidate / rundir.CONFIG).is_file():
             return path.resolve(), candidate
     return path.resolve(), None
 
@@ -155,13 +155,13 @@ def read_archive_config(path: Path, flag: str) -> dict:
 
 
 def read_archive_facts(path: Path) -> dict | None:
-    """The mlcli.json that mlcli writes into its .keras files (runs.save_model), when it is there and
+    """The mlcli.json that mlcli writes into its .keras files (rundir.save_model), when it is there and
     well formed; None for a model saved by Keras alone (or one whose member was tampered with)."""
     try:
         with zipfile.ZipFile(path) as archive:
-            if runs.ARCHIVE_FACTS not in archive.namelist():
+            if rundir.ARCHIVE_FACTS not in archive.namelist():
                 return None
-            facts = json.loads(archive.read(runs.ARCHIVE_FACTS))
+            facts = json.loads(archive.read(rundir.ARCHIVE_FACTS))
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         return None
     if not isinstance(facts, dict) or facts.get("task") not in ("classification", "regression"):
@@ -185,13 +185,13 @@ def resolve(ckpt: Path, flag: str) -> Checkpoint:
             f"{flag} {model}: holds a {architecture.get('class_name')} model — mlcli fine-tunes Sequential models "
             "(what `mlcli train` writes), whose layers can be counted, frozen and replaced in order",
         )
-    config_path = run_dir / runs.CONFIG if run_dir is not None and (run_dir / runs.CONFIG).is_file() else None
+    config_path = run_dir / rundir.CONFIG if run_dir is not None and (run_dir / rundir.CONFIG).is_file() else None
     return Checkpoint(model, run_dir, config_path, architecture)
 
 
 def _status(run_dir: Path) -> str:
     try:
-        return str(runs.read_json(run_dir / runs.RUN).get("status", "unknown"))
+        return str(rundir.read_json(run_dir / rundir.RUN).get("status", "unknown"))
     except (OSError, ValueError, AttributeError):
         return "unknown"
 

@@ -24,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mlcli import __version__, runs
-from mlcli import export_formats as formats
-from mlcli.checkpoint import Checkpoint, load_model, open_checkpoint
+from mlcli import __version__
+from mlcli.checkpoint.checkpoint import Checkpoint, load_model, open_checkpoint
 from mlcli.errors import DataError, UsageError
+from mlcli.run import rundir
+from mlcli.use import export_formats as formats
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 SIGNATURE = "signature.json"
@@ -91,11 +92,11 @@ def export(checkpoint: Path, fmt: str, output: Path, *, tolerance: float = TOLER
         parity = compare(fmt, reference, ran.outputs, tolerance, rows_from)
         signature = build_signature(fmt, output, ckpt, model, ran, parity, facts)
         if fmt == "savedmodel":
-            runs.write_json(artifact / SIGNATURE, signature)
+            rundir.write_json(artifact / SIGNATURE, signature)
             _replace_directory(artifact, output)
         else:
             os.replace(artifact, output)
-            runs.write_json(signature_path, signature)
+            rundir.write_json(signature_path, signature)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(fmt, output, signature_path, signature, notes)
@@ -121,7 +122,7 @@ def check_output(fmt: str, output: Path) -> Path:
     signature = output.parent / SIGNATURE
     if signature.exists():
         try:
-            owner = runs.read_json(signature).get("artifact")
+            owner = rundir.read_json(signature).get("artifact")
         except (OSError, ValueError, AttributeError):
             owner = None
         if owner != output.name:
@@ -135,7 +136,7 @@ def check_output(fmt: str, output: Path) -> Path:
 
 def data_rows(ckpt: Checkpoint, count: int, notes: list[str]) -> tuple[np.ndarray | None, str | None]:
     """The first rows of the run's test data (else its training data), columns in model order."""
-    from mlcli.inputs import InputReader
+    from mlcli.data.inputs import InputReader
 
     if ckpt.loaded is None:
         return None, None
@@ -158,7 +159,7 @@ def data_rows(ckpt: Checkpoint, count: int, notes: list[str]) -> tuple[np.ndarra
 def synthetic_rows(model, count: int) -> tuple[np.ndarray, str]:
     """Rows drawn (seeded) around the mean and spread the model's normalization was fitted on, or
     from N(0, 1) when it has none: for a .keras file without its run's data."""
-    from mlcli.model import NORMALIZE_LAYER
+    from mlcli.model.build import NORMALIZE_LAYER
 
     shape = (count, *tuple(int(d) for d in model.input_shape[1:]))
     noise = np.random.default_rng(0).standard_normal(shape)

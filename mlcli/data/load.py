@@ -1,0 +1,36 @@
+"""The data a run trains on: the config's files loaded into memory, or streamed from disk in chunks."""
+
+from __future__ import annotations
+
+from mlcli.config.schema import Config
+from mlcli.data.prepare import Prepared, prepare
+from mlcli.data.sources import resolve
+from mlcli.data.stream_scan import prepare_stream
+
+STREAM_ABOVE_BYTES = 1 << 30  # data.stream: auto
+
+
+def should_stream(config: Config) -> tuple[bool, str | None]:
+    """(stream?, why, when auto decided it)."""
+    stream = config.data.stream
+    if stream is False:
+        return False, None
+    if stream is True:
+        return True, None
+    source = resolve(config.data.train, "data.train")
+    size = sum(p.stat().st_size for p in source.paths)
+    if source.format == "npz" or size <= STREAM_ABOVE_BYTES:
+        return False, None
+    return True, (f"data.train is {size / (1 << 30):.1f} GiB on disk (more than 1 GiB): streaming it from disk in "
+                  "chunks (data.stream: auto; set data.stream: false to load it into memory)")
+
+
+def prepare_data(config: Config, vocabulary: list | None = None) -> Prepared:
+    """The splits a run trains on: in memory (mlcli.data.prepare), or streamed from disk."""
+    stream, why = should_stream(config)
+    if not stream:
+        return prepare(config, vocabulary)
+    prepared = prepare_stream(config, vocabulary)
+    if why:
+        prepared.train.notes.append(why)
+    return prepared

@@ -1,0 +1,1 @@
+"""Building the Keras model from the config: layers, optimizer, loss, metrics; heads and selectors; finetune."""

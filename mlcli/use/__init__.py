@@ -1,0 +1,1 @@
+"""Using a trained model: the forward pass, evaluate, predict, export, plots."""

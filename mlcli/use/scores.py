@@ -1,0 +1,32 @@
+"""Classification scores from predicted and true class indices: confusion matrix, per-class and macro."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def confusion_matrix(true: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
+    """counts[i, j]: rows of class i predicted as class j."""
+    return np.bincount(true.astype(np.int64) * k + predicted.astype(np.int64), minlength=k * k).reshape(k, k)
+
+
+def per_class(confusion: np.ndarray, classes: list) -> list[dict]:
+    """Precision, recall, F1 and support per class, from the confusion matrix (0 where undefined)."""
+    rows = []
+    predicted_counts = confusion.sum(axis=0)
+    true_counts = confusion.sum(axis=1)
+    for i, label in enumerate(classes):
+        hits = int(confusion[i, i])
+        precision = hits / predicted_counts[i] if predicted_counts[i] else 0.0
+        recall = hits / true_counts[i] if true_counts[i] else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append({"label": label, "precision": float(precision), "recall": float(recall), "f1": float(f1),
+                     "support": int(true_counts[i])})
+    return rows
+
+
+def macro_average(confusion: np.ndarray, rows: list[dict]) -> dict:
+    """Unweighted mean over the classes that occur in the data or in the predictions."""
+    seen = (confusion.sum(axis=0) + confusion.sum(axis=1)) > 0
+    present = [r for r, keep in zip(rows, seen) if keep] or rows
+    return {key: float(np.mean([r[key] for r in present])) for key in ("precision", "recall", "f1")}

@@ -1,7 +1,7 @@
 """The only module that prints. stdout is for data, stderr is for people.
 
 `--quiet` leaves nothing on stderr but errors; `--json` sends all human output to stderr and
-exactly one JSON document to stdout.
+exactly one JSON document to stdout. Both are the running command's settings (mlcli.settings).
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from typing import Any
 
 from rich.console import Console
 
-_quiet = False
+from mlcli.settings import active_settings, json_written, note_json_written
+
 _stderr: Console | None = None
-_json_asked = False  # this command was given --json
-_json_written = False  # and its one document is already on stdout
 
 
 def stderr() -> Console:
@@ -36,43 +35,26 @@ def is_terminal() -> bool:
     return stderr().is_terminal
 
 
-def set_quiet(quiet: bool) -> None:
-    global _quiet
-    _quiet = quiet
-
-
-def reset() -> None:
-    """Each command starts at the defaults (in-process runs share this module)."""
-    global _json_asked, _json_written
-    set_quiet(False)
-    _json_asked = _json_written = False
-
-
-def set_json(asked: bool) -> None:
-    global _json_asked
-    _json_asked = asked
-
-
 def error_json(document: Any) -> None:
     """A command given --json that fails before writing its document writes this one instead, so
     stdout still holds exactly one JSON document."""
-    if _json_asked and not _json_written:
+    if active_settings().json and not json_written():
         data_json(document)
 
 
 def quiet() -> bool:
-    return _quiet
+    return active_settings().quiet
 
 
 def info(message: str = "", *, markup: bool = False) -> None:
     """A line for people, on stderr; nothing with --quiet."""
-    if not _quiet:
+    if not quiet():
         stderr().print(message, markup=markup)
 
 
 def show(renderable: Any) -> None:
     """A Rich table or other renderable, on stderr; nothing with --quiet."""
-    if not _quiet:
+    if not quiet():
         stderr().print(renderable)
 
 
@@ -103,8 +85,7 @@ def data_bytes(data: bytes) -> None:
 
 def data_json(document: Any) -> None:
     """Exactly one JSON document on stdout."""
-    global _json_written
-    _json_written = True
+    note_json_written()
     sys.stdout.write(json.dumps(document, indent=2, default=_json_default) + "\n")
     sys.stdout.flush()
 

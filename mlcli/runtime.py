@@ -18,13 +18,7 @@ import warnings
 from dataclasses import dataclass
 
 from mlcli.errors import DeviceError
-
-_verbose = False
-
-
-def set_verbose(verbose: bool) -> None:
-    global _verbose
-    _verbose = verbose
+from mlcli.settings import active_settings
 
 
 @contextlib.contextmanager
@@ -33,7 +27,7 @@ def quiet_native_stderr():
 
     The text is kept and shown if the block fails, so a broken install is still explained.
     """
-    if _verbose:
+    if active_settings().verbose:
         yield
         return
     sys.stderr.flush()
@@ -56,14 +50,15 @@ def import_tensorflow():
     """Import TensorFlow (3-4 s) only when a command needs it, without its start-up noise."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
-    if not _verbose:
+    verbose = active_settings().verbose
+    if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         warnings.filterwarnings("ignore", module="tensorflow")
         warnings.filterwarnings("ignore", module="keras")
     with quiet_native_stderr():
         import tensorflow as tf
 
-        if not _verbose:
+        if not verbose:
             tf.get_logger().setLevel(logging.ERROR)
             logging.getLogger("absl").setLevel(logging.ERROR)
     return tf

@@ -396,10 +396,8 @@ def test_a_last_layer_that_does_not_fit_points_at_what_set_its_width(tmp_path):
 
 def test_an_epoch_stopped_by_a_signal_is_not_shown_as_finished(capsys):
     # The plain progress line of an epoch appears only when the epoch finished (and history.csv has it).
-    from mlcli import console
     from mlcli.training.callbacks import Progress
 
-    console.reset()
     progress = Progress(epochs=3, steps=10)
     progress.on_epoch_begin(0)
     progress.on_train_batch_end(9, {"loss": 0.5})

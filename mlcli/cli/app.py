@@ -1,11 +1,14 @@
 """The Typer app and its error boundary: the ONE place where known errors become a message and
-an exit code (CONTRACT §2). Commands live in the sibling modules, each: typed arguments -> load
-config -> one pipeline call -> render. Nothing here imports TensorFlow at module level.
+an exit code (CONTRACT §2). Commands live in the sibling modules, each: typed arguments -> its
+settings -> load config -> one pipeline call -> render; `mlcli.cli` registers them on this app.
+Nothing here imports TensorFlow at module level.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 import traceback
 
 import typer
@@ -13,24 +16,30 @@ from typer.core import TyperGroup
 
 from mlcli import __version__, console
 from mlcli.errors import MlcliError
+from mlcli.settings import command_scope
 
 
 class _ErrorBoundary(TyperGroup):
-    """Known errors -> short message on stderr + exit code; unknown ones keep their traceback."""
+    """Known errors -> short message on stderr + exit code; unknown ones keep their traceback.
+
+    Each command runs in its own settings scope, and its error is rendered inside that scope: with the
+    command's --quiet and --json, and none of them left over for the next command in this process.
+    """
 
     def invoke(self, ctx: typer.Context):
-        try:
-            return super().invoke(ctx)
-        except MlcliError as exc:
-            if os.environ.get("MLCLI_DEBUG") == "1":
-                traceback.print_exc()
-            console.error(exc.render())
-            console.error_json(exc.error_document())
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            console.error("interrupted")
-            console.error_json({"status": "interrupted", "exit_code": 130})
-            raise typer.Exit(130) from None
+        with command_scope():
+            try:
+                return super().invoke(ctx)
+            except MlcliError as exc:
+                if os.environ.get("MLCLI_DEBUG") == "1":
+                    traceback.print_exc()
+                console.error(exc.render())
+                console.error_json(exc.error_document())
+                raise typer.Exit(exc.exit_code) from None
+            except KeyboardInterrupt:
+                console.error("interrupted")
+                console.error_json({"status": "interrupted", "exit_code": 130})
+                raise typer.Exit(130) from None
 
 
 app = typer.Typer(
@@ -55,24 +64,6 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
     """Train, evaluate, fine-tune and serve Keras models described entirely in YAML."""
-    console.reset()  # each command starts at the defaults: a previous in-process --quiet does not carry over
-
-
-SetOption = typer.Option(
-    None, "--set", metavar="KEY=VALUE",
-    help="Override a config key: dotted path, YAML-typed value (e.g. training.epochs=3).",
-)
-
-UnsafeOption = typer.Option(
-    False, "--unsafe",
-    help="Let Keras run Python code stored in a model file (a Lambda layer); only for files you trust.",
-)
-
-
-def apply_unsafe(unsafe: bool) -> None:
-    from mlcli.checkpoint.archive import allow_unsafe
-
-    allow_unsafe(unsafe)
 
 
 def main() -> None:
@@ -83,8 +74,6 @@ def main() -> None:
     handlers, flushes its streams and exits at once with the command's exit code. (In-process callers such
     as tests use `app` and are unaffected.)
     """
-    import sys
-
     try:
         app(prog_name="mlcli")
         code: object = 0
@@ -97,8 +86,6 @@ def main() -> None:
     elif not isinstance(code, int):
         print(code, file=sys.stderr)
         code = 1
-    import atexit
-
     # atexit handlers still run (logging, TensorFlow's removal of its autograph temporary files);
     # only the native teardown after them is skipped.
     atexit._run_exitfuncs()

@@ -1,4 +1,4 @@
-"""Commands about configs: validate."""
+"""`mlcli validate`: a config checked without training, every problem at once."""
 
 from __future__ import annotations
 
@@ -8,25 +8,26 @@ from typing import List, Optional
 import typer
 
 from mlcli import console
-from mlcli.cli.app import SetOption, app
+from mlcli.cli.options import set_option
 
 
-@app.command()
 def validate(
     config: Path = typer.Argument(..., help="The YAML config to check.", show_default=False),
-    set_: Optional[List[str]] = SetOption,
+    set_: Optional[List[str]] = set_option(),
     print_: bool = typer.Option(False, "--print", help="Write the resolved config to stdout as YAML."),
     deep: bool = typer.Option(
         False, "--deep", help="Also resolve every Keras name and build the model on the data's shape (imports TensorFlow)."
     ),
 ) -> None:
     """Check a config without training: every problem at once, with file and line."""
+    # deferred: config imports pydantic and yaml, too slow for `mlcli --help`
     from mlcli.config import check_config, load_config, to_dict
     from mlcli.config.yamlio import dump_yaml
 
     loaded = load_config(config, set_ or [])
     check_config(loaded)
     if deep:
+        # deferred: builds the model, which imports TensorFlow
         from mlcli.training.validate_deep import validate_deep
 
         summary = validate_deep(loaded)

@@ -1,24 +1,23 @@
-"""`mlcli doctor`."""
+"""`mlcli doctor`: what this machine offers mlcli, as a table or one JSON document."""
 
 from __future__ import annotations
 
-import typer
-
 from mlcli import console
-from mlcli.cli.app import app
+from mlcli.cli.options import json_option
+from mlcli.doctor import report
+from mlcli.settings import Settings, use_settings
 
 
-@app.command()
 def doctor(
-    json_: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    json_: bool = json_option(help="One JSON document on stdout."),
 ) -> None:
     """Versions, GPUs and a plain-words diagnosis of what TensorFlow can use."""
-    from mlcli.doctor import report
-
+    use_settings(Settings(json=json_))
     facts = report()
     if json_:
         console.data_json(facts)
         return
+    # deferred: rich.table is only needed for the human report
     from rich.table import Table
 
     table = Table(title="mlcli doctor", show_header=False)

@@ -7,10 +7,10 @@ from pathlib import Path
 import typer
 
 from mlcli import console
-from mlcli.cli.app import UnsafeOption, app, apply_unsafe
+from mlcli.cli.options import apply_unsafe, json_option, quiet_option, unsafe_option, verbose_option
+from mlcli.settings import Settings, use_settings
 
 
-@app.command()
 def export(
     checkpoint: Path = typer.Argument(..., metavar="CKPT", help="A run directory or a .keras file.",
                                       show_default=False),
@@ -24,18 +24,16 @@ def export(
         1e-5, "--tolerance", metavar="FLOAT",
         help="Largest allowed difference from model.keras (scaled by |value| above 1); above it, exit 1.",
     ),
-    json_: bool = typer.Option(False, "--json", help="One JSON document on stdout; human output on stderr."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Nothing on stderr but errors."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show TensorFlow's and the converter's log."),
-    unsafe: bool = UnsafeOption,
+    json_: bool = json_option(),
+    quiet: bool = quiet_option(),
+    verbose: bool = verbose_option(help="Show TensorFlow's and the converter's log."),
+    unsafe: bool = unsafe_option(),
 ) -> None:
     """Export a checkpoint for serving; the artifact takes raw features and is checked against model.keras."""
-    from mlcli import runtime
+    # deferred: the export stage imports numpy and pydantic, and TensorFlow when it runs
     from mlcli.use.export import export as run_export
 
-    console.set_quiet(quiet)
-    console.set_json(json_)
-    runtime.set_verbose(verbose)
+    use_settings(Settings(quiet=quiet, json=json_, verbose=verbose, unsafe=unsafe))
     apply_unsafe(unsafe)
     result = run_export(checkpoint, format_.strip().lower(), output, tolerance=tolerance, verbose=verbose)
     if json_:

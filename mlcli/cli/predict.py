@@ -1,0 +1,55 @@
+"""`mlcli predict`: a checkpoint and rows in -> predictions out, streamed batch by batch."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from mlcli import console
+from mlcli.cli.options import apply_unsafe, output_option, quiet_option, unsafe_option, verbose_option
+from mlcli.settings import Settings, use_settings
+
+
+def predict(
+    checkpoint: Path = typer.Argument(..., metavar="CKPT", help="A run directory or a .keras file.",
+                                      show_default=False),
+    input_: str = typer.Argument(..., metavar="INPUT",
+                                 help="A .csv, .parquet or .npz file, builtin:NAME or builtin:NAME/SPLIT, "
+                                      "or - for CSV on stdin.",
+                                 show_default=False),
+    output: Optional[Path] = output_option(
+        help="Output file: .csv, .parquet or .jsonl by its extension (default: CSV on stdout)."
+    ),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Rows per forward pass."),
+    keep: Optional[List[str]] = typer.Option(None, "--keep", metavar="COLUMN",
+                                             help="Copy this input column to the output, first (repeatable)."),
+    no_probabilities: bool = typer.Option(False, "--no-probabilities", help="Only the predicted label."),
+    quiet: bool = quiet_option(),
+    verbose: bool = verbose_option(),
+    unsafe: bool = unsafe_option(),
+) -> None:
+    """Predict for every row of INPUT, streaming: prediction in the original labels, prob_<label> per class."""
+    # deferred: the predict stage imports numpy and pydantic, and TensorFlow and pyarrow when it runs
+    from mlcli.use.predict import predict as run_predict
+
+    use_settings(Settings(quiet=quiet, verbose=verbose, unsafe=unsafe))
+    apply_unsafe(unsafe)
+    try:
+        result = run_predict(checkpoint, input_, output, batch_size, keep or [], not no_probabilities)
+    except BrokenPipeError:
+        # `mlcli predict ... | head`: the reader has all it wants; that is not an error.
+        _silence_stdout()
+        raise typer.Exit(0) from None
+    console.info(f"{result.rows:,} row(s) predicted -> {result.output}")
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file descriptor (tests): nothing will flush to a closed pipe

@@ -1,0 +1,34 @@
+"""What several commands show on stderr: a metrics table, and a training run's summary (train, finetune)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlcli import console
+
+
+def metrics_table(title: str, metrics: dict[str, float]) -> Any:
+    """A two-column table, metric and value (4 decimals), for console.show."""
+    # deferred: rich.table is only needed once a command has results to show
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, f"{value:.4f}")
+    return table
+
+
+def render_training(result) -> None:
+    for note in result.notes:
+        console.info(note)
+    console.show(metrics_table(
+        f"{result.status}: {result.epochs_completed} epoch(s) on {result.device} ({result.precision})", result.metrics
+    ))
+    params = result.parameters
+    if params:
+        console.info(f"parameters: {params['trainable']:,} trainable, {params['non_trainable']:,} non-trainable")
+    if result.best:
+        console.info(f"best epoch: {result.best['epoch']} ({result.best['monitor']} {result.best['value']:.4f})")
+    console.info(f"run directory: {result.run_dir}")

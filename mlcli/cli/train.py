@@ -1,0 +1,112 @@
+"""`mlcli train`, and the path from flags to a run directory that `mlcli finetune` shares."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from mlcli import console
+from mlcli.cli.options import (
+    check_gates,
+    device_option,
+    fail_over_option,
+    fail_under_option,
+    force_option,
+    json_option,
+    output_option,
+    parse_gates,
+    quiet_option,
+    resume_option,
+    seed_option,
+    set_option,
+    verbose_option,
+)
+from mlcli.cli.render import render_training
+from mlcli.errors import Diverged, Interrupted, UsageError
+from mlcli.settings import Settings, use_settings
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM before training starts (loading data, importing TensorFlow) ends like Ctrl-C: exit 130.
+    During training, the run's own handler takes over and saves state first."""
+
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_training(
+    kind: str, config: Optional[Path], parent: Optional[Path], output: Optional[Path], sets: list[str],
+    resume: bool, force: bool, device: Optional[str], seed: Optional[int], json_: bool,
+    fail_under: list[str] | None, fail_over: list[str] | None,
+) -> None:
+    """train and finetune after their settings are active: plan, run, render, then the gates."""
+    if resume and force:
+        raise UsageError("--resume and --force contradict each other: continue the run, or replace it")
+    under = parse_gates(fail_under, "--fail-under")
+    over = parse_gates(fail_over, "--fail-over")
+    overrides = list(sets)
+    if seed is not None:
+        overrides.append(f"seed={seed}")
+    if device is not None:
+        overrides.append(f"runtime.device={device}")
+
+    with _sigterm_interrupts():
+        result = _plan_and_run(kind, config, parent, output, overrides, resume, force, under, over, json_)
+    if json_:
+        console.data_json(result.document())
+    render_training(result)
+    check_gates(result.metrics, under, over)
+
+
+def _plan_and_run(kind, config, parent, output, overrides, resume, force, under, over, json_):
+    # deferred: config and the training session import pydantic, numpy and (when run) TensorFlow
+    from mlcli.config import check_config
+    from mlcli.training import session
+
+    plan = session.plan_run(kind, config, parent, output, overrides, resume, force)
+    check_config(plan.loaded, gates=list(under) + list(over))
+    if plan.finished is not None:
+        return plan.finished
+    try:
+        return session.execute(plan, command=["mlcli", *sys.argv[1:]] if sys.argv else [])
+    except (Diverged, Interrupted) as exc:
+        if json_ and getattr(exc, "document", None):
+            console.data_json(exc.document)
+        raise
+
+
+def train(
+    config: Optional[Path] = typer.Argument(
+        None, help="The YAML config; with --resume, a run directory to continue.", show_default=False
+    ),
+    output: Optional[Path] = output_option(),
+    set_: Optional[List[str]] = set_option(),
+    resume: bool = resume_option(),
+    force: bool = force_option(),
+    device: Optional[str] = device_option(),
+    seed: Optional[int] = seed_option(),
+    json_: bool = json_option(),
+    quiet: bool = quiet_option(),
+    verbose: bool = verbose_option(),
+    fail_under: Optional[List[str]] = fail_under_option(),
+    fail_over: Optional[List[str]] = fail_over_option(),
+) -> None:
+    """Train a model from a YAML config into a self-describing run directory."""
+    use_settings(Settings(quiet=quiet, json=json_, verbose=verbose))
+    run_training("train", config, None, output, set_ or [], resume, force, device, seed, json_, fail_under, fail_over)

@@ -10,7 +10,7 @@ from mlcli.runtime import gpu_diagnosis, import_tensorflow, nvidia_smi, visible_
 
 def report() -> dict:
     tf = import_tensorflow()
-    import keras
+    import keras  # deferred: loads TensorFlow; import_tensorflow above did it quietly
 
     gpus = visible_gpus()
     gpu_rows = []

@@ -56,7 +56,7 @@ def import_tensorflow():
         warnings.filterwarnings("ignore", module="tensorflow")
         warnings.filterwarnings("ignore", module="keras")
     with quiet_native_stderr():
-        import tensorflow as tf
+        import tensorflow as tf  # deferred: 3-4 s, only for the commands that compute
 
         if not verbose:
             tf.get_logger().setLevel(logging.ERROR)
@@ -179,7 +179,7 @@ def choose_precision(requested: str, device: DeviceChoice) -> str:
 
 def seed_everything(seed: int, deterministic: bool) -> None:
     tf = import_tensorflow()
-    import keras
+    import keras  # deferred: loads TensorFlow; import_tensorflow above did it quietly
 
     keras.utils.set_random_seed(seed)
     if deterministic:

@@ -475,7 +475,7 @@ def test_streamed_and_in_memory_runs_are_the_same(shards, train, tmp_path):
 
 def test_the_streaming_statistics_and_split_need_no_data_in_memory():
     from mlcli.data.stream import Moments, batches, held_out
-    from mlcli.model.build import feature_moments
+    from mlcli.model.normalize import feature_moments
 
     rng = np.random.default_rng(0)
     x = rng.normal(3, 2, size=(10_001, 5)).astype(np.float32)

@@ -14,7 +14,7 @@ from typing import Any
 
 from mlcli.data.sources import sha256
 from mlcli.errors import UsageError
-from mlcli.model.build import NORMALIZE_LAYER  # mlcli.model imports TensorFlow only inside functions
+from mlcli.model.normalize import NORMALIZE_LAYER  # mlcli.model imports TensorFlow only inside functions
 from mlcli.run import rundir
 
 _unsafe = False  # --unsafe: the user trusts the file enough to let Keras run code stored in it

@@ -226,7 +226,7 @@ def load_model(ckpt: Checkpoint):
 def compile_for_evaluation(model, ckpt: Checkpoint) -> None:
     """The run's own loss and metrics, so evaluate reports Keras's names and numbers as training did."""
     if ckpt.loaded is not None:
-        from mlcli.model.build import build_loss, build_metrics
+        from mlcli.model.compile import build_loss, build_metrics
 
         model.compile(loss=build_loss(ckpt.loaded), metrics=build_metrics(ckpt.loaded))
         return

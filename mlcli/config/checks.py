@@ -8,6 +8,7 @@ from typing import Iterable
 from mlcli.config.load import LoadedConfig
 from mlcli.config.schema import Config
 from mlcli.errors import ConfigError, ConfigProblem
+from mlcli.model.heads import apply_head
 
 _CROSSENTROPY = {"categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy",
                  "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "BinaryCrossentropy",
@@ -74,7 +75,8 @@ def check_config(loaded: LoadedConfig, gates: Iterable[str] = ()) -> None:
             ("finetune", "head", "replace"),
             f"{head.replace} is more than the {layers} layer(s) in model.layers — expected at most {layers}",
         ))
-    final_layers = layers - (head.replace if head and head.replace <= layers else 0) + (len(head.layers) if head else 0)
+    replace = head.replace if head and head.replace <= layers else 0  # too many is reported above
+    final_layers = len(apply_head(config.model.layers, replace, head.layers if head else []))
     for key in ("freeze", "unfreeze"):
         for index, selector in enumerate(getattr(config.finetune, key)):
             if isinstance(selector, int) and not -final_layers <= selector < final_layers:

@@ -42,7 +42,7 @@ def check_resume_config(run_dir: Path, loaded: LoadedConfig) -> None:
 
 def start_manifest(request, prepared, device: str, precision: str, model, started: str,
                     finetune_facts: dict | None) -> dict:
-    from mlcli.model.build import layer_table, parameter_counts
+    from mlcli.model.table import layer_table, parameter_counts
 
     config = request.loaded.config
     previous = {}

@@ -60,7 +60,7 @@ def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path |
         raise UsageError(f"--resume {config}: no such run directory",
                          hint="pass the directory a previous `mlcli train` wrote (or CONFIG --output DIR --resume)")
     if kind == "finetune":
-        from mlcli.model.finetune import load_finetune_config
+        from mlcli.model.finetune_config import load_finetune_config
 
         if parent is None:
             raise UsageError("mlcli finetune needs --from CKPT (a run directory or a .keras file)")
@@ -127,7 +127,7 @@ def finished_result(run_dir: Path):
 def execute(plan: RunPlan, command: list[str]):
     make_model = None
     if plan.kind == "finetune":
-        from mlcli.model.finetune_build import model_from_parent
+        from mlcli.model.finetune_model import model_from_parent
 
         make_model = model_from_parent(plan.parent)
     request = TrainRequest(plan.loaded, plan.run_dir, command, resume=plan.resume, make_model=make_model,

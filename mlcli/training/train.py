@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 from mlcli.config import LoadedConfig, to_dict
 from mlcli.config.yamlio import dump_yaml
-from mlcli.errors import ConfigError, Diverged, Interrupted
+from mlcli.errors import Diverged, Interrupted
+from mlcli.model.heads import check_output_width
 from mlcli.run import rundir
 from mlcli.run.manifest import check_same_data, now, start_manifest
 
@@ -75,7 +76,7 @@ def run_training(request: TrainRequest) -> TrainResult:
     import keras
 
     from mlcli.data.load import prepare_data
-    from mlcli.model.build import build_loss, build_metrics, build_optimizer
+    from mlcli.model.compile import build_loss, build_metrics, build_optimizer
 
     loaded = request.loaded
     config = loaded.config
@@ -99,7 +100,7 @@ def _parent_classes(request: TrainRequest) -> list | None:
     """finetune keeping the parent's output layer (no finetune.head): the classes its outputs stand for."""
     if request.parent is None or request.loaded.config.finetune.head is not None:
         return None
-    from mlcli.model.finetune_build import parent_classes
+    from mlcli.model.finetune_model import parent_classes
 
     return parent_classes(request.parent)
 
@@ -113,7 +114,8 @@ def _train(request: TrainRequest, prepared, device, precision: str, distribution
 
 def _train_locked(request: TrainRequest, prepared, device, precision: str, distribution, stack) -> TrainResult:
     from mlcli.data.prepare import label_encoding
-    from mlcli.model.build import build_loss, build_metrics, build_model, build_optimizer
+    from mlcli.model.build import build_model
+    from mlcli.model.compile import build_loss, build_metrics, build_optimizer
     from mlcli.run import resume
 
     loaded = request.loaded
@@ -331,31 +333,6 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
         device=device, precision=precision, parameters=manifest["parameters"], layers=manifest["layers"],
         notes=notes, finetune=manifest.get("finetune"), distribute=manifest["distribute"],
     )
-
-
-def check_output_width(loaded: LoadedConfig, prepared, encoding: str, outputs: int) -> None:
-    last = ("model", "layers", len(loaded.config.model.layers) - 1)
-    if "units" in (loaded.config.model.layers[-1].model_extra or {}):
-        last += ("units",)  # point at the line (or the --set) that gave the width, not at the layer
-    if prepared.task == "classification":
-        classes = len(prepared.classes)
-        if encoding == "binary":
-            if classes != 2:
-                raise ConfigError(loaded.problem(
-                    last, f"the last layer has 1 unit (binary) but the data has {classes} classes — "
-                    f"use {classes} units with softmax and categorical_crossentropy",
-                ))
-            return
-        if outputs != classes:
-            raise ConfigError(loaded.problem(
-                last, f"the last layer has {outputs} units but the data has {classes} classes "
-                f"({', '.join(map(repr, prepared.classes[:12]))}{', …' if classes > 12 else ''}) — set its units to {classes}",
-            ))
-    elif outputs != len(prepared.label_names):
-        raise ConfigError(loaded.problem(
-            last, f"the last layer has {outputs} units but there are {len(prepared.label_names)} regression "
-            f"target(s) ({', '.join(prepared.label_names)}) — set its units to {len(prepared.label_names)}",
-        ))
 
 
 def _final_metrics(history: list[dict], best_epoch: int | None) -> dict[str, float]:

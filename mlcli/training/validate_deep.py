@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mlcli.config import LoadedConfig
+from mlcli.model.heads import apply_head, check_output_width
 
 
 def validate_deep(loaded: LoadedConfig) -> str:
@@ -12,8 +13,9 @@ def validate_deep(loaded: LoadedConfig) -> str:
     runtime.import_tensorflow()
     from mlcli.data.load import prepare_data
     from mlcli.data.prepare import label_encoding
-    from mlcli.model.build import build_loss, build_metrics, build_model, build_optimizer, parameter_counts
-    from mlcli.training.train import check_output_width
+    from mlcli.model.build import build_model
+    from mlcli.model.compile import build_loss, build_metrics, build_optimizer
+    from mlcli.model.table import parameter_counts
 
     build_optimizer(loaded)
     build_loss(loaded)
@@ -23,7 +25,7 @@ def validate_deep(loaded: LoadedConfig) -> str:
     note = ""
     head = loaded.config.finetune.head
     if head is not None:  # a finetune config: check the model it describes, with the new head on
-        layers = list(loaded.config.model.layers[: len(loaded.config.model.layers) - head.replace]) + list(head.layers)
+        layers = apply_head(loaded.config.model.layers, head.replace, head.layers)
         model_section = loaded.config.model.model_copy(update={"layers": layers})
         loaded = LoadedConfig(loaded.config.model_copy(update={"model": model_section}), loaded.positions, loaded.source)
         note = (f"; finetune.head applied: the last {head.replace} of model.layers replaced by {len(head.layers)} "

@@ -159,7 +159,7 @@ def data_rows(ckpt: Checkpoint, count: int, notes: list[str]) -> tuple[np.ndarra
 def synthetic_rows(model, count: int) -> tuple[np.ndarray, str]:
     """Rows drawn (seeded) around the mean and spread the model's normalization was fitted on, or
     from N(0, 1) when it has none: for a .keras file without its run's data."""
-    from mlcli.model.build import NORMALIZE_LAYER
+    from mlcli.model.normalize import NORMALIZE_LAYER
 
     shape = (count, *tuple(int(d) for d in model.input_shape[1:]))
     noise = np.random.default_rng(0).standard_normal(shape)

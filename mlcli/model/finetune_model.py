@@ -1,8 +1,9 @@
-"""The finetune model: the parent loaded, its head replaced, layers frozen — before compile.
+"""The finetune model: the parent loaded and checked against the data, its head replaced, layers
+frozen — before compile.
 
-Called by train.py through `model_from_parent`; train.py compiles the model this
-returns, so `trainable` is final when Keras reads it (Keras's transfer-learning guide: freeze, then
-compile). The layer table is shown here, before the first epoch.
+Called by train.py through `model_from_parent`; train.py compiles the model this returns, so
+`trainable` is final when Keras reads it (Keras's transfer-learning guide: freeze, then compile).
+The layer table is shown here, before the first epoch.
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mlcli import console
 from mlcli.checkpoint import archive
 from mlcli.config.load import LoadedConfig
+from mlcli.data.prepare import label_encoding
 from mlcli.data.sources import sha256
-from mlcli.errors import ConfigError, ConfigProblem, DataError, UsageError, first_line
-from mlcli.model.build import NORMALIZE_LAYER
-from mlcli.model.finetune import FLAG, head_names
+from mlcli.errors import ConfigError, DataError, UsageError, first_line
+from mlcli.model.build import layer_names, user_layers
+from mlcli.model.finetune_config import FLAG, head_names
+from mlcli.model.heads import apply_head, check_output_width, kept_layers, select_layers
+from mlcli.model.layers import build_layer
+from mlcli.model.normalize import NORMALIZE_LAYER
+from mlcli.model.table import display_rows, layer_table, parameter_counts, shape_text, show_table
 from mlcli.run import rundir
 
 
@@ -36,9 +41,9 @@ def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict) -> tuple[A
     notes = _feature_notes(parent_facts, prepared)
     model, normalize, dropped, added = _assemble(loaded, parent, expected)
     layers = _set_trainable(loaded, model, normalize)
-    _check_width(loaded, prepared, int(model.output_shape[-1]), path)
-
-    from mlcli.model.build import layer_table, parameter_counts
+    outputs = int(model.output_shape[-1])
+    encoding = label_encoding(loaded.config, prepared.task, outputs, len(prepared.classes or []))
+    check_output_width(loaded, prepared, encoding, outputs, parent=f"{FLAG} {path}")
 
     table = layer_table(model)
     for row in table:
@@ -59,7 +64,7 @@ def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict) -> tuple[A
         notes.append(f"warning: {', '.join(random_frozen)} {'is' if one else 'are'} new (from finetune.head) and "
                      f"frozen, so {'it keeps its' if one else 'they keep their'} random initial weights — check "
                      "finetune.freeze (indices count the new head's layers too)")
-    show_table(_display_rows(table, normalize, normalization, head is not None), totals, path)
+    show_table(display_rows(table, normalize, normalization, head is not None), totals, path)
     facts = {
         "frozen": [row["name"] for row in table if not row["trainable"]],
         "trainable": [row["name"] for row in table if row["trainable"]],
@@ -78,15 +83,13 @@ def _assemble(loaded: LoadedConfig, parent, input_shape: tuple) -> tuple[Any, li
     Returns (model, the normalization layer if any, names dropped, names added). The parent's layer
     objects are reused, so their weights are the parent's exactly.
     """
-    import keras
-
-    from mlcli.model.build import build_layer, user_layers
+    import keras  # deferred: imports TensorFlow
 
     head = loaded.config.finetune.head
     declared = user_layers(parent)
     normalize = [layer for layer in parent.layers if layer.name == NORMALIZE_LAYER]
-    kept = declared[: len(declared) - head.replace] if head else list(declared)
-    specs = list(head.layers) if head else []
+    replace, specs = (head.replace, list(head.layers)) if head else (0, [])
+    kept = kept_layers(declared, replace)
     names = head_names(loaded, [layer.name for layer in kept])
     # Under mixed precision the last layer computes in float32, as build_model does (softmax).
     mixed = keras.mixed_precision.global_policy().name != "float32"
@@ -95,8 +98,8 @@ def _assemble(loaded: LoadedConfig, parent, input_shape: tuple) -> tuple[Any, li
         extra = {"name": name, **({"dtype": "float32"} if mixed and index == len(specs) - 1 else {})}
         added.append(build_layer(spec, ("finetune", "head", "layers", index), loaded, extra))
     try:
-        model = keras.Sequential([keras.Input(shape=input_shape, name="features"), *normalize, *kept, *added],
-                                 name=loaded.config.name or parent.name)
+        model = keras.Sequential([keras.Input(shape=input_shape, name="features"), *normalize,
+                                  *apply_head(declared, replace, added)], name=loaded.config.name or parent.name)
     except (ValueError, TypeError) as exc:
         below = kept[-1].name if kept else "the input"
         raise ConfigError(loaded.problem(
@@ -108,17 +111,16 @@ def _assemble(loaded: LoadedConfig, parent, input_shape: tuple) -> tuple[Any, li
 def _set_trainable(loaded: LoadedConfig, model, normalize: list) -> list:
     """Everything trainable, then freeze, then unfreeze — the config decides, not the flags the
     parent happened to be saved with. Returns the declared layers."""
-    from mlcli.model.build import select_layers, user_layers
-
     finetune = loaded.config.finetune
     layers = user_layers(model)
     for layer in layers:
         layer.trainable = True
     for layer in normalize:
         layer.trainable = False  # statistics, never trained
-    for index in select_layers(layers, list(finetune.freeze), ("finetune", "freeze"), loaded):
+    names = layer_names(layers)
+    for index in select_layers(names, list(finetune.freeze), ("finetune", "freeze"), loaded):
         layers[index].trainable = False
-    for index in select_layers(layers, list(finetune.unfreeze), ("finetune", "unfreeze"), loaded):
+    for index in select_layers(names, list(finetune.unfreeze), ("finetune", "unfreeze"), loaded):
         layers[index].trainable = True
     if not model.trainable_weights:
         raise ConfigError(loaded.problem(
@@ -137,7 +139,7 @@ def _freeze_note(path: Path, table: list[dict]) -> str:
 
 def _model_notes(layers: list, normalize: list) -> list[str]:
     """What the summary must say about normalization (CONTRACT, DESIGN habit 7)."""
-    import keras
+    import keras  # deferred: imports TensorFlow
 
     notes = []
     if normalize:
@@ -171,52 +173,12 @@ def check_parent_file(parent_facts: dict) -> Path:
 
 
 def _load(path: Path):
-    import keras
+    import keras  # deferred: imports TensorFlow
 
     model = archive.load_keras(path, compile=False, what=FLAG)
     if not isinstance(model, keras.Sequential):
         raise UsageError(f"{FLAG} {path}: holds a {type(model).__name__} — mlcli fine-tunes Sequential models")
     return model
-
-
-def _check_width(loaded: LoadedConfig, prepared, outputs: int, parent_path: Path) -> None:
-    """The new data must fit the model's last layer: the new head's, or the parent's when kept."""
-    from mlcli.data.prepare import label_encoding
-
-    config = loaded.config
-    head = config.finetune.head
-    if prepared.task == "classification":
-        classes = len(prepared.classes)
-        shown = ", ".join(map(repr, prepared.classes[:12])) + (", …" if classes > 12 else "")
-        what, needed = f"{classes} classes ({shown})", classes
-        if label_encoding(config, prepared.task, outputs, classes) == "binary":
-            if classes == 2:
-                return
-            outputs_text = "1 unit (binary)"
-        elif outputs == classes:
-            return
-        else:
-            outputs_text = f"{outputs} units"
-        activation = ", activation: softmax"
-    else:
-        needed = len(prepared.label_names)
-        if outputs == needed:
-            return
-        what = f"{needed} regression target(s) ({', '.join(prepared.label_names)})"
-        outputs_text, activation = f"{outputs} units", ""
-    if head is not None and head.layers:
-        raise ConfigError(loaded.problem(
-            ("finetune", "head", "layers", len(head.layers) - 1),
-            f"the new head's last layer has {outputs_text} but the data has {what} — set its units to {needed}",
-        ))
-    message = (f"the parent's last layer has {outputs_text} but the data has {what} — replace it: "
-               f"finetune.head: {{replace: 1, layers: [{{type: Dense, units: {needed}{activation}}}]}}")
-    if head is not None:
-        raise ConfigError(loaded.problem(("finetune", "head", "replace"), message))
-    # No head was written anywhere: the mismatch is between the parent and the data, so the problem
-    # is placed at CONFIG (or --from), not at the parent's config.yaml, which is not at fault.
-    raise ConfigError(ConfigProblem("finetune.head", message,
-                                    str(loaded.source) if loaded.source else f"{FLAG} {parent_path}"))
 
 
 def _feature_notes(parent_facts: dict, prepared) -> list[str]:
@@ -263,53 +225,6 @@ def _parent_run_file(parent_facts: dict, name: str, key: str | None = None):
     except (OSError, ValueError):
         return None
     return document.get(key) if key is not None and isinstance(document, dict) else document
-
-
-def _display_rows(table: list[dict], normalize: list, normalization: int, has_head: bool) -> list[dict]:
-    rows = []
-    if normalize:
-        rows.append({"index": None, "name": NORMALIZE_LAYER, "type": "Normalization", "params": normalization,
-                     "state": "kept from the parent"})
-    for row in table:
-        state = "trainable" if row["trainable"] else "frozen"
-        if row["type"] == "BatchNormalization" and not row["trainable"]:
-            state += " (inference mode)"
-        if has_head and row["origin"] == "head":
-            state += " (new)"
-        rows.append({**row, "state": state})
-    return rows
-
-
-def show_table(rows: list[dict], totals: dict, path: Path) -> None:
-    """Every layer with its parameters and state, and the totals — on stderr, before training."""
-    from rich import box
-    from rich.table import Table
-
-    # No side borders and folding instead of "…": a layer name is what a selector has to match, so
-    # it is never cut short, even on an 80-column log.
-    table = Table(title=f"fine-tuning {path}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-                  padding=(0, 0))
-    for column, justify in (("index", "right"), ("name", "left"), ("type", "left"), ("params", "right"),
-                            ("state", "left")):
-        table.add_column(column, justify=justify, overflow="fold")
-    for row in rows:
-        table.add_row("-" if row["index"] is None else str(row["index"]), row["name"], row["type"],
-                      f"{row['params']:,}", row["state"])
-    console.show(table)
-    console.info(parameters_line(totals))
-
-
-def parameters_line(totals: dict) -> str:
-    text = f"parameters: {totals['trainable']:,} trainable, {totals['frozen']:,} frozen"
-    if totals["normalization"]:
-        text += f", {totals['normalization']:,} in the normalization kept from the parent"
-    if totals["other_non_trainable"]:
-        text += f", {totals['other_non_trainable']:,} moving statistics of trainable layers"
-    return text + f" — {totals['total']:,} in total"
-
-
-def shape_text(shape: tuple) -> str:
-    return f"{shape[0]} feature(s) per row" if len(shape) == 1 else f"inputs of shape {tuple(shape)}"
 
 
 def model_from_parent(parent_facts: dict) -> Callable[[LoadedConfig, Any], tuple[Any, dict]]:

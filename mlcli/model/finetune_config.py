@@ -1,14 +1,10 @@
-"""`mlcli finetune`: start from a trained checkpoint, freeze most of it, adapt the rest.
+"""`mlcli finetune`'s config (no TensorFlow): the parent run's resolved config with CONFIG and --set
+laid over it, a `model:` section refused (the architecture comes from --from), and the freeze
+selectors checked against the layer names stored in the checkpoint, so a selector that matches
+nothing fails in well under a second.
 
-Only the model is prepared here; compile, fit and save are train.py's, shared with `mlcli train`.
-Two stages:
-
-- `load_finetune_config` (no TensorFlow): refuse a `model:` section (the architecture comes from
-  --from), lay CONFIG and --set over the parent run's resolved config, and check the freeze
-  selectors against the layer names stored in the checkpoint, so a selector that matches nothing
-  fails in well under a second.
-- `model_from_parent` (mlcli.model.finetune_build): load the parent, replace the head, freeze then unfreeze — all before train.py
-  compiles (Keras reads `trainable` at compile time) — and show the layer table before training.
+The model itself is prepared by mlcli.model.finetune_model; compile, fit and save are
+mlcli.training.train's, shared with `mlcli train`.
 """
 
 from __future__ import annotations
@@ -16,19 +12,17 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any
 
 from mlcli.checkpoint import archive
 from mlcli.config.checks import snake_case
 from mlcli.config.load import LoadedConfig, default_dict, load_config, read_config_tree
 from mlcli.config.yamlio import read_yaml_file
 from mlcli.errors import ConfigError, ConfigProblem, UsageError
-from mlcli.model.build import NORMALIZE_LAYER, select_layers
+from mlcli.model.heads import apply_head, kept_layers, select_layers
+from mlcli.model.normalize import NORMALIZE_LAYER
 
 FLAG = "--from"
 
-
-# ---- config: CONFIG and --set laid over the parent's resolved config (no TensorFlow) ------------
 
 def load_finetune_config(config: Path | None, parent: Path, overrides: list[str]) -> tuple[LoadedConfig, dict]:
     """The resolved config of a finetune run, and the facts run.json records about the parent."""
@@ -119,8 +113,7 @@ def _layers(config: dict, with_head: bool) -> list | None:
     layers = list(model["layers"])
     head = (config.get("finetune") or {}).get("head") if with_head else None
     if isinstance(head, dict):
-        replace = int(head.get("replace") or 0)
-        layers = layers[: len(layers) - replace] + list(head.get("layers") or [])
+        layers = apply_head(layers, int(head.get("replace") or 0), head.get("layers") or [])
     return layers
 
 
@@ -158,16 +151,9 @@ def check_selectors(loaded: LoadedConfig, declared: list[archive.ArchiveLayer]) 
     head = loaded.config.finetune.head
     if head is not None and head.replace > len(declared):
         return  # check_config says so, with the numbers
-    kept = declared[: len(declared) - head.replace] if head else declared
-    layers = [_stand_in(layer.name, layer.type) for layer in kept]
-    layers += [_stand_in(name, spec.type) for name, spec in zip(head_names(loaded, [layer.name for layer in kept]),
-                                                              head.layers if head else [])]
+    replace, specs = (head.replace, head.layers) if head else (0, [])
+    names = head_names(loaded, [layer.name for layer in kept_layers(declared, replace)])
+    layers = apply_head([(layer.name, layer.type) for layer in declared], replace,
+                        [(name, spec.type) for name, spec in zip(names, specs)])
     select_layers(layers, list(loaded.config.finetune.freeze), ("finetune", "freeze"), loaded)
     select_layers(layers, list(loaded.config.finetune.unfreeze), ("finetune", "unfreeze"), loaded)
-
-
-def _stand_in(name: str, type_name: str) -> Any:
-    """A stand-in for a Keras layer as select_layers sees it: a name, and a class name to list."""
-    stand_in = type(type_name, (), {})()
-    stand_in.name = name
-    return stand_in

@@ -69,12 +69,6 @@ UnsafeOption = typer.Option(
 )
 
 
-def apply_unsafe(unsafe: bool) -> None:
-    from mlcli.checkpoint.archive import allow_unsafe
-
-    allow_unsafe(unsafe)
-
-
 def main() -> None:
     """The `mlcli` command: run the app, then leave without TensorFlow's slow native teardown.
 

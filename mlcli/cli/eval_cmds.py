@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from mlcli import console
-from mlcli.cli.app import UnsafeOption, app, apply_unsafe
+from mlcli.cli.app import UnsafeOption, app
 from mlcli.cli.train_cmds import _check_gates, _parse_gates
 
 _MATRIX_LIMIT = 20  # classes; a wider confusion matrix does not fit a terminal (it is in --json)
@@ -44,10 +44,9 @@ def evaluate(
     console.set_quiet(quiet)
     console.set_json(json_)
     runtime.set_verbose(verbose)
-    apply_unsafe(unsafe)
     under = _parse_gates(fail_under, "--fail-under")
     over = _parse_gates(fail_over, "--fail-over")
-    result = run_evaluate(checkpoint, data, batch_size, list(under) + list(over), plot=plot)
+    result = run_evaluate(checkpoint, data, batch_size, list(under) + list(over), plot=plot, unsafe=unsafe)
     if json_:
         console.data_json(result.document())
     _render_evaluation(result)
@@ -113,9 +112,9 @@ def predict(
 
     console.set_quiet(quiet)
     runtime.set_verbose(verbose)
-    apply_unsafe(unsafe)
     try:
-        result = run_predict(checkpoint, input_, output, batch_size, keep or [], not no_probabilities)
+        result = run_predict(checkpoint, input_, output, batch_size, keep or [], not no_probabilities,
+                             unsafe=unsafe)
     except BrokenPipeError:
         # `mlcli predict ... | head`: the reader has all it wants; that is not an error.
         _silence_stdout()

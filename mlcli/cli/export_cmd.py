@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from mlcli import console
-from mlcli.cli.app import UnsafeOption, app, apply_unsafe
+from mlcli.cli.app import UnsafeOption, app
 
 
 @app.command()
@@ -36,8 +36,8 @@ def export(
     console.set_quiet(quiet)
     console.set_json(json_)
     runtime.set_verbose(verbose)
-    apply_unsafe(unsafe)
-    result = run_export(checkpoint, format_.strip().lower(), output, tolerance=tolerance, verbose=verbose)
+    result = run_export(checkpoint, format_.strip().lower(), output, tolerance=tolerance, verbose=verbose,
+                        unsafe=unsafe)
     if json_:
         console.data_json(result.document())
     for note in result.notes:

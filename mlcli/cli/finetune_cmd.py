@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from mlcli.cli.app import SetOption, UnsafeOption, app, apply_unsafe
+from mlcli.cli.app import SetOption, UnsafeOption, app
 from mlcli.cli.train_cmds import (
     DeviceOption,
     FailOverOption,
@@ -53,6 +53,5 @@ def finetune(
 
         raise UsageError(f"--resume {config} continues from the parent recorded in its run.json; drop --from",
                          hint=f"mlcli finetune --resume {config}")
-    apply_unsafe(unsafe)
     _run_training_command("finetune", config, from_, output, set_ or [], resume, force, device, seed, json_,
-                          quiet, verbose, fail_under, fail_over)
+                          quiet, verbose, fail_under, fail_over, unsafe=unsafe)

@@ -86,7 +86,7 @@ def _render_training(result) -> None:
 def _run_training_command(
     kind: str, config: Optional[Path], parent: Optional[Path], output: Optional[Path], sets: list[str],
     resume: bool, force: bool, device: Optional[str], seed: Optional[int], json_: bool, quiet: bool,
-    verbose: bool, fail_under: list[str] | None, fail_over: list[str] | None,
+    verbose: bool, fail_under: list[str] | None, fail_over: list[str] | None, *, unsafe: bool = False,
 ) -> None:
     from mlcli import runtime
     from mlcli.errors import UsageError
@@ -105,14 +105,15 @@ def _run_training_command(
         overrides.append(f"runtime.device={device}")
 
     with _sigterm_interrupts():
-        result = _plan_and_run(kind, config, parent, output, overrides, resume, force, under, over, json_)
+        result = _plan_and_run(kind, config, parent, output, overrides, resume, force, under, over, json_,
+                               unsafe)
     if json_:
         console.data_json(result.document())
     _render_training(result)
     _check_gates(result.metrics, under, over)
 
 
-def _plan_and_run(kind, config, parent, output, overrides, resume, force, under, over, json_):
+def _plan_and_run(kind, config, parent, output, overrides, resume, force, under, over, json_, unsafe):
     import sys
 
     from mlcli.config import check_config
@@ -124,7 +125,7 @@ def _plan_and_run(kind, config, parent, output, overrides, resume, force, under,
     if plan.finished is not None:
         return plan.finished
     try:
-        return session.execute(plan, command=["mlcli", *sys.argv[1:]] if sys.argv else [])
+        return session.execute(plan, command=["mlcli", *sys.argv[1:]] if sys.argv else [], unsafe=unsafe)
     except (Diverged, Interrupted) as exc:
         if json_ and getattr(exc, "document", None):
             console.data_json(exc.document)

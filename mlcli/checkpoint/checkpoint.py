@@ -1,13 +1,16 @@
 """A checkpoint and the run around it, rebuilt from the run's own files (DESIGN habit 5).
 
-`evaluate` and `predict` (and later `export`, `finetune --from`) start here: CKPT is a run directory
-(its model.keras) or a .keras file. A .keras file inside a run directory (best.keras,
-state/...) uses its run's config.yaml, labels.json and run.json; a standalone .keras
-file has no feature names, no label vocabulary and no config, so those are taken from the archive:
-its recorded loss and metrics, class indices 0..n-1 as labels, features by position.
+`evaluate`, `predict`, `export` and `finetune --from` start here: CKPT is a run directory (its
+model.keras) or a .keras file. A .keras file inside a run directory (best.keras, state/...) uses its
+run's config.yaml, labels.json and run.json; a standalone .keras file has no feature names, no label
+vocabulary and no config, so those are taken from the archive: the mlcli.json mlcli saved inside it,
+else its recorded loss and metrics, class indices 0..n-1 as labels, features by position.
 
-Nothing here imports TensorFlow until `load_model`, so a bad CKPT or an unknown gate metric is
-reported before the 3-4 s TensorFlow start-up.
+A Checkpoint is a value: nothing changes it once `open_checkpoint` has built it. Loading the model
+with Keras (mlcli.checkpoint.load) returns a new value with what only the model can tell.
+
+Nothing here imports TensorFlow, so a bad CKPT or an unknown gate metric is reported before the
+3-4 s TensorFlow start-up.
 """
 
 from __future__ import annotations
@@ -16,34 +19,68 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from mlcli.checkpoint import archive
 from mlcli.config import LoadedConfig, load_config
 from mlcli.data.prepare import loss_family
-from mlcli.errors import UsageError, first_line
-from mlcli.run import rundir
+from mlcli.data.sources import sha256
+from mlcli.errors import UsageError
+from mlcli.run import files
+from mlcli.run.manifest import has_manifest, read_manifest, run_status
 
 STANDALONE_LABEL = "label"  # the label column `evaluate` reads for a standalone .keras file (.npz: y)
 _DEFAULT_METRICS = {"classification": ["accuracy"], "regression": ["mae"]}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Checkpoint:
-    model_path: Path
-    run_dir: Path | None  # None: a standalone .keras file
+    model_path: Path  # the .keras file itself
+    run_dir: Path | None  # the run it belongs to (a run.json beside it); None: a standalone .keras file
+    architecture: dict  # the archive's config.json
     task: str  # classification | regression
     features: list[str] | None  # model input order; None: by position (standalone)
     labels: list[str]  # label column(s)
-    classes: list | None  # the vocabulary in output order; standalone: filled by load_model
+    classes: list | None  # the vocabulary in output order; None for a standalone file until it is loaded
     loaded: LoadedConfig | None = None  # the run's config.yaml
     compile_config: dict | None = None  # standalone: what the archive recorded
-    manifest: dict = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    manifest: dict = field(default_factory=dict)  # the run's run.json; {} for a standalone file
+    notes: tuple[str, ...] = ()
     input_shape: tuple[int, ...] | None = None  # per row, from the archive (so inputs are checked before TF)
 
     @property
     def standalone(self) -> bool:
         return self.run_dir is None
+
+    @property
+    def config_path(self) -> Path | None:
+        """The run's config.yaml, as written (finetune lays its CONFIG over it)."""
+        return self.run_dir / files.CONFIG if self.run_dir is not None else None
+
+    @property
+    def is_sequential(self) -> bool:
+        return self.architecture.get("class_name") == "Sequential"
+
+    @property
+    def layers(self) -> list[archive.ArchiveLayer]:
+        """The layers as the user declared them: no input layer, no mlcli normalization."""
+        return archive.declared_layers(self.architecture)
+
+    @property
+    def has_normalization(self) -> bool:
+        return archive.has_normalization(self.architecture)
+
+    @property
+    def from_finetune(self) -> bool:
+        """Whether the checkpoint's run was itself a finetune run (its run.json names a parent)."""
+        return bool(self.manifest.get("parent"))
+
+    def facts(self) -> dict:
+        """What a finetune run's run.json records about its parent."""
+        return {
+            "path": str(self.model_path),
+            "sha256": sha256(self.model_path),
+            "run_dir": str(self.run_dir) if self.run_dir else None,
+            "config": str(self.config_path) if self.config_path else None,
+        }
 
     def metric_names(self) -> list[str]:
         """The names Keras reports when evaluating (gates use them); no TensorFlow needed."""
@@ -51,7 +88,7 @@ class Checkpoint:
             from mlcli.config.checks import metric_base_names
 
             return metric_base_names(self.loaded.config)
-        return ["loss"] + [_metric_name(m) for m in self._standalone_metrics()]
+        return ["loss"] + [_metric_name(m) for m in self.standalone_metrics()]
 
     def from_logits(self) -> bool:
         loss = self._loss()
@@ -66,7 +103,8 @@ class Checkpoint:
             return self.loaded.config.loss
         return (self.compile_config or {}).get("loss")
 
-    def _standalone_metrics(self) -> list:
+    def standalone_metrics(self) -> list:
+        """A standalone file's metrics: those its archive recorded, else accuracy or mae."""
         recorded = (self.compile_config or {}).get("metrics")
         if self.compile_config and self.compile_config.get("loss") is not None:
             return list(recorded or [])
@@ -86,36 +124,50 @@ class Checkpoint:
         return family if family in ("onehot", "sparse") else "sparse"
 
 
-def open_checkpoint(path: Path) -> Checkpoint:
+def open_checkpoint(path: Path, flag: str = "CKPT") -> Checkpoint:
     """CKPT -> the model file and its run's facts. Every problem is exit 2 with what was expected."""
-    from mlcli.checkpoint.archive import locate, read_archive_config
-
-    model_path, run_dir = locate(path, "CKPT")
-    if run_dir is not None and not (run_dir / rundir.RUN).is_file():
+    model_path, run_dir = locate(path, flag)
+    if run_dir is not None and not has_manifest(run_dir):
         run_dir = None  # a config.yaml alone (a run that never started) says nothing about this file
-    archive = read_archive_config(model_path, "CKPT")
+    architecture = archive.read_archive_config(model_path, flag)
     if run_dir is not None:
-        ckpt = _run_checkpoint(model_path, run_dir)
-    else:
-        ckpt = _standalone_checkpoint(model_path, archive)
-    ckpt.input_shape = _input_shape(archive)
-    return ckpt
+        return _run_checkpoint(model_path, run_dir, architecture)
+    return _standalone_checkpoint(model_path, architecture)
 
 
-def _manifest(run_dir: Path) -> dict:
-    path = run_dir / rundir.RUN
-    if not path.is_file():
-        return {}
-    try:
-        manifest = rundir.read_json(path)
-    except (ValueError, OSError) as exc:
-        raise UsageError(f"{path}: cannot be read ({first_line(exc)}) — the run directory is damaged") from None
-    return manifest if isinstance(manifest, dict) else {}
+def locate(path: Path, flag: str) -> tuple[Path, Path | None]:
+    """CKPT (CONTRACT §1) -> (the .keras file, the run directory around it or None). Exit 2 otherwise.
+
+    A run directory means its model.keras; a .keras file inside a run (DIR/best.keras,
+    DIR/state/...) belongs to that run, whose files describe it.
+    """
+    if not path.exists():
+        raise UsageError(f"{flag} {path}: not found — expected a run directory or a .keras file")
+    if path.is_dir():
+        if not files.is_run(path):
+            raise UsageError(f"{flag} {path}: is not an mlcli run directory (no {files.RUN} or {files.CONFIG})",
+                             hint="pass a directory written by `mlcli train`, or a .keras file")
+        model = path / files.MODEL
+        if not model.is_file():
+            hint = f"finish it with `mlcli train --resume {path}`"
+            if (path / files.BEST).is_file():
+                hint += f", or use its best checkpoint: {path / files.BEST}"
+            raise UsageError(f"{flag} {path}: the run has no {files.MODEL} yet (status: {run_status(path)})",
+                             hint=hint)
+        return model.resolve(), path.resolve()
+    if path.suffix.lower() != ".keras":
+        kind = path.suffix or "file without extension"
+        raise UsageError(f"{flag} {path}: expected a run directory or a .keras file, not a {kind}")
+    parent = path.resolve().parent
+    for candidate in (parent, parent.parent if parent.name == files.STATE else None):
+        if candidate is not None and (candidate / files.CONFIG).is_file():
+            return path.resolve(), candidate
+    return path.resolve(), None
 
 
-def _run_checkpoint(model_path: Path, run_dir: Path) -> Checkpoint:
-    loaded = load_config(run_dir / rundir.CONFIG)
-    manifest = _manifest(run_dir)
+def _run_checkpoint(model_path: Path, run_dir: Path, architecture: dict) -> Checkpoint:
+    loaded = load_config(run_dir / files.CONFIG)
+    manifest = read_manifest(run_dir)
     config = loaded.config
     task = manifest.get("task") or (config.data.task if config.data.task != "auto" else None)
     if task is None:
@@ -128,47 +180,40 @@ def _run_checkpoint(model_path: Path, run_dir: Path) -> Checkpoint:
     labels = manifest.get("labels") or config.data.label_columns()
     classes = None
     if task == "classification":
-        labels_file = run_dir / rundir.LABELS
+        labels_file = run_dir / files.LABELS
         if labels_file.is_file():
-            classes = rundir.read_json(labels_file)
+            classes = files.read_json(labels_file)
         else:
             classes = manifest.get("classes")
         if not classes:
-            raise UsageError(f"{run_dir}: a classification run without {rundir.LABELS} — "
+            raise UsageError(f"{run_dir}: a classification run without {files.LABELS} — "
                              "the run directory is incomplete")
-    return Checkpoint(model_path, run_dir, task, features, list(labels), classes, loaded=loaded, manifest=manifest)
+    return Checkpoint(model_path, run_dir, architecture, task, features, list(labels), classes, loaded=loaded,
+                      manifest=manifest, input_shape=archive.input_shape(architecture))
 
 
-def _standalone_checkpoint(model_path: Path, archive: dict) -> Checkpoint:
-    from mlcli.checkpoint.archive import read_archive_facts
-
-    compile_config = archive.get("compile_config") or None
-    facts = read_archive_facts(model_path)
+def _standalone_checkpoint(model_path: Path, architecture: dict) -> Checkpoint:
+    compile_config = architecture.get("compile_config") or None
+    shape = archive.input_shape(architecture)
+    facts = archive.read_archive_facts(model_path)
     if facts is not None:  # saved by mlcli: its columns and labels travel inside the file
         return Checkpoint(
-            model_path, None, facts["task"], facts["features"], list(facts["labels"]), facts["classes"],
-            compile_config=compile_config,
-            notes=[f"{model_path} is not inside a run directory: its input columns and labels come from the "
-                   f"{rundir.ARCHIVE_FACTS} mlcli saved inside it"],
+            model_path, None, architecture, facts["task"], facts["features"], list(facts["labels"]),
+            facts["classes"], compile_config=compile_config, input_shape=shape,
+            notes=(f"{model_path} is not inside a run directory: its input columns and labels come from the "
+                   f"{archive.ARCHIVE_FACTS} mlcli saved inside it",),
         )
     loss = _loss_text((compile_config or {}).get("loss"))
     if loss is not None:
         task = "classification" if loss_family(loss) else "regression"
     else:
-        task = "classification" if _last_activation(archive) in ("softmax", "sigmoid") else "regression"
+        task = "classification" if archive.last_activation(architecture) in ("softmax", "sigmoid") else "regression"
     return Checkpoint(
-        model_path, None, task, None, [STANDALONE_LABEL], None, compile_config=compile_config,
-        notes=[f"{model_path} is not inside a run directory: features are taken by position"
-               + (", and predictions are class indices (no label vocabulary)" if task == "classification" else "")],
+        model_path, None, architecture, task, None, [STANDALONE_LABEL], None, compile_config=compile_config,
+        input_shape=shape,
+        notes=(f"{model_path} is not inside a run directory: features are taken by position"
+               + (", and predictions are class indices (no label vocabulary)" if task == "classification" else ""),),
     )
-
-
-def _input_shape(archive: dict) -> tuple[int, ...] | None:
-    """The per-row input shape Keras recorded (build_config), or None when it is not plain."""
-    shape = (archive.get("build_config") or {}).get("input_shape")
-    if isinstance(shape, list) and len(shape) >= 2 and all(isinstance(d, int) and d > 0 for d in shape[1:]):
-        return tuple(shape[1:])
-    return None
 
 
 def _loss_text(loss: Any) -> str | None:
@@ -181,15 +226,6 @@ def _loss_text(loss: Any) -> str | None:
     return getattr(loss, "type", None)
 
 
-def _last_activation(archive: dict) -> str | None:
-    layers = ((archive.get("config") or {}).get("layers")) or []
-    for layer in reversed(layers):
-        activation = (layer.get("config") or {}).get("activation")
-        if activation:
-            return activation if isinstance(activation, str) else None
-    return None
-
-
 def _metric_name(metric: Any) -> str:
     if isinstance(metric, str):
         return metric
@@ -198,49 +234,3 @@ def _metric_name(metric: Any) -> str:
 
         return str((metric.get("config") or {}).get("name") or snake_case(str(metric.get("class_name", ""))))
     return str(metric)
-
-
-
-# ---- with TensorFlow -------------------------------------------------------------------------
-
-def load_model(ckpt: Checkpoint):
-    """keras.saving.load_model (safe mode, not compiled); a standalone model's classes are set here."""
-    from mlcli.runtime import import_tensorflow
-
-    import_tensorflow()
-
-    from mlcli.checkpoint.archive import load_keras
-
-    model = load_keras(ckpt.model_path, compile=False)
-    shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
-    if shape is None or any(d is None for d in shape):
-        raise UsageError(f"CKPT {ckpt.model_path}: the model's input shape {model.input_shape} is not one fixed "
-                         "row shape — evaluate and predict need a model with one input of a known size")
-    ckpt.input_shape = tuple(int(d) for d in shape)
-    units = int(np.prod(model.output_shape[1:]))
-    if ckpt.task == "classification" and ckpt.classes is None:
-        ckpt.classes = [0, 1] if units == 1 else list(range(units))
-    return model
-
-
-def compile_for_evaluation(model, ckpt: Checkpoint) -> None:
-    """The run's own loss and metrics, so evaluate reports Keras's names and numbers as training did."""
-    if ckpt.loaded is not None:
-        from mlcli.model.compile import build_loss, build_metrics
-
-        model.compile(loss=build_loss(ckpt.loaded), metrics=build_metrics(ckpt.loaded))
-        return
-    recorded = ckpt.compile_config or {}
-    if recorded.get("loss") is not None:
-        loss, metrics = recorded["loss"], ckpt._standalone_metrics()
-    elif ckpt.task == "classification":
-        units = int(np.prod(model.output_shape[1:]))
-        loss, metrics = ("binary_crossentropy" if units == 1 else "sparse_categorical_crossentropy"), ["accuracy"]
-    else:
-        loss, metrics = "mse", ["mae"]
-    try:
-        model.compile(loss=loss, metrics=metrics)
-    except (ValueError, TypeError) as exc:
-        raise UsageError(
-            f"CKPT {ckpt.model_path}: its recorded loss/metrics cannot be rebuilt: {first_line(exc)}"
-        ) from None

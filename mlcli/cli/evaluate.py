@@ -9,7 +9,6 @@ import typer
 
 from mlcli import console
 from mlcli.cli.options import (
-    apply_unsafe,
     check_gates,
     fail_over_option,
     fail_under_option,
@@ -48,10 +47,9 @@ def evaluate(
     from mlcli.use.evaluate import evaluate as run_evaluate
 
     use_settings(Settings(quiet=quiet, json=json_, verbose=verbose, unsafe=unsafe))
-    apply_unsafe(unsafe)
     under = parse_gates(fail_under, "--fail-under")
     over = parse_gates(fail_over, "--fail-over")
-    result = run_evaluate(checkpoint, data, batch_size, list(under) + list(over), plot=plot)
+    result = run_evaluate(checkpoint, data, batch_size, list(under) + list(over), plot=plot, unsafe=unsafe)
     if json_:
         console.data_json(result.document())
     _render_evaluation(result)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from mlcli import console
-from mlcli.cli.options import apply_unsafe, json_option, quiet_option, unsafe_option, verbose_option
+from mlcli.cli.options import json_option, quiet_option, unsafe_option, verbose_option
 from mlcli.settings import Settings, use_settings
 
 
@@ -34,8 +34,8 @@ def export(
     from mlcli.use.export import export as run_export
 
     use_settings(Settings(quiet=quiet, json=json_, verbose=verbose, unsafe=unsafe))
-    apply_unsafe(unsafe)
-    result = run_export(checkpoint, format_.strip().lower(), output, tolerance=tolerance, verbose=verbose)
+    result = run_export(checkpoint, format_.strip().lower(), output, tolerance=tolerance, verbose=verbose,
+                        unsafe=unsafe)
     if json_:
         console.data_json(result.document())
     for note in result.notes:

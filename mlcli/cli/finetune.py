@@ -8,7 +8,6 @@ from typing import List, Optional
 import typer
 
 from mlcli.cli.options import (
-    apply_unsafe,
     device_option,
     fail_over_option,
     fail_under_option,
@@ -55,6 +54,5 @@ def finetune(
     if resume and from_ is not None and config is not None and config.is_dir():
         raise UsageError(f"--resume {config} continues from the parent recorded in its run.json; drop --from",
                          hint=f"mlcli finetune --resume {config}")
-    apply_unsafe(unsafe)
     run_training("finetune", config, from_, output, set_ or [], resume, force, device, seed, json_,
                  fail_under, fail_over)

@@ -70,14 +70,6 @@ def fail_over_option(help: str = "Exit 5 if METRIC ends above VALUE.") -> Any:
     return typer.Option(None, "--fail-over", metavar="METRIC=VALUE", help=help)
 
 
-def apply_unsafe(unsafe: bool) -> None:
-    """--unsafe: Keras may run code stored in the model files this command loads."""
-    # deferred: the checkpoint module imports numpy and pydantic, too slow for `mlcli --help`
-    from mlcli.checkpoint.archive import allow_unsafe
-
-    allow_unsafe(unsafe)
-
-
 def parse_gates(values: list[str] | None, flag: str) -> dict[str, float]:
     """--fail-under / --fail-over METRIC=VALUE items -> {metric: threshold}; a malformed one is exit 2."""
     gates: dict[str, float] = {}

@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from mlcli import console
-from mlcli.cli.options import apply_unsafe, output_option, quiet_option, unsafe_option, verbose_option
+from mlcli.cli.options import output_option, quiet_option, unsafe_option, verbose_option
 from mlcli.settings import Settings, use_settings
 
 
@@ -37,9 +37,9 @@ def predict(
     from mlcli.use.predict import predict as run_predict
 
     use_settings(Settings(quiet=quiet, verbose=verbose, unsafe=unsafe))
-    apply_unsafe(unsafe)
     try:
-        result = run_predict(checkpoint, input_, output, batch_size, keep or [], not no_probabilities)
+        result = run_predict(checkpoint, input_, output, batch_size, keep or [], not no_probabilities,
+                             unsafe=unsafe)
     except BrokenPipeError:
         # `mlcli predict ... | head`: the reader has all it wants; that is not an error.
         _silence_stdout()

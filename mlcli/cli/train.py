@@ -28,7 +28,7 @@ from mlcli.cli.options import (
 )
 from mlcli.cli.render import render_training
 from mlcli.errors import Diverged, Interrupted, UsageError
-from mlcli.settings import Settings, use_settings
+from mlcli.settings import Settings, active_settings, use_settings
 
 
 @contextlib.contextmanager
@@ -84,7 +84,8 @@ def _plan_and_run(kind, config, parent, output, overrides, resume, force, under,
     if plan.finished is not None:
         return plan.finished
     try:
-        return session.execute(plan, command=["mlcli", *sys.argv[1:]] if sys.argv else [])
+        return session.execute(plan, command=["mlcli", *sys.argv[1:]] if sys.argv else [],
+                               unsafe=active_settings().unsafe)
     except (Diverged, Interrupted) as exc:
         if json_ and getattr(exc, "document", None):
             console.data_json(exc.document)

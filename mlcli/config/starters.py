@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from mlcli.errors import UsageError
-from mlcli.run import rundir
+from mlcli.run import files
 
 TEMPLATES = ("classification", "regression", "finetune")
 
@@ -33,7 +33,7 @@ def write_starter(directory: Path, name: str, force: bool) -> Path:
     if target.exists() and not force:
         raise UsageError(f"{target} already exists", hint="pass --force to overwrite it, or choose another DIR")
     try:
-        rundir.write_text(target, text)
+        files.write_text(target, text)
     except OSError as exc:
         raise UsageError(f"{target}: cannot be written ({exc.strerror or exc})") from None
     return target

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from mlcli.checkpoint import archive
+from mlcli.checkpoint.checkpoint import Checkpoint, open_checkpoint
 from mlcli.config.checks import snake_case
 from mlcli.config.load import LoadedConfig, default_dict, load_config, read_config_tree
 from mlcli.config.yamlio import read_yaml_file
@@ -27,17 +28,29 @@ FLAG = "--from"
 def load_finetune_config(config: Path | None, parent: Path, overrides: list[str]) -> tuple[LoadedConfig, dict]:
     """The resolved config of a finetune run, and the facts run.json records about the parent."""
     raw = _refuse_model_section(config, overrides)
-    checkpoint = archive.resolve(parent, FLAG)
+    checkpoint = open_parent(parent)
     base, base_source = _parent_config(checkpoint, config)
     if checkpoint.config_path is None and "data" not in raw and not _sets_key(overrides, "data"):
         raise ConfigError(ConfigProblem(
-            "data", f"{checkpoint.path} has no run's config.yaml beside it, so the data section must come from "
+            "data", f"{checkpoint.model_path} has no run's config.yaml beside it, so the data section must come from "
             "CONFIG — add e.g. `data: {train: new.csv}`, or --set data.train=new.csv",
             str(config) if config is not None else f"{FLAG} {parent}",
         ))
     loaded = load_config(config, overrides, base=base, base_source=base_source)
     check_selectors(loaded, checkpoint.layers)
     return loaded, checkpoint.facts()
+
+
+def open_parent(path: Path) -> Checkpoint:
+    """--from CKPT, which must hold a Sequential model (what `mlcli train` writes)."""
+    checkpoint = open_checkpoint(path, FLAG)
+    if not checkpoint.is_sequential:
+        raise UsageError(
+            f"{FLAG} {checkpoint.model_path}: holds a {checkpoint.architecture.get('class_name')} model — mlcli "
+            "fine-tunes Sequential models (what `mlcli train` writes), whose layers can be counted, frozen and "
+            "replaced in order",
+        )
+    return checkpoint
 
 
 def _set_key(assignment: str) -> str:
@@ -68,7 +81,7 @@ def _refuse_model_section(config: Path | None, overrides: list[str]) -> dict:
     return raw
 
 
-def _parent_config(checkpoint: archive.Checkpoint, config: Path | None) -> tuple[dict, str]:
+def _parent_config(checkpoint: Checkpoint, config: Path | None) -> tuple[dict, str]:
     """The parent's resolved config as the base every section not given by CONFIG comes from.
 
     model.layers describes the parent model as it is. A train run ignores its finetune section, so
@@ -89,12 +102,12 @@ def _parent_config(checkpoint: archive.Checkpoint, config: Path | None) -> tuple
             # e.g. a .keras file copied into a run of another architecture: the checkpoint is the truth.
             layers = archive.describe_layers(declared)
         source = str(checkpoint.config_path)
-        parent_name = base.get("name") or (checkpoint.run_dir.name if checkpoint.run_dir else checkpoint.path.stem)
+        parent_name = base.get("name") or (checkpoint.run_dir.name if checkpoint.run_dir else checkpoint.model_path.stem)
     else:
         base = default_dict()
         layers = archive.describe_layers(declared)
-        source = f"{checkpoint.path} (no config.yaml beside it: the layers are read from the checkpoint)"
-        parent_name = checkpoint.path.stem
+        source = f"{checkpoint.model_path} (no config.yaml beside it: the layers are read from the checkpoint)"
+        parent_name = checkpoint.model_path.stem
     base["model"] = {"layers": layers}
     if checkpoint.from_finetune:
         base["finetune"] = {**(base.get("finetune") or {}), "head": None}

@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mlcli.checkpoint import archive
+from mlcli.checkpoint.archive import read_archive_facts
+from mlcli.checkpoint.load import load_keras
 from mlcli.config.load import LoadedConfig
 from mlcli.data.prepare import label_encoding
 from mlcli.data.sources import sha256
@@ -24,13 +25,14 @@ from mlcli.model.heads import apply_head, check_output_width, kept_layers, selec
 from mlcli.model.layers import build_layer
 from mlcli.model.normalize import NORMALIZE_LAYER
 from mlcli.model.table import display_rows, layer_table, parameter_counts, shape_text, show_table
-from mlcli.run import rundir
+from mlcli.run.files import LABELS, read_json
+from mlcli.run.manifest import read_manifest
 
 
-def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict) -> tuple[Any, dict]:
+def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict, *, unsafe: bool) -> tuple[Any, dict]:
     """(uncompiled model, facts): the parent with its new head, frozen as the config says."""
     path = check_parent_file(parent_facts)
-    parent = _load(path)
+    parent = _load(path, unsafe)
     expected = tuple(int(d) for d in parent.input_shape[1:])
     if expected != tuple(prepared.input_shape):
         raise DataError(
@@ -172,10 +174,10 @@ def check_parent_file(parent_facts: dict) -> Path:
     return path
 
 
-def _load(path: Path):
+def _load(path: Path, unsafe: bool):
     import keras  # deferred: imports TensorFlow
 
-    model = archive.load_keras(path, compile=False, what=FLAG)
+    model = load_keras(path, compile=False, unsafe=unsafe, what=FLAG)
     if not isinstance(model, keras.Sequential):
         raise UsageError(f"{FLAG} {path}: holds a {type(model).__name__} — mlcli fine-tunes Sequential models")
     return model
@@ -183,7 +185,7 @@ def _load(path: Path):
 
 def _feature_notes(parent_facts: dict, prepared) -> list[str]:
     """The same columns in another order would be silently wrong: refuse; renamed ones: say so."""
-    before = _parent_run_file(parent_facts, rundir.RUN, "features")
+    before = _parent_features(parent_facts)
     after = list(prepared.feature_names)
     if not before or before == after or len(before) != len(after):
         return []
@@ -199,7 +201,7 @@ def _feature_notes(parent_facts: dict, prepared) -> list[str]:
 
 
 def _label_notes(parent_facts: dict, prepared, replaced: bool) -> list[str]:
-    before = _parent_run_file(parent_facts, rundir.LABELS)
+    before = _parent_labels(parent_facts)
     if replaced or prepared.classes is None or before is None or before == prepared.classes:
         return []
     return [f"the parent's output layer is kept: its outputs, trained for classes {before}, now stand for "
@@ -209,28 +211,35 @@ def _label_notes(parent_facts: dict, prepared, replaced: bool) -> list[str]:
 def parent_classes(parent_facts: dict) -> list | None:
     """The parent's class vocabulary in output order: its run's labels.json, else the mlcli.json inside
     the .keras file; None for a regression parent or a model saved by Keras alone."""
-    classes = _parent_run_file(parent_facts, rundir.LABELS)
+    classes = _parent_labels(parent_facts)
     if isinstance(classes, list):
         return classes
-    facts = archive.read_archive_facts(Path(parent_facts["path"]))
+    facts = read_archive_facts(Path(parent_facts["path"]))
     return facts["classes"] if facts else None
 
 
-def _parent_run_file(parent_facts: dict, name: str, key: str | None = None):
+def _parent_features(parent_facts: dict) -> list | None:
+    """The feature columns the parent's run recorded in its run.json; None without a run."""
     if not parent_facts.get("run_dir"):
         return None
-    path = Path(parent_facts["run_dir"]) / name
+    return read_manifest(Path(parent_facts["run_dir"])).get("features")
+
+
+def _parent_labels(parent_facts: dict):
+    """The parent run's labels.json; None without a run, or when it is missing or unreadable."""
+    if not parent_facts.get("run_dir"):
+        return None
     try:
-        document = rundir.read_json(path)
+        return read_json(Path(parent_facts["run_dir"]) / LABELS)
     except (OSError, ValueError):
         return None
-    return document.get(key) if key is not None and isinstance(document, dict) else document
 
 
-def model_from_parent(parent_facts: dict) -> Callable[[LoadedConfig, Any], tuple[Any, dict]]:
-    """train.py's make_model for a finetune run: (uncompiled model, facts for run.json)."""
+def model_from_parent(parent_facts: dict, *, unsafe: bool) -> Callable[[LoadedConfig, Any], tuple[Any, dict]]:
+    """train.py's make_model for a finetune run: (uncompiled model, facts for run.json). `unsafe`
+    (--unsafe) lets Keras run Python code stored in the parent's file."""
 
     def make_model(loaded: LoadedConfig, prepared) -> tuple[Any, dict]:
-        return prepare_model(loaded, prepared, parent_facts)
+        return prepare_model(loaded, prepared, parent_facts, unsafe=unsafe)
 
     return make_model

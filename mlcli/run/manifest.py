@@ -1,4 +1,7 @@
-"""run.json: what a run records about itself, and what a finished or resumed run reports."""
+"""run.json: what a run records about itself, and what a finished or resumed run reports.
+
+This module is the only one that reads or writes run.json: everyone else asks it.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,40 @@ from pathlib import Path
 
 from mlcli import __version__
 from mlcli.config import LoadedConfig, config_hash, differences, to_dict
-from mlcli.errors import ConfigError
-from mlcli.run import rundir
+from mlcli.errors import ConfigError, UsageError, first_line
+from mlcli.run.files import CONFIG, RUN, read_json, write_json
+
+
+def has_manifest(run_dir: Path) -> bool:
+    return (run_dir / RUN).is_file()
+
+
+def read_manifest(run_dir: Path) -> dict:
+    """run.json as a dict; {} when the run has not written one yet. A run.json that cannot be read,
+    or holds something other than a JSON object, is exit 2: the run directory is damaged."""
+    path = run_dir / RUN
+    if not path.is_file():
+        return {}
+    try:
+        manifest = read_json(path)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"{path}: cannot be read ({first_line(exc)}) — the run directory is damaged") from None
+    if not isinstance(manifest, dict):
+        raise UsageError(f"{path}: cannot be read (not a JSON object) — the run directory is damaged")
+    return manifest
+
+
+def write_manifest(run_dir: Path, manifest: dict) -> None:
+    write_json(run_dir / RUN, manifest)
+
+
+def run_status(run_dir: Path) -> str:
+    """The status run.json records, for a message about a run that is being refused anyway: a
+    damaged or missing run.json is "unknown" here rather than a second error."""
+    try:
+        return str(read_manifest(run_dir).get("status", "unknown"))
+    except UsageError:
+        return "unknown"
 
 
 def now() -> str:
@@ -26,12 +61,12 @@ def versions() -> dict[str, str]:
 
 def check_resume_config(run_dir: Path, loaded: LoadedConfig) -> None:
     """--resume with a config that differs from the run's is exit 2 with the key-by-key difference."""
-    saved = rundir.read_json(run_dir / rundir.RUN).get("config_hash")
+    saved = read_manifest(run_dir).get("config_hash")
     if saved == config_hash(loaded.config):
         return
     from mlcli.config.yamlio import read_yaml_file
 
-    old, _ = read_yaml_file(run_dir / rundir.CONFIG)
+    old, _ = read_yaml_file(run_dir / CONFIG)
     lines = differences(old, to_dict(loaded.config)) or ["(the configs differ)"]
     raise ConfigError(
         f"{run_dir} was started with a different config; --resume needs the same one:\n    "
@@ -45,9 +80,7 @@ def start_manifest(request, prepared, device: str, precision: str, model, starte
     from mlcli.model.table import layer_table, parameter_counts
 
     config = request.loaded.config
-    previous = {}
-    if request.resume and (request.run_dir / rundir.RUN).is_file():
-        previous = rundir.read_json(request.run_dir / rundir.RUN)
+    previous = read_manifest(request.run_dir) if request.resume else {}
     manifest = {
         "status": "running",
         "command": list(request.command),
@@ -83,7 +116,7 @@ def check_same_data(run_dir: Path, prepared) -> None:
     """A resumed run must read the data it started with: the model's normalization was fitted on it."""
     from mlcli.errors import DataError
 
-    recorded = rundir.read_json(run_dir / rundir.RUN).get("data", {}) if (run_dir / rundir.RUN).is_file() else {}
+    recorded = read_manifest(run_dir).get("data", {})
     for role, parts in prepared.files.items():
         before = {f["path"]: f.get("sha256") for part in recorded.get(role, []) for f in part.get("files", [])}
         for part in parts:

@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from mlcli.errors import UsageError
-from mlcli.run import rundir
+from mlcli.run import files
 
 
 def save_point(model, run_dir: Path, progress: dict, *, partial_metrics: bool,
                early_stopping_weights: list | None) -> None:
     """Save the resume point described by `progress` ({"epochs_completed", "step", ...})."""
-    state = run_dir / rundir.STATE
+    state = run_dir / files.STATE
     arrays: dict[str, np.ndarray] = {}
     for index, variable in enumerate(model.variables):
         arrays[f"model_{index}"] = np.asarray(variable.numpy())
@@ -37,21 +37,21 @@ def save_point(model, run_dir: Path, progress: dict, *, partial_metrics: bool,
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     name = f"epoch{progress['epochs_completed']:05d}-step{progress.get('step', 0):07d}.npz"
-    rundir.write_atomic(state / name, buffer.getvalue())
-    rundir.fault_point("state-before-progress")
-    rundir.write_json(state / rundir.STATE_PROGRESS, {**progress, "arrays": name})
+    files.write_atomic(state / name, buffer.getvalue())
+    files.fault_point("state-before-progress")
+    files.write_json(state / files.STATE_PROGRESS, {**progress, "arrays": name})
     for stale in state.iterdir():
-        if stale.name not in (name, rundir.STATE_PROGRESS) and not stale.name.startswith("."):
+        if stale.name not in (name, files.STATE_PROGRESS) and not stale.name.startswith("."):
             stale.unlink(missing_ok=True)
 
 
 def read_progress(run_dir: Path) -> dict | None:
     """The last complete resume point, or None when the run never reached one."""
-    path = run_dir / rundir.STATE / rundir.STATE_PROGRESS
+    path = run_dir / files.STATE / files.STATE_PROGRESS
     if not path.is_file():
         return None
-    progress = rundir.read_json(path)
-    if not (run_dir / rundir.STATE / progress.get("arrays", "")).is_file():
+    progress = files.read_json(path)
+    if not (run_dir / files.STATE / progress.get("arrays", "")).is_file():
         return None
     return progress
 
@@ -59,7 +59,7 @@ def read_progress(run_dir: Path) -> dict | None:
 def restore_point(model, run_dir: Path, progress: dict) -> dict:
     """Assign a resume point's values to `model`, compiled as the run compiled it; returns the extras
     (metric totals, EarlyStopping's best weights)."""
-    with np.load(run_dir / rundir.STATE / progress["arrays"], allow_pickle=False) as archive:
+    with np.load(run_dir / files.STATE / progress["arrays"], allow_pickle=False) as archive:
         arrays = {name: archive[name] for name in archive.files}
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)

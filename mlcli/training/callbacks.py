@@ -12,7 +12,9 @@ from typing import Any
 import keras
 
 from mlcli import console
-from mlcli.run import rundir
+from mlcli.checkpoint.archive import save_model
+from mlcli.run import files
+from mlcli.run.history import write_history
 
 
 def _better(mode: str, monitor: str, value: float, best: float | None) -> bool:
@@ -110,7 +112,7 @@ class StateKeeper(keras.callbacks.Callback):
                  every_steps: int | None, early_stopping=None, first_step: int = 0, facts: dict | None = None):
         super().__init__()
         self.run_dir = run_dir
-        self.facts = facts  # for best.keras (rundir.save_model)
+        self.facts = facts  # mlcli.json for best.keras (save_model)
         self.history = history
         self.monitor = monitor
         self.mode = mode
@@ -159,12 +161,12 @@ class StateKeeper(keras.callbacks.Callback):
         row["learning_rate"] = float(logs.get("learning_rate", current_learning_rate(self.model)))
         row["seconds"] = round(time.perf_counter() - self._started, 4)
         self.history.append(row)
-        rundir.write_history(self.run_dir / rundir.HISTORY, self.history)
+        write_history(self.run_dir / files.HISTORY, self.history)
         if self.monitor and self.monitor in logs:
             value = float(logs[self.monitor])
             if _better(self.mode, self.monitor, value, self.best["value"] if self.best else None):
                 self.best = {"epoch": epoch + 1, "monitor": self.monitor, "value": value}
-                rundir.save_model(self.model, self.run_dir / rundir.BEST, self.facts)
+                save_model(self.model, self.run_dir / files.BEST, self.facts)
         self._save(step=0, epochs_completed=epoch + 1)
 
     def _save(self, step: int, epochs_completed: int | None = None) -> None:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from mlcli.config import LoadedConfig, load_config
 from mlcli.errors import UsageError
-from mlcli.run import rundir
-from mlcli.run.manifest import check_resume_config
+from mlcli.run import files
+from mlcli.run.manifest import check_resume_config, read_manifest
+from mlcli.run.output import claim_output, default_run_dir
 from mlcli.training.train import TrainRequest, TrainResult, run_training
 
 
@@ -24,11 +25,6 @@ class RunPlan:
     replace: bool = False  # --force on a run directory: its files go when the new run starts writing
 
 
-def _manifest(run_dir: Path) -> dict:
-    path = run_dir / rundir.RUN
-    return rundir.read_json(path) if path.is_file() else {}
-
-
 def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path | None,
              overrides: list[str], resume: bool, force: bool) -> RunPlan:
     if resume and config is not None and config.is_dir():
@@ -36,22 +32,22 @@ def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path |
         run_dir = config
         if output is not None and output.resolve() != run_dir.resolve():
             raise UsageError(f"--resume {run_dir} and --output {output} name different directories")
-        if not rundir.is_run(run_dir):
-            if (run_dir / rundir.LOCK).is_file():
+        if not files.is_run(run_dir):
+            if (run_dir / files.LOCK).is_file():
                 raise UsageError(
                     f"{run_dir}: the run there was stopped before it wrote its config, so --resume DIR cannot "
                     "know how to continue it",
                     hint=f"start it again with: mlcli {kind} CONFIG --output {run_dir} --resume",
                 )
-            raise UsageError(f"{run_dir} is not an mlcli run directory (no {rundir.RUN} or {rundir.CONFIG})",
+            raise UsageError(f"{run_dir} is not an mlcli run directory (no {files.RUN} or {files.CONFIG})",
                              hint="pass the directory a previous `mlcli train` wrote")
-        manifest = _manifest(run_dir)
+        manifest = read_manifest(run_dir)
         if kind == "train" and manifest.get("parent"):
             raise UsageError(f"{run_dir} is a finetune run", hint=f"continue it with: mlcli finetune --resume {run_dir}")
         if kind == "finetune" and not manifest.get("parent"):
             raise UsageError(f"{run_dir} is a train run, not a finetune run",
                              hint=f"continue it with: mlcli train --resume {run_dir}")
-        loaded = load_config(run_dir / rundir.CONFIG, overrides)
+        loaded = load_config(run_dir / files.CONFIG, overrides)
         _check_cluster(loaded, resume=True)
         return _continue_or_report(kind, loaded, run_dir, manifest.get("parent"))
 
@@ -79,13 +75,13 @@ def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path |
                        parent=parent_facts)
     if resume:
         run_dir = output if output is not None else Path("runs") / name
-        if rundir.is_run(run_dir):
+        if files.is_run(run_dir):
             return _continue_or_report(kind, loaded, run_dir, parent_facts)
         return RunPlan(kind, loaded, run_dir, resume=False, parent=parent_facts)
     if output is not None:
-        replace = rundir.claim_output(output, force)
+        replace = claim_output(output, force)
         return RunPlan(kind, loaded, output, resume=False, parent=parent_facts, replace=replace)
-    return RunPlan(kind, loaded, rundir.default_run_dir(name), resume=False, parent=parent_facts)
+    return RunPlan(kind, loaded, default_run_dir(name), resume=False, parent=parent_facts)
 
 
 def _check_cluster(loaded: LoadedConfig, resume: bool) -> bool:
@@ -102,18 +98,18 @@ def _check_cluster(loaded: LoadedConfig, resume: bool) -> bool:
 
 
 def _continue_or_report(kind: str, loaded: LoadedConfig, run_dir: Path, parent: dict | None) -> RunPlan:
-    manifest = _manifest(run_dir)
+    manifest = read_manifest(run_dir)
     if manifest.get("config_hash"):
         check_resume_config(run_dir, loaded)
-    if manifest.get("status") == "completed" and (run_dir / rundir.MODEL).is_file():
+    if manifest.get("status") == "completed" and (run_dir / files.MODEL).is_file():
         return RunPlan(kind, loaded, run_dir, resume=True, finished=finished_result(run_dir), parent=parent)
     return RunPlan(kind, loaded, run_dir, resume=True, parent=manifest.get("parent") or parent)
 
 
 def finished_result(run_dir: Path):
     """What a completed run reports when asked to resume (nothing to do): a TrainResult."""
-    manifest = rundir.read_json(run_dir / rundir.RUN)
-    metrics = rundir.read_json(run_dir / rundir.METRICS) if (run_dir / rundir.METRICS).is_file() else {}
+    manifest = read_manifest(run_dir)
+    metrics = files.read_json(run_dir / files.METRICS) if (run_dir / files.METRICS).is_file() else {}
     return TrainResult(
         run_dir=run_dir, status=manifest.get("status", "completed"),
         epochs_completed=int(manifest.get("epochs_completed", 0)), metrics=metrics,
@@ -124,12 +120,13 @@ def finished_result(run_dir: Path):
     )
 
 
-def execute(plan: RunPlan, command: list[str]):
+def execute(plan: RunPlan, command: list[str], *, unsafe: bool = False):
+    """Run the plan. `unsafe` (--unsafe) lets Keras run code stored in a finetune parent's file."""
     make_model = None
     if plan.kind == "finetune":
         from mlcli.model.finetune_model import model_from_parent
 
-        make_model = model_from_parent(plan.parent)
+        make_model = model_from_parent(plan.parent, unsafe=unsafe)
     request = TrainRequest(plan.loaded, plan.run_dir, command, resume=plan.resume, make_model=make_model,
                            parent=plan.parent, replace=plan.replace)
     return run_training(request)

@@ -13,12 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from mlcli.checkpoint.archive import model_facts, save_model
 from mlcli.config import LoadedConfig, to_dict
 from mlcli.config.yamlio import dump_yaml
 from mlcli.errors import Diverged, Interrupted
 from mlcli.model.heads import check_output_width
-from mlcli.run import rundir
-from mlcli.run.manifest import check_same_data, now, start_manifest
+from mlcli.run import files
+from mlcli.run.history import read_history
+from mlcli.run.lock import hold_lock
+from mlcli.run.manifest import check_same_data, now, start_manifest, write_manifest
+from mlcli.run.output import remove_replaced_run
 
 
 @dataclass
@@ -108,7 +112,7 @@ def _parent_classes(request: TrainRequest) -> list | None:
 def _train(request: TrainRequest, prepared, device, precision: str, distribution) -> TrainResult:
     with contextlib.ExitStack() as stack:
         if request.resume:  # lock before reading the state a live run may be rewriting
-            stack.enter_context(rundir.hold_lock(request.run_dir))
+            stack.enter_context(hold_lock(request.run_dir))
         return _train_locked(request, prepared, device, precision, distribution, stack)
 
 
@@ -151,30 +155,30 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
     notes += [n for n in [distribution.describe(config.training.batch_size), *distribution.notes] if n]
 
     if not request.resume:
-        stack.enter_context(rundir.hold_lock(run_dir))
+        stack.enter_context(hold_lock(run_dir))
         if request.replace:  # every check has passed: only now does the old run give way
-            rundir.remove_replaced_run(run_dir)
-    rundir.remove_temporaries(run_dir)
+            remove_replaced_run(run_dir)
+    files.remove_temporaries(run_dir)
     first_epoch = int(progress["epochs_completed"]) if progress else 0
-    history = rundir.read_history(run_dir / rundir.HISTORY)[:first_epoch] if progress else []
+    history = read_history(run_dir / files.HISTORY)[:first_epoch] if progress else []
     manifest = start_manifest(request, prepared, device.describe(), precision, model, now(), finetune_facts)
     manifest["distribute"] = distribution.facts(config.training.batch_size, spe)
     if progress is None:
-        rundir.write_text(run_dir / rundir.CONFIG, dump_yaml(to_dict(config)))
+        files.write_text(run_dir / files.CONFIG, dump_yaml(to_dict(config)))
         if prepared.classes is not None:
-            rundir.write_json(run_dir / rundir.LABELS, prepared.classes)
-    rundir.write_json(run_dir / rundir.RUN, manifest)
+            files.write_json(run_dir / files.LABELS, prepared.classes)
+    write_manifest(run_dir, manifest)
     try:
         fitted = _fit(request, model, prepared, encoding, progress, extras, history)
     except KeyboardInterrupt:
         manifest.update(status="interrupted", ended_at=now(), epochs_completed=len(history),
                         interrupted={"signal": "SIGINT", "epochs_completed": len(history)})
-        rundir.write_json(run_dir / rundir.RUN, manifest)
+        write_manifest(run_dir, manifest)
         raise Interrupted(f"stopped after {len(history)} finished epoch(s); the last saved state is in {run_dir}",
                           hint=f"continue with: {_resume_command(request)}") from None
     except BaseException:
         manifest.update(status="failed", ended_at=now(), epochs_completed=len(history))
-        rundir.write_json(run_dir / rundir.RUN, manifest)
+        write_manifest(run_dir, manifest)
         raise
     return _finish(request, model, prepared, encoding, fitted, manifest, history,
                    device.describe(), precision, notes, finetune_facts)
@@ -227,10 +231,10 @@ def _fit(request: TrainRequest, model, prepared, encoding: str, progress: dict |
         run_dir, history=history, monitor=config.training.checkpoint.monitor if prepared.validation else None,
         mode=config.training.checkpoint.mode, best=best, guard=guard, interrupt=interrupt, steps=steps,
         every_steps=config.training.checkpoint_every_steps, early_stopping=early, first_step=first_step,
-        facts=rundir.model_facts(prepared),
+        facts=model_facts(prepared),
     )
     progress_bar = cb.Progress(epochs, steps, first_step)
-    summaries = cb.EpochSummaries(run_dir / rundir.LOGS)
+    summaries = cb.EpochSummaries(run_dir / files.LOGS)
     callbacks = [guard, interrupt] + ([early] if early is not None else []) + [keeper, summaries, progress_bar]
     val_ds = None
     if prepared.validation is not None:
@@ -288,9 +292,9 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
         point = resume.read_progress(run_dir)
         if point is not None:  # model.keras is the last finite state
             resume.restore_point(model, run_dir, point)
-            rundir.save_model(model, run_dir / rundir.MODEL, rundir.model_facts(prepared))
+            save_model(model, run_dir / files.MODEL, model_facts(prepared))
         manifest.update(status="diverged", diverged=where, ended_at=now())
-        rundir.write_json(run_dir / rundir.RUN, manifest)
+        write_manifest(run_dir, manifest)
         error = Diverged(
             f"loss became {where['loss']} at epoch {where['epoch']}, step {where['step']}; "
             + (f"the last good state ({resume.describe(point)[len('resuming after '):]}) is kept in {run_dir}"
@@ -302,7 +306,7 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
     if fitted.status == "interrupted":
         manifest.update(status="interrupted", ended_at=now(),
                         interrupted={"signal": fitted.interrupt.signal_name, "epochs_completed": completed})
-        rundir.write_json(run_dir / rundir.RUN, manifest)
+        write_manifest(run_dir, manifest)
         error = Interrupted(
             f"{fitted.interrupt.signal_name}: stopped after {completed} finished epoch(s); state saved in {run_dir}",
             hint=f"continue with: {_resume_command(request)}",
@@ -317,17 +321,17 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
     # finished run. A streamed split is not held in memory: no confusion matrix for it, the curves only.
     painter = start_run_plots(run_dir, history, model,
                               None if getattr(prepared.train, "streamed", False) else prepared, config)
-    rundir.save_model(model, run_dir / rundir.MODEL, rundir.model_facts(prepared))
+    save_model(model, run_dir / files.MODEL, model_facts(prepared))
     metrics = _final_metrics(history, best_epoch)
     if prepared.test is not None:
         test_ds = evaluation_dataset(prepared.test, batch_size=max(config.training.batch_size, 256),
                                      encoding=encoding, num_classes=len(prepared.classes or []))
         scores = model.evaluate(test_ds, verbose=0, return_dict=True)
         metrics.update({f"test_{k}": float(scores[k]) for k in sorted(scores, key=lambda k: (k != "loss", k))})
-    rundir.write_json(run_dir / rundir.METRICS, metrics)
+    files.write_json(run_dir / files.METRICS, metrics)
     painter.join()
     manifest.update(status="completed", ended_at=now(), metrics=metrics)
-    rundir.write_json(run_dir / rundir.RUN, manifest)
+    write_manifest(run_dir, manifest)
     return TrainResult(
         run_dir=run_dir, status="completed", epochs_completed=completed, metrics=metrics, best=fitted.best,
         device=device, precision=precision, parameters=manifest["parameters"], layers=manifest["layers"],

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mlcli.checkpoint.checkpoint import Checkpoint, compile_for_evaluation, load_model, open_checkpoint
+from mlcli.checkpoint.checkpoint import Checkpoint, open_checkpoint
+from mlcli.checkpoint.load import compile_for_evaluation, load_model
 from mlcli.data.inputs import InputReader
 from mlcli.data.prepare import Split, class_indices, regression_targets
 from mlcli.errors import DataError, UsageError
@@ -93,7 +94,8 @@ def choose_data(ckpt: Checkpoint, data: str | None) -> _Data:
 
 
 def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: list[str],
-             plot: Path | None = None) -> EvalResult:
+             plot: Path | None = None, *, unsafe: bool = False) -> EvalResult:
+    """`unsafe` (--unsafe) lets Keras run Python code stored in the model file."""
     ckpt = open_checkpoint(checkpoint)
     check_gate_names(ckpt, gates)
     if plot is not None:
@@ -103,7 +105,7 @@ def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: 
     reader = None
     if chosen.spec is not None and ckpt.input_shape is not None:
         reader = _reader(ckpt, chosen)  # columns checked before TensorFlow starts
-    model = load_model(ckpt)
+    model, ckpt = load_model(ckpt, unsafe=unsafe)
     compile_for_evaluation(model, ckpt)
     notes = list(ckpt.notes)
     if chosen.spec is not None:

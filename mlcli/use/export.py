@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from mlcli import __version__
-from mlcli.checkpoint.checkpoint import Checkpoint, load_model, open_checkpoint
+from mlcli.checkpoint.checkpoint import Checkpoint, open_checkpoint
+from mlcli.checkpoint.load import load_model
 from mlcli.errors import DataError, UsageError
-from mlcli.run import rundir
+from mlcli.run import files
 from mlcli.use import export_formats as formats
 
 FORMATS = ("savedmodel", "tflite", "onnx")
@@ -52,7 +53,8 @@ class ExportResult:
 
 
 def export(checkpoint: Path, fmt: str, output: Path, *, tolerance: float = TOLERANCE,
-           verbose: bool = False) -> ExportResult:
+           verbose: bool = False, unsafe: bool = False) -> ExportResult:
+    """`unsafe` (--unsafe) lets Keras run Python code stored in the model file."""
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: unknown format — expected one of {', '.join(FORMATS)}")
     if not tolerance >= 0:
@@ -66,7 +68,7 @@ def export(checkpoint: Path, fmt: str, output: Path, *, tolerance: float = TOLER
     from mlcli.runtime import import_tensorflow
 
     import_tensorflow()
-    model = load_model(ckpt)
+    model, ckpt = load_model(ckpt, unsafe=unsafe)
     x, rows_from = data_rows(ckpt, PARITY_ROWS, notes)
     if x is None:
         x, rows_from = synthetic_rows(model, PARITY_ROWS)
@@ -92,11 +94,11 @@ def export(checkpoint: Path, fmt: str, output: Path, *, tolerance: float = TOLER
         parity = compare(fmt, reference, ran.outputs, tolerance, rows_from)
         signature = build_signature(fmt, output, ckpt, model, ran, parity, facts)
         if fmt == "savedmodel":
-            rundir.write_json(artifact / SIGNATURE, signature)
+            files.write_json(artifact / SIGNATURE, signature)
             _replace_directory(artifact, output)
         else:
             os.replace(artifact, output)
-            rundir.write_json(signature_path, signature)
+            files.write_json(signature_path, signature)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(fmt, output, signature_path, signature, notes)
@@ -122,7 +124,7 @@ def check_output(fmt: str, output: Path) -> Path:
     signature = output.parent / SIGNATURE
     if signature.exists():
         try:
-            owner = rundir.read_json(signature).get("artifact")
+            owner = files.read_json(signature).get("artifact")
         except (OSError, ValueError, AttributeError):
             owner = None
         if owner != output.name:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from mlcli import console
-from mlcli.run import rundir
+from mlcli.run import files
 from mlcli.use.scores import confusion_matrix
 
 PLOTS = "plots"
@@ -50,7 +50,7 @@ def write_run_plots(run_dir: Path, history: list[dict], model=None, prepared=Non
             if data is None:
                 continue
             path = run_dir / PLOTS / name
-            rundir.write_atomic(path, data)
+            files.write_atomic(path, data)
             written.append(path)
         except Exception as exc:  # noqa: BLE001 — a picture must never fail a finished run
             console.info(f"note: {PLOTS}/{name} was not written ({type(exc).__name__}: {exc})")
@@ -188,5 +188,5 @@ def confusion_figure(counts: np.ndarray, labels: list[str], what: str) -> bytes:
 
 def write_confusion(path: Path, counts: np.ndarray, classes: list, what: str) -> None:
     """`mlcli evaluate --plot FILE`: the confusion matrix of any data, as a PNG."""
-    rundir.write_atomic(path, confusion_figure(counts, [str(c) for c in classes], what))
+    files.write_atomic(path, confusion_figure(counts, [str(c) for c in classes], what))
 

@@ -17,13 +17,14 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from mlcli import console
-from mlcli.checkpoint.checkpoint import Checkpoint, load_model, open_checkpoint
+from mlcli.checkpoint.checkpoint import Checkpoint, open_checkpoint
+from mlcli.checkpoint.load import load_model
 from mlcli.data.batches import in_background, prefetch
 from mlcli.data.inputs import InputReader
 from mlcli.errors import DataError, UsageError
@@ -62,7 +63,8 @@ def prediction_columns(ckpt: Checkpoint, probabilities: bool) -> list[str]:
 
 
 def predict(checkpoint: Path, input_spec: str, output: Path | None, batch_size: int | None, keep: list[str],
-            probabilities: bool) -> PredictResult:
+            probabilities: bool, *, unsafe: bool = False) -> PredictResult:
+    """`unsafe` (--unsafe) lets Keras run Python code stored in the model file."""
     fmt = output_format(output)
     ckpt = open_checkpoint(checkpoint)
     keep = list(dict.fromkeys(keep))
@@ -71,9 +73,10 @@ def predict(checkpoint: Path, input_spec: str, output: Path | None, batch_size: 
     reader = None
     if ckpt.input_shape is not None:  # headers and --keep are checked before TensorFlow starts
         reader = _open_input(ckpt, input_spec, keep, probabilities)
-    model = load_model(ckpt)
-    if ckpt.standalone and ckpt.task == "regression" and int(np.prod(model.output_shape[1:])) > len(ckpt.labels):
-        ckpt.labels = [str(i) for i in range(int(np.prod(model.output_shape[1:])))]
+    model, ckpt = load_model(ckpt, unsafe=unsafe)
+    units = int(np.prod(model.output_shape[1:]))
+    if ckpt.standalone and ckpt.task == "regression" and units > len(ckpt.labels):
+        ckpt = replace(ckpt, labels=[str(i) for i in range(units)])  # one prediction column per output
     reader = reader or _open_input(ckpt, input_spec, keep, probabilities)
     names = _output_names(ckpt, keep, probabilities)  # a standalone model's classes are known now
     inference = Inference(model, ckpt, batch_size or default_batch_size(ckpt))

@@ -1,0 +1,77 @@
+"""A checkpoint's model, loaded with Keras in safe mode, and compiled for evaluation as its run was.
+
+`unsafe` is the user's --unsafe: they trust the file enough to let Keras run Python code stored in
+it. Every stage that loads a model takes it as a parameter, so nothing else can switch it on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from mlcli.checkpoint.checkpoint import Checkpoint
+from mlcli.errors import UsageError, first_line
+from mlcli.runtime import import_tensorflow
+
+
+def load_keras(path: Path, *, compile: bool, unsafe: bool, what: str = "CKPT"):
+    """keras.saving.load_model in Keras's safe mode unless `unsafe`; every failure is exit 2.
+
+    Safe mode refuses Python code stored in a model (a Lambda layer's function, custom objects), so
+    loading a file from elsewhere never runs it unless the user says they trust it.
+    """
+    import keras  # deferred: imports TensorFlow
+
+    try:
+        return keras.saving.load_model(path, compile=compile, safe_mode=not unsafe)
+    except Exception as exc:  # noqa: BLE001 — a user's file can fail in any of Keras's ways
+        text = str(exc)
+        if "safe_mode" in text or "arbitrary code" in text:
+            raise UsageError(
+                f"{what} {path}: holds Python code (e.g. a Lambda layer), which mlcli does not run from a "
+                "model file by default (Keras safe mode)",
+                hint="pass --unsafe only if you trust where the file came from",
+            ) from None
+        raise UsageError(f"{what} {path}: cannot be loaded as a Keras model: {first_line(exc)}",
+                         hint="pass a run directory or a .keras file saved by Keras 3") from None
+
+
+def load_model(ckpt: Checkpoint, *, unsafe: bool):
+    """(model, checkpoint): the model loaded (not compiled), and the checkpoint with what the model
+    tells: its exact input shape, and a standalone classifier's classes (0..n-1)."""
+    import_tensorflow()
+    model = load_keras(ckpt.model_path, compile=False, unsafe=unsafe)
+    shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
+    if shape is None or any(d is None for d in shape):
+        raise UsageError(f"CKPT {ckpt.model_path}: the model's input shape {model.input_shape} is not one fixed "
+                         "row shape — evaluate and predict need a model with one input of a known size")
+    classes = ckpt.classes
+    if ckpt.task == "classification" and classes is None:
+        units = int(np.prod(model.output_shape[1:]))
+        classes = [0, 1] if units == 1 else list(range(units))
+    return model, replace(ckpt, input_shape=tuple(int(d) for d in shape), classes=classes)
+
+
+def compile_for_evaluation(model, ckpt: Checkpoint) -> None:
+    """The run's own loss and metrics, so evaluate reports Keras's names and numbers as training did."""
+    if ckpt.loaded is not None:
+        from mlcli.model.compile import build_loss, build_metrics
+
+        model.compile(loss=build_loss(ckpt.loaded), metrics=build_metrics(ckpt.loaded))
+        return
+    recorded = ckpt.compile_config or {}
+    if recorded.get("loss") is not None:
+        loss, metrics = recorded["loss"], ckpt.standalone_metrics()
+    elif ckpt.task == "classification":
+        units = int(np.prod(model.output_shape[1:]))
+        loss, metrics = ("binary_crossentropy" if units == 1 else "sparse_categorical_crossentropy"), ["accuracy"]
+    else:
+        loss, metrics = "mse", ["mae"]
+    try:
+        model.compile(loss=loss, metrics=metrics)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(
+            f"CKPT {ckpt.model_path}: its recorded loss/metrics cannot be rebuilt: {first_line(exc)}"
+        ) from None

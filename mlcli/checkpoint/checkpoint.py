@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from mlcli.config import LoadedConfig, load_config
-from mlcli.data.prepare import loss_family
+from mlcli.data.labels import loss_family
 from mlcli.errors import UsageError, first_line
 from mlcli.run import rundir
 
@@ -75,7 +75,7 @@ class Checkpoint:
     def encoding(self, output_units: int) -> str:
         """How labels are fed to the loss: onehot | sparse | binary | regression (as training did)."""
         if self.loaded is not None:
-            from mlcli.data.prepare import label_encoding
+            from mlcli.data.labels import label_encoding
 
             return label_encoding(self.loaded.config, self.task, output_units, len(self.classes or []))
         if self.task == "regression":
@@ -119,7 +119,7 @@ def _run_checkpoint(model_path: Path, run_dir: Path) -> Checkpoint:
     config = loaded.config
     task = manifest.get("task") or (config.data.task if config.data.task != "auto" else None)
     if task is None:
-        from mlcli.data.prepare import is_classification_loss
+        from mlcli.data.labels import is_classification_loss
 
         task = "classification" if is_classification_loss(config) else "regression"
     features = manifest.get("features")

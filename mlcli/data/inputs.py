@@ -21,7 +21,7 @@ import numpy as np
 
 from mlcli.data.batches import as_numbers, csv_batches, label_values, read_header
 from mlcli.data.frames import check_finite, listing, numeric_column
-from mlcli.data.prepare import class_indices, regression_targets
+from mlcli.data.labels import class_indices, regression_targets
 from mlcli.data.sources import Source, read_npz, resolve
 from mlcli.errors import DataError, first_line
 

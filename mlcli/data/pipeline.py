@@ -12,15 +12,8 @@ import math
 
 import numpy as np
 
+from mlcli.data.labels import as_numpy_targets, encode
 from mlcli.data.prepare import Split
-
-
-def _encode(tf, y, encoding: str, num_classes: int):
-    if encoding == "onehot":
-        return tf.one_hot(y, num_classes, dtype=tf.float32)
-    if encoding == "binary":
-        return tf.cast(tf.reshape(y, (-1, 1)), tf.float32)
-    return y  # sparse class indices, or regression targets as they are
 
 
 def steps_per_epoch(rows: int, batch_size: int) -> int:
@@ -58,7 +51,7 @@ def training_dataset(split: Split, *, batch_size: int, seed: int, shuffle: bool,
 
         def gather(step):
             index = order[step * batch_size: (step + 1) * batch_size]
-            return tf.gather(x, index), _encode(tf, tf.gather(y, index), encoding, num_classes)
+            return tf.gather(x, index), encode(tf, tf.gather(y, index), encoding, num_classes)
 
         return tf.data.Dataset.range(first_step, steps).map(gather, num_parallel_calls=tf.data.AUTOTUNE,
                                                              deterministic=True)
@@ -77,7 +70,7 @@ def evaluation_dataset(split: Split, *, batch_size: int, encoding: str, num_clas
 
     tf = import_tensorflow()
     dataset = tf.data.Dataset.from_tensor_slices((split.x, split.y)).batch(batch_size)
-    dataset = dataset.map(lambda x, y: (x, _encode(tf, y, encoding, num_classes)))
+    dataset = dataset.map(lambda x, y: (x, encode(tf, y, encoding, num_classes)))
     return _sharded_by_data(dataset.cache().prefetch(tf.data.AUTOTUNE))
 
 
@@ -97,13 +90,4 @@ def first_rows(split, rows: int, encoding: str, num_classes: int) -> tuple[np.nd
     if getattr(split, "streamed", False):
         x, y = split.head(rows)
         split = Split(x, y, split.name)
-    return split.x[:rows], as_numpy_targets(split, encoding, num_classes)[:rows]
-
-
-def as_numpy_targets(split: Split, encoding: str, num_classes: int) -> np.ndarray:
-    """The targets exactly as the loss sees them (for checks and tests)."""
-    if encoding == "onehot":
-        return np.eye(num_classes, dtype=np.float32)[split.y]
-    if encoding == "binary":
-        return split.y.reshape(-1, 1).astype(np.float32)
-    return split.y
+    return split.x[:rows], as_numpy_targets(split.y[:rows], encoding, num_classes)

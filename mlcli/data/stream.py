@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mlcli.data.prepare import class_indices, regression_targets
+from mlcli.data.labels import class_indices, encode, regression_targets
 from mlcli.data.stream_source import ChunkSource
 
 SHUFFLE_BUFFER_ROWS = 65_536  # 16 MiB of float32 at 64 features
@@ -147,7 +147,7 @@ class StreamSplit:
                          num_classes: int, first_step: int = 0):
         """One epoch of global batches in the order fixed by (seed, epoch); `epoch` is the run's
         tf.Variable, read when Keras starts the epoch's iterator (as the in-memory pipeline does)."""
-        from mlcli.data.pipeline import _encode, steps_per_epoch
+        from mlcli.data.pipeline import steps_per_epoch
         from mlcli.runtime import import_tensorflow
 
         tf = import_tensorflow()
@@ -162,17 +162,17 @@ class StreamSplit:
                                                   output_signature=self._signature(tf))
 
         dataset = tf.data.Dataset.from_tensors(0).flat_map(one_epoch)
-        dataset = dataset.map(lambda x, y: (x, _encode(tf, y, encoding, num_classes)))
+        dataset = dataset.map(lambda x, y: (x, encode(tf, y, encoding, num_classes)))
         return dataset.apply(tf.data.experimental.assert_cardinality(steps - first_step)).prefetch(2)
 
     def evaluation_dataset(self, *, batch_size: int, encoding: str, num_classes: int):
-        from mlcli.data.pipeline import _encode, steps_per_epoch
+        from mlcli.data.pipeline import steps_per_epoch
         from mlcli.runtime import import_tensorflow
 
         tf = import_tensorflow()
         dataset = tf.data.Dataset.from_generator(lambda: batches(self.chunks(), batch_size, None),
                                                  output_signature=self._signature(tf))
-        dataset = dataset.map(lambda x, y: (x, _encode(tf, y, encoding, num_classes)))
+        dataset = dataset.map(lambda x, y: (x, encode(tf, y, encoding, num_classes)))
         return dataset.apply(tf.data.experimental.assert_cardinality(steps_per_epoch(self.rows, batch_size))) \
             .prefetch(2)
 

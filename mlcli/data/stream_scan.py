@@ -12,7 +12,8 @@ from dataclasses import replace
 import numpy as np
 
 from mlcli.config.schema import Config
-from mlcli.data.prepare import Prepared, adopt_vocabulary, infer_task, is_classification_loss, regression_targets
+from mlcli.data.labels import adopt_vocabulary, infer_task, is_classification_loss, regression_targets
+from mlcli.data.prepare import Prepared
 from mlcli.data.sources import sha256
 from mlcli.data.stream import SHUFFLE_BUFFER_ROWS, Moments, StreamSplit, _Plan, held_out
 from mlcli.data.stream_source import ChunkSource, column_kind, weakest

@@ -181,7 +181,7 @@ def _load(path: Path):
 
 def _check_width(loaded: LoadedConfig, prepared, outputs: int, parent_path: Path) -> None:
     """The new data must fit the model's last layer: the new head's, or the parent's when kept."""
-    from mlcli.data.prepare import label_encoding
+    from mlcli.data.labels import label_encoding
 
     config = loaded.config
     head = config.finetune.head

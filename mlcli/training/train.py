@@ -112,7 +112,7 @@ def _train(request: TrainRequest, prepared, device, precision: str, distribution
 
 
 def _train_locked(request: TrainRequest, prepared, device, precision: str, distribution, stack) -> TrainResult:
-    from mlcli.data.prepare import label_encoding
+    from mlcli.data.labels import label_encoding
     from mlcli.model.build import build_loss, build_metrics, build_model, build_optimizer
     from mlcli.run import resume
 

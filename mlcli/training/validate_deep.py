@@ -10,8 +10,8 @@ def validate_deep(loaded: LoadedConfig) -> str:
     from mlcli import runtime
 
     runtime.import_tensorflow()
+    from mlcli.data.labels import label_encoding
     from mlcli.data.load import prepare_data
-    from mlcli.data.prepare import label_encoding
     from mlcli.model.build import build_loss, build_metrics, build_model, build_optimizer, parameter_counts
     from mlcli.training.train import check_output_width
 

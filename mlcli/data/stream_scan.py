@@ -16,7 +16,8 @@ from mlcli.data.labels import adopt_vocabulary, infer_task, is_classification_lo
 from mlcli.data.prepare import Prepared
 from mlcli.data.sources import sha256
 from mlcli.data.stream import SHUFFLE_BUFFER_ROWS, Moments, StreamSplit, _Plan, held_out
-from mlcli.data.stream_source import ChunkSource, column_kind, weakest
+from mlcli.data.stream_source import ChunkSource
+from mlcli.data.values import column_kind, weakest
 from mlcli.errors import DataError
 
 

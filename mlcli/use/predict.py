@@ -24,7 +24,7 @@ import numpy as np
 
 from mlcli import console
 from mlcli.checkpoint.checkpoint import Checkpoint, load_model, open_checkpoint
-from mlcli.data.batches import in_background, prefetch
+from mlcli.data.background import in_background, prefetch
 from mlcli.data.inputs import InputReader
 from mlcli.errors import DataError, UsageError
 from mlcli.use.inference import Inference, default_batch_size

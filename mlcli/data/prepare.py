@@ -13,20 +13,9 @@ import numpy as np
 from mlcli.config.schema import Config
 from mlcli.data.frames import Frame, load_frame
 from mlcli.data.labels import adopt_vocabulary, class_indices, infer_task, regression_targets, sorted_vocabulary
+from mlcli.data.split import Split
+from mlcli.data.stream import StreamSplit
 from mlcli.errors import DataError
-
-
-@dataclass
-class Split:
-    """One split in memory: float32 features and encoded-later targets."""
-
-    x: np.ndarray
-    y: np.ndarray  # int32 class indices (classification) or float32 (rows, targets) (regression)
-    name: str
-
-    @property
-    def rows(self) -> int:
-        return int(self.x.shape[0])
 
 
 @dataclass
@@ -36,9 +25,9 @@ class Prepared:
     feature_names: list[str]
     label_names: list[str]
     input_shape: tuple[int, ...]
-    train: Split
-    validation: Split | None
-    test: Split | None
+    train: Split | StreamSplit  # one interface (mlcli.data.split)
+    validation: Split | StreamSplit | None
+    test: Split | StreamSplit | None
     files: dict[str, list[dict]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 

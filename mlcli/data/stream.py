@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mlcli.data.labels import class_indices, encode, regression_targets
+from mlcli.data.pipeline import steps_per_epoch
 from mlcli.data.stream_source import ChunkSource
 
 SHUFFLE_BUFFER_ROWS = 65_536  # 16 MiB of float32 at 64 features
@@ -92,7 +93,11 @@ class _Plan:
 
 
 class StreamSplit:
-    """A split read from disk each time it is used; `rows` are counted by the first pass."""
+    """A split read from disk each time it is used; `rows` are counted by the first pass.
+
+    It offers the interface of an in-memory split (mlcli.data.split); Normalization is fitted from
+    the statistics the first pass computed (`statistics`), not from rows.
+    """
 
     streamed = True
 
@@ -102,6 +107,10 @@ class StreamSplit:
         self.notes: list[str] = []
         self._lookup = np.asarray(plan.classes, dtype=object if plan.label_kind == "str" else None) \
             if plan.classes is not None else None
+
+    @property
+    def normalization_input(self) -> Moments | None:
+        return self.statistics
 
     def chunks(self, rng: np.random.Generator | None = None):
         """(x float32, y) of this split's rows, chunk by chunk; y is class indices (int32) or targets."""
@@ -147,7 +156,6 @@ class StreamSplit:
                          num_classes: int, first_step: int = 0):
         """One epoch of global batches in the order fixed by (seed, epoch); `epoch` is the run's
         tf.Variable, read when Keras starts the epoch's iterator (as the in-memory pipeline does)."""
-        from mlcli.data.pipeline import steps_per_epoch
         from mlcli.runtime import import_tensorflow
 
         tf = import_tensorflow()
@@ -166,7 +174,6 @@ class StreamSplit:
         return dataset.apply(tf.data.experimental.assert_cardinality(steps - first_step)).prefetch(2)
 
     def evaluation_dataset(self, *, batch_size: int, encoding: str, num_classes: int):
-        from mlcli.data.pipeline import steps_per_epoch
         from mlcli.runtime import import_tensorflow
 
         tf = import_tensorflow()

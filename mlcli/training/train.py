@@ -121,7 +121,7 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
     run_dir = request.run_dir
     progress = resume.read_progress(run_dir) if request.resume else None
 
-    notes: list[str] = list(getattr(prepared.train, "notes", [])) + list(prepared.notes)
+    notes: list[str] = list(prepared.train.notes) + list(prepared.notes)
     finetune_facts = None
     extras: dict = {}
     if progress is not None:
@@ -132,9 +132,8 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
             model, finetune_facts = request.make_model(loaded, prepared)
             notes.extend(finetune_facts.get("notes", []))
         else:  # streamed data brings its statistics, computed chunk by chunk, instead of its rows
-            features = prepared.train.statistics if getattr(prepared.train, "streamed", False) else prepared.train.x
-            model = build_model(loaded, prepared.input_shape, features, output_float32=precision != "float32",
-                                feature_names=prepared.feature_names)
+            model = build_model(loaded, prepared.input_shape, prepared.train.normalization_input,
+                                output_float32=precision != "float32", feature_names=prepared.feature_names)
 
         outputs = int(model.output_shape[-1])
         encoding = label_encoding(config, prepared.task, outputs, len(prepared.classes or []))
@@ -314,7 +313,7 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
     # The pictures render while the model is saved and tested (they only read it). They never fail a
     # finished run. A streamed split is not held in memory: no confusion matrix for it, the curves only.
     painter = start_run_plots(run_dir, history, model,
-                              None if getattr(prepared.train, "streamed", False) else prepared, config)
+                              None if prepared.train.streamed else prepared, config)
     rundir.save_model(model, run_dir / rundir.MODEL, rundir.model_facts(prepared))
     metrics = _final_metrics(history, best_epoch)
     if prepared.test is not None:

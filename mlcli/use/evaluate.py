@@ -17,7 +17,7 @@ import numpy as np
 from mlcli.checkpoint.checkpoint import Checkpoint, compile_for_evaluation, load_model, open_checkpoint
 from mlcli.data.inputs import InputReader
 from mlcli.data.labels import class_indices, regression_targets
-from mlcli.data.prepare import Split
+from mlcli.data.split import Split
 from mlcli.errors import DataError, UsageError
 from mlcli.use.inference import Inference, default_batch_size
 from mlcli.use.plots import write_confusion

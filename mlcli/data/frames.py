@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mlcli.data.columns import check_header, listing, training_columns
+from mlcli.data.labels import label_array
 from mlcli.data.sources import Source, resolve, sha256
 from mlcli.data.values import check_finite, check_labels_present, check_text, numeric_column
 from mlcli.errors import DataError
@@ -104,7 +105,7 @@ def _label_values(table, label_names: list[str], source: Source, role: str) -> n
         else:
             values = column.to_numpy()
         out.append(values)
-    return out[0] if len(out) == 1 else np.stack(out, axis=1)
+    return label_array(out)
 
 
 def _npz_frame(source: Source, role: str, labels: list[str] | None, features) -> Frame:

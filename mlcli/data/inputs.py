@@ -20,7 +20,7 @@ import numpy as np
 
 from mlcli.data.columns import ColumnPlan, check_header, listing, model_columns
 from mlcli.data.formats import csv
-from mlcli.data.labels import class_indices, regression_targets
+from mlcli.data.labels import class_indices, in_classes, label_array, regression_targets
 from mlcli.data.sources import Source, resolve
 from mlcli.data.values import as_numbers, check_finite, label_values, numeric_column
 from mlcli.errors import DataError, first_line
@@ -178,13 +178,11 @@ class InputReader:
     def _targets(self, labels: list[np.ndarray], x, kept, part: _Part, offset: int):
         spec = part.source.spec
         if self.task != "classification":
-            values = labels[0] if len(labels) == 1 else np.stack(labels, axis=1)
-            return regression_targets(values, self.role, spec, part.plan.labels, offset), x, kept, len(x)
+            return regression_targets(label_array(labels), self.role, spec, part.plan.labels, offset), x, kept, len(x)
         values = labels[0]
         if self.only_classes is not None:
             # data.classes: the run's own test/validation rows are filtered exactly as training filtered them.
-            wanted = np.asarray(self.only_classes, dtype=values.dtype if values.dtype != object else object)
-            mask = np.isin(values, wanted)
+            mask = in_classes(values, self.only_classes)
             if not mask.all():
                 index = np.flatnonzero(mask)
                 values, x = values[index], x[index]

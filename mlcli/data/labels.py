@@ -81,6 +81,16 @@ def adopt_vocabulary(found: list, vocabulary: list | None, notes: list[str]) -> 
 # ---- labels as a split keeps them ---------------------------------------------------------------
 
 
+def label_array(columns: list[np.ndarray]) -> np.ndarray:
+    """The label column(s) of some rows as one array: one column as it is, several as (rows, columns)."""
+    return columns[0] if len(columns) == 1 else np.stack(columns, axis=1)
+
+
+def in_classes(y: np.ndarray, classes: list) -> np.ndarray:
+    """data.classes: True for the rows whose label is listed (compared as the labels' own type)."""
+    return np.isin(y, np.asarray(classes, dtype=y.dtype if y.dtype != object else object))
+
+
 def class_indices(y: np.ndarray, classes: list, role: str, spec: str, row_offset: int = 0) -> np.ndarray:
     """Labels -> indices into `classes`; an unseen label is a DataError naming it and its row.
 

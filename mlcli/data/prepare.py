@@ -12,7 +12,14 @@ import numpy as np
 
 from mlcli.config.schema import Config
 from mlcli.data.frames import Frame, load_frame
-from mlcli.data.labels import adopt_vocabulary, class_indices, infer_task, regression_targets, sorted_vocabulary
+from mlcli.data.labels import (
+    adopt_vocabulary,
+    class_indices,
+    in_classes,
+    infer_task,
+    regression_targets,
+    sorted_vocabulary,
+)
 from mlcli.data.split import Split
 from mlcli.data.stream import StreamSplit
 from mlcli.errors import DataError
@@ -62,7 +69,7 @@ def keep_classes(frame: Frame, classes: list | None, role: str) -> Frame:
     """data.classes: only the rows whose label is listed (e.g. digits 0-4 for a base model)."""
     if classes is None:
         return frame
-    keep = np.isin(frame.y, np.asarray(classes, dtype=frame.y.dtype if frame.y.dtype != object else object))
+    keep = in_classes(frame.y, classes)
     if not keep.any():
         raise DataError(
             f"{role}: {frame.source.spec}: no row has a label in data.classes {classes} — "

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mlcli.data.labels import class_indices, encode, regression_targets
+from mlcli.data.labels import class_indices, encode, in_classes, label_array, regression_targets
 from mlcli.data.pipeline import steps_per_epoch
 from mlcli.data.stream_source import ChunkSource
 
@@ -125,8 +125,7 @@ class StreamSplit:
                 held = held_out(rows, plan.seed, plan.fraction)
                 keep &= held if plan.select == "validation" else ~held
             if plan.only_classes is not None:
-                keep &= np.isin(labels[0], np.asarray(plan.only_classes, dtype=labels[0].dtype
-                                                      if labels[0].dtype != object else object))
+                keep &= in_classes(labels[0], plan.only_classes)
             if not keep.all():
                 index = np.flatnonzero(keep)
                 x, labels = x[index], [values[index] for values in labels]
@@ -136,8 +135,7 @@ class StreamSplit:
     def _targets(self, labels: list[np.ndarray], unit, offset: int) -> np.ndarray:
         spec = self.source.file_source(unit.path).spec
         if self.plan.task == "regression":
-            values = labels[0] if len(labels) == 1 else np.stack(labels, axis=1)
-            return regression_targets(values, self.source.role, spec, self.source.label_names, offset)
+            return regression_targets(label_array(labels), self.source.role, spec, self.source.label_names, offset)
         values = labels[0]
         if (values.dtype == object) == (self._lookup.dtype == object):  # sorted vocabulary: binary search
             found = np.minimum(np.searchsorted(self._lookup, values), len(self._lookup) - 1)

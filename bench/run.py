@@ -200,7 +200,7 @@ def bench_loading(rounds: int) -> dict:
 
     def mlcli_load(_: int) -> float:
         from mlcli.data.frames import load_frame
-        from mlcli.data.prepare import class_indices, sorted_vocabulary
+        from mlcli.data.labels import class_indices, sorted_vocabulary
 
         started = time.perf_counter()
         frame = load_frame(str(path), "data.train", labels=["label"], features=None)

@@ -269,9 +269,9 @@ def test_header_only_input_gives_header_only_output(digits, tmp_path):
 
 @pytest.fixture
 def small_blocks(monkeypatch):
-    import mlcli.data.batches
+    import mlcli.data.formats.csv
 
-    monkeypatch.setattr(mlcli.data.batches, "CSV_BLOCK_BYTES", 4096)  # ~20 rows per batch
+    monkeypatch.setattr(mlcli.data.formats.csv, "CSV_BLOCK_BYTES", 4096)  # ~20 rows per batch
 
 
 def test_small_batches_give_the_same_predictions(digits, sample, reference, small_blocks):

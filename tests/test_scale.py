@@ -227,7 +227,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 from mlcli.data.pipeline import training_dataset
-from mlcli.data.prepare import Split
+from mlcli.data.split import Split
 x = np.arange(21, dtype=np.float32).reshape(-1, 1)
 epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
 dataset = training_dataset(Split(x, x.copy(), "t"), batch_size=4, seed=3, shuffle=True, epoch=epoch,

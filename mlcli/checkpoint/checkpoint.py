@@ -21,7 +21,7 @@ from typing import Any
 
 from mlcli.checkpoint import archive
 from mlcli.config import LoadedConfig, load_config
-from mlcli.data.prepare import loss_family
+from mlcli.data.labels import loss_family
 from mlcli.data.sources import sha256
 from mlcli.errors import UsageError
 from mlcli.run import files
@@ -113,7 +113,7 @@ class Checkpoint:
     def encoding(self, output_units: int) -> str:
         """How labels are fed to the loss: onehot | sparse | binary | regression (as training did)."""
         if self.loaded is not None:
-            from mlcli.data.prepare import label_encoding
+            from mlcli.data.labels import label_encoding
 
             return label_encoding(self.loaded.config, self.task, output_units, len(self.classes or []))
         if self.task == "regression":
@@ -171,7 +171,7 @@ def _run_checkpoint(model_path: Path, run_dir: Path, architecture: dict) -> Chec
     config = loaded.config
     task = manifest.get("task") or (config.data.task if config.data.task != "auto" else None)
     if task is None:
-        from mlcli.data.prepare import is_classification_loss
+        from mlcli.data.labels import is_classification_loss
 
         task = "classification" if is_classification_loss(config) else "regression"
     features = manifest.get("features")

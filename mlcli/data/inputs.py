@@ -5,13 +5,12 @@ predictions and another way for metrics. Every header is checked before any row 
 column is exit 3 naming it); rows are then read in batches — pyarrow's streaming CSV reader,
 ParquetFile.iter_batches, slices of an .npz — so memory does not grow with the file.
 
-Values are converted and checked batch by batch (mlcli.data.batches) by the same functions as
+Values are converted and checked batch by batch (mlcli.data.values) by the same functions as
 training's reader, so the messages name the same column and row, counted in the whole file.
 """
 
 from __future__ import annotations
 
-import gzip
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mlcli.data.batches import as_numbers, csv_batches, label_values, read_header
-from mlcli.data.frames import check_finite, listing, numeric_column
-from mlcli.data.prepare import class_indices, regression_targets
-from mlcli.data.sources import Source, read_npz, resolve
+from mlcli.data.columns import ColumnPlan, check_header, listing, model_columns
+from mlcli.data.formats import csv
+from mlcli.data.labels import class_indices, in_classes, label_array, regression_targets
+from mlcli.data.sources import Source, resolve
+from mlcli.data.values import as_numbers, check_finite, label_values, numeric_column
 from mlcli.errors import DataError, first_line
 
 STDIN = "-"
@@ -43,9 +43,7 @@ class _Part:
 
     source: Source
     path: Path | None  # None: stdin
-    columns: list[str]
-    features: list[str]  # tabular: column names in model input order; npz: [array name]
-    label_columns: list[str]
+    plan: ColumnPlan  # tabular: column names in model input order; npz: the arrays by name
     arrays: dict | None = None  # npz
     header: list[str] | None = None  # stdin: the header already consumed
 
@@ -67,81 +65,30 @@ class InputReader:
         self.extra: list[str] = []
         if spec == STDIN:
             self.source = Source("<stdin>", (), "csv")
-            header = read_header(sys.stdin.buffer, self.source, role)
-            self.parts = [self._plan(self.source, None, header, header=header)]
+            header = csv.read_header(sys.stdin.buffer, self.source.spec, role)
+            self.parts = [_Part(self.source, None, self._plan(header, self.source), header=header)]
         else:
             self.source = resolve(spec, role)
             self.parts = [self._open(path) for path in self.source.paths]
         for part in self.parts:
-            self.extra += [c for c in part.columns if c not in self.extra and c not in
-                           (*part.features, *part.label_columns, *self.keep)]
+            self.extra += [c for c in part.plan.extra if c not in self.extra]
 
     # ---- headers: every column checked before any row is read ------------------------------
 
     def _open(self, path: Path) -> _Part:
-        source = Source(str(path) if len(self.source.paths) > 1 else self.source.spec, (path,), self.source.format)
-        if source.format == "npz":
-            arrays = read_npz(source, self.role)
-            return self._plan_npz(source, path, arrays)
-        if source.format == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+        source = self.source.file(path)
+        if not source.format_module.TABULAR:
+            arrays = source.format_module.read_arrays(path, self.role)
+            return _Part(source, path, self._plan_npz(source, arrays), arrays=arrays)
+        return _Part(source, path, self._plan(source.format_module.header(path, self.role, source.spec), source))
 
-            try:
-                columns = pq.ParquetFile(path).schema_arrow.names
-            except (pa.ArrowInvalid, OSError) as exc:
-                raise DataError(f"{self.role}: {path}: cannot be read as PARQUET: {first_line(exc)}") from None
-            return self._plan(source, path, columns)
-        try:
-            opener = gzip.open if path.suffix.lower() == ".gz" else open
-            with opener(path, "rb") as handle:
-                columns = read_header(handle, source, self.role)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{self.role}: {path}: cannot be read as CSV: {first_line(exc)}") from None
-        return self._plan(source, path, columns)
-
-    def _plan(self, source: Source, path: Path | None, columns: list[str], header=None) -> _Part:
+    def _plan(self, columns: list[str], source: Source) -> ColumnPlan:
         where = f"{self.role}: {source.spec}"
-        duplicated = sorted({c for c in columns if columns.count(c) > 1})
-        if duplicated:
-            raise DataError(f"{where}: column(s) {', '.join(duplicated)} appear twice in the header")
-        features = self._feature_names(columns, where)
-        missing = [c for c in features if c not in columns]
-        if missing:
-            raise DataError(
-                f"{where}: feature column(s) {', '.join(map(repr, missing[:10]))}"
-                f"{f' (and {len(missing) - 10} more)' if len(missing) > 10 else ''} not found — the model needs "
-                f"{listing(features)}; the columns are: {listing(columns)}"
-            )
-        missing_labels = [c for c in self.labels if c not in columns]
-        if missing_labels:
-            raise DataError(
-                f"{where}: label column {missing_labels[0]!r} not found — the columns are: {listing(columns)}; "
-                "evaluate needs the true labels (the run's data.label)"
-            )
-        missing_keep = [c for c in self.keep if c not in columns]
-        if missing_keep:
-            raise DataError(f"{where}: --keep column {missing_keep[0]!r} not found — "
-                            f"the columns are: {listing(columns)}")
-        return _Part(source, path, list(columns), features, list(self.labels), header=header)
+        check_header(columns, where)
+        return model_columns(columns, where, features=self.model_features, width=self.width, labels=self.labels,
+                             keep=self.keep)
 
-    def _feature_names(self, columns: list[str], where: str) -> list[str]:
-        names = self.model_features
-        if names is None:  # a standalone .keras file: every other column, in file order
-            chosen = [c for c in columns if c not in (*self.labels, "label", *self.keep)]
-            if len(chosen) != self.width:
-                raise DataError(
-                    f"{where}: the model takes {self.width} feature(s) but there are {len(chosen)} column(s) besides "
-                    f"'label' and --keep ({listing(chosen)}) — a .keras file outside its run directory records no "
-                    "feature names, so give exactly its features, in training order"
-                )
-            return chosen
-        if len(names) == 1 and self.width > 1 and names[0] not in columns:
-            # A run trained on an .npz array `x`: as a table, its features are columns x_0, x_1, ...
-            return [f"{names[0]}_{i}" for i in range(self.width)]
-        return list(names)
-
-    def _plan_npz(self, source: Source, path: Path, arrays: dict) -> _Part:
+    def _plan_npz(self, source: Source, arrays: dict) -> ColumnPlan:
         where = f"{self.role}: {source.spec}"
         wanted = self.model_features[0] if self.model_features and len(self.model_features) == 1 else "x"
         name = wanted if wanted in arrays else "x"
@@ -168,7 +115,8 @@ class InputReader:
             if len(arrays[column]) != len(x) or arrays[column].ndim != 1:
                 raise DataError(f"{where}: array {column!r} has shape {arrays[column].shape} — expected ({len(x)},), "
                                 "one value per row")
-        return _Part(source, path, list(arrays), [name], label_columns, arrays=arrays)
+        used = {name, *label_columns, *self.keep}
+        return ColumnPlan([name], label_columns, list(self.keep), [a for a in arrays if a not in used])
 
     # ---- rows ---------------------------------------------------------------------------------
 
@@ -177,55 +125,50 @@ class InputReader:
             offset = 0
             for table in self._tables(part):
                 batch = self._convert(part, table, offset)
-                offset += len(table[part.features[0]]) if isinstance(table, dict) else table.num_rows
+                offset += len(table[part.plan.features[0]]) if isinstance(table, dict) else table.num_rows
                 if batch.rows:
                     yield batch
 
     def _tables(self, part: _Part):
         import pyarrow as pa
 
+        plan = part.plan
         if part.arrays is not None:
-            rows = len(part.arrays[part.features[0]])
+            rows = len(part.arrays[plan.features[0]])
             for start in range(0, rows, self.batch_rows):
-                yield {name: part.arrays[name][start:start + self.batch_rows]
-                       for name in (*part.features, *part.label_columns, *self.keep)}
+                yield {name: part.arrays[name][start:start + self.batch_rows] for name in plan.needed}
             return
-        needed = list(dict.fromkeys([*part.features, *part.label_columns, *self.keep]))
+        # Features that are also --keep columns stay text: kept columns are copied as written.
+        numeric = [c for c in plan.features if c not in plan.keep and c not in plan.labels]
         try:
-            if part.source.format == "parquet":
-                import pyarrow.parquet as pq
-
-                yield from pq.ParquetFile(part.path).iter_batches(batch_size=self.batch_rows, columns=needed)
-                return
-            # Features that are also --keep columns stay text: kept columns are copied as written.
-            numeric = [c for c in part.features if c not in self.keep and c not in part.label_columns]
-            yield from csv_batches(part.path, part.header, needed, numeric)
+            yield from part.source.format_module.batches(part.path, part.header, plan.needed, numeric,
+                                                         self.batch_rows)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, EOFError, UnicodeDecodeError) as exc:
             kind = part.source.format.upper()
             raise DataError(f"{self.role}: {part.source.spec}: cannot be read as {kind}: {first_line(exc)}") from None
 
     def _convert(self, part: _Part, table, offset: int) -> Batch:
-        source, role = part.source, self.role
+        source, role, features = part.source, self.role, part.plan.features
         if isinstance(table, dict):  # npz slices
-            raw = table[part.features[0]]
+            raw = table[features[0]]
             rows = len(raw)
             with np.errstate(over="ignore"):
                 x = raw.astype(np.float32).reshape(rows, -1)
-            check_finite(x, [f"{part.features[0]}_{i}" for i in range(self.width)], source, role, offset)
+            check_finite(x, [f"{features[0]}_{i}" for i in range(self.width)], source, role, offset)
             kept = [_arrow(table[name]) for name in self.keep]
-            labels = [table[name] for name in part.label_columns]
+            labels = [table[name] for name in part.plan.labels]
         else:
             rows = table.num_rows
             # Column by column into a (features, rows) array, then one transpose: writing each
             # column straight into a (rows, features) array strides through memory (3x slower).
-            columns = np.empty((len(part.features), rows), dtype=np.float32)
-            for j, name in enumerate(part.features):
+            columns = np.empty((len(features), rows), dtype=np.float32)
+            for j, name in enumerate(features):
                 columns[j] = numeric_column(as_numbers(table.column(name)), name, source, role, offset)
             x = np.ascontiguousarray(columns.T)
-            check_finite(x, part.features, source, role, offset)
+            check_finite(x, features, source, role, offset)
             kept = [table.column(name) for name in self.keep]
             labels = [label_values(table.column(name), name, self.task, self.classes, source, role, offset)
-                      for name in part.label_columns]
+                      for name in part.plan.labels]
         y = None
         if labels:
             y, x, kept, rows = self._targets(labels, x, kept, part, offset)
@@ -235,13 +178,11 @@ class InputReader:
     def _targets(self, labels: list[np.ndarray], x, kept, part: _Part, offset: int):
         spec = part.source.spec
         if self.task != "classification":
-            values = labels[0] if len(labels) == 1 else np.stack(labels, axis=1)
-            return regression_targets(values, self.role, spec, part.label_columns, offset), x, kept, len(x)
+            return regression_targets(label_array(labels), self.role, spec, part.plan.labels, offset), x, kept, len(x)
         values = labels[0]
         if self.only_classes is not None:
             # data.classes: the run's own test/validation rows are filtered exactly as training filtered them.
-            wanted = np.asarray(self.only_classes, dtype=values.dtype if values.dtype != object else object)
-            mask = np.isin(values, wanted)
+            mask = in_classes(values, self.only_classes)
             if not mask.all():
                 index = np.flatnonzero(mask)
                 values, x = values[index], x[index]

@@ -19,7 +19,7 @@ def should_stream(config: Config) -> tuple[bool, str | None]:
         return True, None
     source = resolve(config.data.train, "data.train")
     size = sum(p.stat().st_size for p in source.paths)
-    if source.format == "npz" or size <= STREAM_ABOVE_BYTES:
+    if not source.format_module.TABULAR or size <= STREAM_ABOVE_BYTES:  # an .npz is never streamed
         return False, None
     return True, (f"data.train is {size / (1 << 30):.1f} GiB on disk (more than 1 GiB): streaming it from disk in "
                   "chunks (data.stream: auto; set data.stream: false to load it into memory)")

@@ -1,9 +1,6 @@
-"""tf.data pipelines over in-memory splits.
+"""tf.data over any split, in memory or streamed (mlcli.data.split describes what both offer).
 
-Training batches are gathered by index from a per-epoch permutation that depends only on
-(seed, epoch): shuffling is seeded, needs no iterator state, and a resumed run at epoch k sees
-exactly the batches an uninterrupted run would. Gathering a whole batch at once is also much
-cheaper than slicing row by row.
+Each split builds its own batches; these functions ask it for them and add what every split needs.
 """
 
 from __future__ import annotations
@@ -12,22 +9,14 @@ import math
 
 import numpy as np
 
-from mlcli.data.prepare import Split
-
-
-def _encode(tf, y, encoding: str, num_classes: int):
-    if encoding == "onehot":
-        return tf.one_hot(y, num_classes, dtype=tf.float32)
-    if encoding == "binary":
-        return tf.cast(tf.reshape(y, (-1, 1)), tf.float32)
-    return y  # sparse class indices, or regression targets as they are
+from mlcli.data.labels import as_numpy_targets
 
 
 def steps_per_epoch(rows: int, batch_size: int) -> int:
     return max(1, math.ceil(rows / batch_size))
 
 
-def training_dataset(split: Split, *, batch_size: int, seed: int, shuffle: bool, epoch, encoding: str,
+def training_dataset(split, *, batch_size: int, seed: int, shuffle: bool, epoch, encoding: str,
                      num_classes: int, first_step: int = 0):
     """One epoch of batches, in the order fixed by (seed, epoch); `epoch` is a tf.Variable that the
     run sets at each epoch's start (Keras makes a new iterator per epoch, which reads it then).
@@ -35,50 +24,16 @@ def training_dataset(split: Split, *, batch_size: int, seed: int, shuffle: bool,
     One epoch per iterator matters: Keras runs `steps_per_execution` steps per call until the data
     runs out, so an endless stream would let the last call of an epoch eat into the next one.
     `first_step` skips the batches a mid-epoch resume has already trained on.
-    A streamed split (mlcli.data.stream) builds its own, with the same contract.
     """
-    if getattr(split, "streamed", False):
-        return _sharded_by_data(split.training_dataset(
-            batch_size=batch_size, seed=seed, shuffle=shuffle, epoch=epoch, encoding=encoding,
-            num_classes=num_classes, first_step=first_step))
-    from mlcli.runtime import import_tensorflow
-
-    tf = import_tensorflow()
-    rows = split.rows
-    steps = steps_per_epoch(rows, batch_size)
-    x = tf.constant(split.x)
-    y = tf.constant(split.y)
-
-    def epoch_batches(_):
-        order = tf.range(rows, dtype=tf.int64)
-        if shuffle:
-            order = tf.random.experimental.stateless_shuffle(
-                order, seed=tf.stack([tf.constant(seed, tf.int64), epoch.read_value()])
-            )
-
-        def gather(step):
-            index = order[step * batch_size: (step + 1) * batch_size]
-            return tf.gather(x, index), _encode(tf, tf.gather(y, index), encoding, num_classes)
-
-        return tf.data.Dataset.range(first_step, steps).map(gather, num_parallel_calls=tf.data.AUTOTUNE,
-                                                             deterministic=True)
-
-    dataset = tf.data.Dataset.from_tensors(0).flat_map(epoch_batches)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps - first_step))
-    return _sharded_by_data(dataset.prefetch(tf.data.AUTOTUNE))
+    return _sharded_by_data(split.training_dataset(
+        batch_size=batch_size, seed=seed, shuffle=shuffle, epoch=epoch, encoding=encoding,
+        num_classes=num_classes, first_step=first_step))
 
 
-def evaluation_dataset(split: Split, *, batch_size: int, encoding: str, num_classes: int):
+def evaluation_dataset(split, *, batch_size: int, encoding: str, num_classes: int):
     """Batches in row order, for validation, test and evaluate."""
-    if getattr(split, "streamed", False):
-        return _sharded_by_data(split.evaluation_dataset(batch_size=batch_size, encoding=encoding,
-                                                         num_classes=num_classes))
-    from mlcli.runtime import import_tensorflow
-
-    tf = import_tensorflow()
-    dataset = tf.data.Dataset.from_tensor_slices((split.x, split.y)).batch(batch_size)
-    dataset = dataset.map(lambda x, y: (x, _encode(tf, y, encoding, num_classes)))
-    return _sharded_by_data(dataset.cache().prefetch(tf.data.AUTOTUNE))
+    return _sharded_by_data(split.evaluation_dataset(batch_size=batch_size, encoding=encoding,
+                                                     num_classes=num_classes))
 
 
 def _sharded_by_data(dataset):
@@ -93,17 +48,6 @@ def _sharded_by_data(dataset):
 
 
 def first_rows(split, rows: int, encoding: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """(x, targets as the loss sees them) of a split's first rows, in memory or streamed."""
-    if getattr(split, "streamed", False):
-        x, y = split.head(rows)
-        split = Split(x, y, split.name)
-    return split.x[:rows], as_numpy_targets(split, encoding, num_classes)[:rows]
-
-
-def as_numpy_targets(split: Split, encoding: str, num_classes: int) -> np.ndarray:
-    """The targets exactly as the loss sees them (for checks and tests)."""
-    if encoding == "onehot":
-        return np.eye(num_classes, dtype=np.float32)[split.y]
-    if encoding == "binary":
-        return split.y.reshape(-1, 1).astype(np.float32)
-    return split.y
+    """(x, targets as the loss sees them) of a split's first rows."""
+    x, y = split.head(rows)
+    return x, as_numpy_targets(y, encoding, num_classes)

@@ -1,7 +1,7 @@
 """From a config's data section to training-ready splits: task, label vocabulary, validation split.
 
-Labels are kept as class indices (classification) or floats (regression); the encoding the loss
-needs (one-hot, sparse, binary) is applied in the tf.data pipeline, so memory stays small.
+Labels are kept as class indices (classification) or floats (regression); how they become what the
+loss wants is mlcli.data.labels's.
 """
 
 from __future__ import annotations
@@ -12,43 +12,17 @@ import numpy as np
 
 from mlcli.config.schema import Config
 from mlcli.data.frames import Frame, load_frame
+from mlcli.data.labels import (
+    adopt_vocabulary,
+    class_indices,
+    in_classes,
+    infer_task,
+    regression_targets,
+    sorted_vocabulary,
+)
+from mlcli.data.split import Split
+from mlcli.data.stream import StreamSplit
 from mlcli.errors import DataError
-
-# Normalised loss names (lower case, no underscores) and the label encoding each needs.
-_ONE_HOT = {"categoricalcrossentropy", "categoricalfocalcrossentropy", "categoricalhinge"}
-_SPARSE = {"sparsecategoricalcrossentropy"}
-_BINARY = {"binarycrossentropy", "binaryfocalcrossentropy", "hinge", "squaredhinge"}
-
-
-def loss_name(config: Config) -> str:
-    name = config.loss if isinstance(config.loss, str) else config.loss.type
-    return name.replace("_", "").lower()
-
-
-def loss_family(name: str) -> str | None:
-    """onehot | sparse | binary for a classification loss name (any spelling Keras accepts), else None."""
-    key = name.replace("_", "").lower()
-    for family, names in (("onehot", _ONE_HOT), ("sparse", _SPARSE), ("binary", _BINARY)):
-        if key in names:
-            return family
-    return None
-
-
-def is_classification_loss(config: Config) -> bool:
-    return loss_family(loss_name(config)) is not None
-
-
-@dataclass
-class Split:
-    """One split in memory: float32 features and encoded-later targets."""
-
-    x: np.ndarray
-    y: np.ndarray  # int32 class indices (classification) or float32 (rows, targets) (regression)
-    name: str
-
-    @property
-    def rows(self) -> int:
-        return int(self.x.shape[0])
 
 
 @dataclass
@@ -58,95 +32,15 @@ class Prepared:
     feature_names: list[str]
     label_names: list[str]
     input_shape: tuple[int, ...]
-    train: Split
-    validation: Split | None
-    test: Split | None
+    train: Split | StreamSplit  # one interface (mlcli.data.split)
+    validation: Split | StreamSplit | None
+    test: Split | StreamSplit | None
     files: dict[str, list[dict]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
     def num_outputs(self) -> int:
         return len(self.classes) if self.task == "classification" else len(self.label_names)
-
-
-def infer_task(config: Config, y: np.ndarray, role: str) -> str:
-    if config.data.task != "auto":
-        return config.data.task
-    if is_classification_loss(config):
-        return "classification"
-    if y.dtype == object:
-        raise DataError(
-            f"{role}: label column holds text values (e.g. {y[0]!r}) but the loss "
-            f"{config.loss if isinstance(config.loss, str) else config.loss.type} is for regression — "
-            "use a classification loss such as categorical_crossentropy, or set data.task"
-        )
-    return "regression"
-
-
-def sorted_vocabulary(y: np.ndarray) -> list:
-    """Sorted distinct labels as plain JSON-able Python values."""
-    return [v.item() if hasattr(v, "item") else v for v in np.unique(y)]
-
-
-def adopt_vocabulary(found: list, vocabulary: list | None, notes: list[str]) -> list:
-    """finetune keeping the parent's output layer: the parent's classes, in its output order, when this
-    data's labels are all among them — data that lacks one of them still trains that layer. Otherwise
-    the data's own vocabulary (the output-width check then says what to do)."""
-    if vocabulary is None or found == vocabulary:
-        return found
-    def typed(labels: list) -> set:  # 1, 1.0 and True are one set member; as labels they differ
-        return {(type(c), c) for c in labels}
-
-    present = typed(found)
-    if not present <= typed(vocabulary):
-        return found
-    missing = [c for c in vocabulary if (type(c), c) not in present]
-    notes.append(f"the data has {len(found)} of the parent's {len(vocabulary)} classes (none of "
-                 f"{', '.join(map(repr, missing[:12]))}{', …' if len(missing) > 12 else ''}): the parent's classes and "
-                 "output layer are kept")
-    return list(vocabulary)
-
-
-def class_indices(y: np.ndarray, classes: list, role: str, spec: str, row_offset: int = 0) -> np.ndarray:
-    """Labels -> indices into `classes`; an unseen label is a DataError naming it and its row.
-
-    `row_offset`: rows before this batch, so a batch-wise reader names the row in the whole file.
-    """
-    lookup = {c: i for i, c in enumerate(classes)}
-    out = np.empty(len(y), dtype=np.int32)
-    for row, value in enumerate(y.tolist()):
-        index = lookup.get(value)
-        if index is None:
-            raise DataError(
-                f"{role}: {spec}: row {row + 1 + row_offset}: label {value!r} was not among the training classes "
-                f"({', '.join(map(repr, classes[:20]))}{', …' if len(classes) > 20 else ''})"
-            )
-        out[row] = index
-    return out
-
-
-def regression_targets(y: np.ndarray, role: str, spec: str, names: list[str], row_offset: int = 0) -> np.ndarray:
-    values = y.reshape(len(y), -1)
-    try:
-        targets = values.astype(np.float32)
-    except (TypeError, ValueError):
-        for row, value in enumerate(values.tolist()):
-            for col, item in enumerate(value):
-                try:
-                    float(item)
-                except (TypeError, ValueError):
-                    raise DataError(
-                        f"{role}: {spec}: label column {names[col] if col < len(names) else col!r}, "
-                        f"row {row + 1 + row_offset}: "
-                        f"{item!r} is not a number — regression targets must be numeric"
-                    ) from None
-        raise
-    bad = np.argwhere(~np.isfinite(targets))
-    if len(bad):
-        row, col = int(bad[0][0]), int(bad[0][1])
-        raise DataError(f"{role}: {spec}: label {names[col] if col < len(names) else col!r}, row {row + 1 + row_offset}: "
-                        f"{np.asarray(values[row, col]).item()!r} is not a finite number")
-    return targets
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -175,7 +69,7 @@ def keep_classes(frame: Frame, classes: list | None, role: str) -> Frame:
     """data.classes: only the rows whose label is listed (e.g. digits 0-4 for a base model)."""
     if classes is None:
         return frame
-    keep = np.isin(frame.y, np.asarray(classes, dtype=frame.y.dtype if frame.y.dtype != object else object))
+    keep = in_classes(frame.y, classes)
     if not keep.any():
         raise DataError(
             f"{role}: {frame.source.spec}: no row has a label in data.classes {classes} — "
@@ -282,15 +176,3 @@ def prepare(config: Config, vocabulary: list | None = None) -> Prepared:
         files=files,
         notes=notes,
     )
-
-
-def label_encoding(config: Config, task: str, output_units: int, num_classes: int) -> str:
-    """How class indices are fed to the loss: onehot, sparse, binary (one unit) or regression."""
-    if task == "regression":
-        return "regression"
-    name = loss_name(config)
-    if name in _SPARSE:
-        return "sparse"
-    if name in _BINARY and output_units == 1:
-        return "binary"
-    return "onehot"

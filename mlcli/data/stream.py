@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mlcli.data.prepare import class_indices, regression_targets
+from mlcli.data.labels import class_indices, encode, in_classes, label_array, regression_targets
+from mlcli.data.pipeline import steps_per_epoch
 from mlcli.data.stream_source import ChunkSource
 
 SHUFFLE_BUFFER_ROWS = 65_536  # 16 MiB of float32 at 64 features
@@ -92,7 +93,11 @@ class _Plan:
 
 
 class StreamSplit:
-    """A split read from disk each time it is used; `rows` are counted by the first pass."""
+    """A split read from disk each time it is used; `rows` are counted by the first pass.
+
+    It offers the interface of an in-memory split (mlcli.data.split); Normalization is fitted from
+    the statistics the first pass computed (`statistics`), not from rows.
+    """
 
     streamed = True
 
@@ -102,6 +107,10 @@ class StreamSplit:
         self.notes: list[str] = []
         self._lookup = np.asarray(plan.classes, dtype=object if plan.label_kind == "str" else None) \
             if plan.classes is not None else None
+
+    @property
+    def normalization_input(self) -> Moments | None:
+        return self.statistics
 
     def chunks(self, rng: np.random.Generator | None = None):
         """(x float32, y) of this split's rows, chunk by chunk; y is class indices (int32) or targets."""
@@ -116,8 +125,7 @@ class StreamSplit:
                 held = held_out(rows, plan.seed, plan.fraction)
                 keep &= held if plan.select == "validation" else ~held
             if plan.only_classes is not None:
-                keep &= np.isin(labels[0], np.asarray(plan.only_classes, dtype=labels[0].dtype
-                                                      if labels[0].dtype != object else object))
+                keep &= in_classes(labels[0], plan.only_classes)
             if not keep.all():
                 index = np.flatnonzero(keep)
                 x, labels = x[index], [values[index] for values in labels]
@@ -127,8 +135,7 @@ class StreamSplit:
     def _targets(self, labels: list[np.ndarray], unit, offset: int) -> np.ndarray:
         spec = self.source.file_source(unit.path).spec
         if self.plan.task == "regression":
-            values = labels[0] if len(labels) == 1 else np.stack(labels, axis=1)
-            return regression_targets(values, self.source.role, spec, self.source.label_names, offset)
+            return regression_targets(label_array(labels), self.source.role, spec, self.source.label_names, offset)
         values = labels[0]
         if (values.dtype == object) == (self._lookup.dtype == object):  # sorted vocabulary: binary search
             found = np.minimum(np.searchsorted(self._lookup, values), len(self._lookup) - 1)
@@ -147,7 +154,6 @@ class StreamSplit:
                          num_classes: int, first_step: int = 0):
         """One epoch of global batches in the order fixed by (seed, epoch); `epoch` is the run's
         tf.Variable, read when Keras starts the epoch's iterator (as the in-memory pipeline does)."""
-        from mlcli.data.pipeline import _encode, steps_per_epoch
         from mlcli.runtime import import_tensorflow
 
         tf = import_tensorflow()
@@ -162,17 +168,16 @@ class StreamSplit:
                                                   output_signature=self._signature(tf))
 
         dataset = tf.data.Dataset.from_tensors(0).flat_map(one_epoch)
-        dataset = dataset.map(lambda x, y: (x, _encode(tf, y, encoding, num_classes)))
+        dataset = dataset.map(lambda x, y: (x, encode(tf, y, encoding, num_classes)))
         return dataset.apply(tf.data.experimental.assert_cardinality(steps - first_step)).prefetch(2)
 
     def evaluation_dataset(self, *, batch_size: int, encoding: str, num_classes: int):
-        from mlcli.data.pipeline import _encode, steps_per_epoch
         from mlcli.runtime import import_tensorflow
 
         tf = import_tensorflow()
         dataset = tf.data.Dataset.from_generator(lambda: batches(self.chunks(), batch_size, None),
                                                  output_signature=self._signature(tf))
-        dataset = dataset.map(lambda x, y: (x, _encode(tf, y, encoding, num_classes)))
+        dataset = dataset.map(lambda x, y: (x, encode(tf, y, encoding, num_classes)))
         return dataset.apply(tf.data.experimental.assert_cardinality(steps_per_epoch(self.rows, batch_size))) \
             .prefetch(2)
 

@@ -12,10 +12,19 @@ from dataclasses import replace
 import numpy as np
 
 from mlcli.config.schema import Config
-from mlcli.data.prepare import Prepared, adopt_vocabulary, infer_task, is_classification_loss, regression_targets
+from mlcli.data.labels import (
+    adopt_vocabulary,
+    in_classes,
+    infer_task,
+    is_classification_loss,
+    label_array,
+    regression_targets,
+)
+from mlcli.data.prepare import Prepared
 from mlcli.data.sources import sha256
 from mlcli.data.stream import SHUFFLE_BUFFER_ROWS, Moments, StreamSplit, _Plan, held_out
-from mlcli.data.stream_source import ChunkSource, column_kind, weakest
+from mlcli.data.stream_source import ChunkSource
+from mlcli.data.values import column_kind, weakest
 from mlcli.errors import DataError
 
 
@@ -93,12 +102,10 @@ def _scan_train(config: Config, train: ChunkSource, task: str | None, fraction: 
         if task == "classification":
             kinds.add(column_kind(label_columns[0]))
             if config.data.classes is not None:
-                values = raw[0]
-                keep &= np.isin(values, np.asarray(config.data.classes,
-                                                   dtype=values.dtype if values.dtype != object else object))
+                keep &= in_classes(raw[0], config.data.classes)
             vocabulary.update(_plain(v) for v in _unique_text(label_columns[0], keep))
         else:
-            regression_targets(raw[0] if len(raw) == 1 else np.stack(raw, axis=1), "data.train",
+            regression_targets(label_array(raw), "data.train",
                                train.file_source(unit.path).spec, train.label_names, offset)
         kept += int(keep.sum())
         if fraction is not None:

@@ -16,7 +16,7 @@ import numpy as np
 from mlcli.checkpoint.archive import read_archive_facts
 from mlcli.checkpoint.load import load_keras
 from mlcli.config.load import LoadedConfig
-from mlcli.data.prepare import label_encoding
+from mlcli.data.labels import label_encoding
 from mlcli.data.sources import sha256
 from mlcli.errors import ConfigError, DataError, UsageError, first_line
 from mlcli.model.build import layer_names, user_layers

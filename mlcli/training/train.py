@@ -117,7 +117,7 @@ def _train(request: TrainRequest, prepared, device, precision: str, distribution
 
 
 def _train_locked(request: TrainRequest, prepared, device, precision: str, distribution, stack) -> TrainResult:
-    from mlcli.data.prepare import label_encoding
+    from mlcli.data.labels import label_encoding
     from mlcli.model.build import build_model
     from mlcli.model.compile import build_loss, build_metrics, build_optimizer
     from mlcli.run import resume
@@ -127,7 +127,7 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
     run_dir = request.run_dir
     progress = resume.read_progress(run_dir) if request.resume else None
 
-    notes: list[str] = list(getattr(prepared.train, "notes", [])) + list(prepared.notes)
+    notes: list[str] = list(prepared.train.notes) + list(prepared.notes)
     finetune_facts = None
     extras: dict = {}
     if progress is not None:
@@ -138,9 +138,8 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
             model, finetune_facts = request.make_model(loaded, prepared)
             notes.extend(finetune_facts.get("notes", []))
         else:  # streamed data brings its statistics, computed chunk by chunk, instead of its rows
-            features = prepared.train.statistics if getattr(prepared.train, "streamed", False) else prepared.train.x
-            model = build_model(loaded, prepared.input_shape, features, output_float32=precision != "float32",
-                                feature_names=prepared.feature_names)
+            model = build_model(loaded, prepared.input_shape, prepared.train.normalization_input,
+                                output_float32=precision != "float32", feature_names=prepared.feature_names)
 
         outputs = int(model.output_shape[-1])
         encoding = label_encoding(config, prepared.task, outputs, len(prepared.classes or []))
@@ -320,7 +319,7 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
     # The pictures render while the model is saved and tested (they only read it). They never fail a
     # finished run. A streamed split is not held in memory: no confusion matrix for it, the curves only.
     painter = start_run_plots(run_dir, history, model,
-                              None if getattr(prepared.train, "streamed", False) else prepared, config)
+                              None if prepared.train.streamed else prepared, config)
     save_model(model, run_dir / files.MODEL, model_facts(prepared))
     metrics = _final_metrics(history, best_epoch)
     if prepared.test is not None:

@@ -11,8 +11,8 @@ def validate_deep(loaded: LoadedConfig) -> str:
     from mlcli import runtime
 
     runtime.import_tensorflow()
+    from mlcli.data.labels import label_encoding
     from mlcli.data.load import prepare_data
-    from mlcli.data.prepare import label_encoding
     from mlcli.model.build import build_model
     from mlcli.model.compile import build_loss, build_metrics, build_optimizer
     from mlcli.model.table import parameter_counts
@@ -30,8 +30,7 @@ def validate_deep(loaded: LoadedConfig) -> str:
         loaded = LoadedConfig(loaded.config.model_copy(update={"model": model_section}), loaded.positions, loaded.source)
         note = (f"; finetune.head applied: the last {head.replace} of model.layers replaced by {len(head.layers)} "
                 "(with --from, mlcli finetune uses the parent's own layers)")
-    streamed = getattr(prepared.train, "streamed", False)
-    model = build_model(loaded, prepared.input_shape, prepared.train.statistics if streamed else prepared.train.x,
+    model = build_model(loaded, prepared.input_shape, prepared.train.normalization_input,
                         feature_names=prepared.feature_names)
     outputs = int(model.output_shape[-1])
     encoding = label_encoding(loaded.config, prepared.task, outputs, len(prepared.classes or []))
@@ -39,6 +38,6 @@ def validate_deep(loaded: LoadedConfig) -> str:
     counts = parameter_counts(model)
     splits = ", ".join(f"{s.name} {s.rows}" for s in (prepared.train, prepared.validation, prepared.test) if s)
     kind = f"{len(prepared.classes)} classes" if prepared.classes else f"{len(prepared.label_names)} target(s)"
-    how = " (streamed from disk)" if streamed else ""
+    how = " (streamed from disk)" if prepared.train.streamed else ""
     return (f"deep check passed: {prepared.task} with {kind}; rows{how}: {splits}; input shape {prepared.input_shape}; "
             f"{counts['trainable']:,} trainable parameters; labels encoded {encoding}{note}")

@@ -17,7 +17,8 @@ import numpy as np
 from mlcli.checkpoint.checkpoint import Checkpoint, open_checkpoint
 from mlcli.checkpoint.load import compile_for_evaluation, load_model
 from mlcli.data.inputs import InputReader
-from mlcli.data.prepare import Split, class_indices, regression_targets
+from mlcli.data.labels import class_indices, regression_targets
+from mlcli.data.split import Split
 from mlcli.errors import DataError, UsageError
 from mlcli.use.inference import Inference, default_batch_size
 from mlcli.use.plots import write_confusion

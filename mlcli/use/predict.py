@@ -25,7 +25,7 @@ import numpy as np
 from mlcli import console
 from mlcli.checkpoint.checkpoint import Checkpoint, open_checkpoint
 from mlcli.checkpoint.load import load_model
-from mlcli.data.batches import in_background, prefetch
+from mlcli.data.background import in_background, prefetch
 from mlcli.data.inputs import InputReader
 from mlcli.errors import DataError, UsageError
 from mlcli.use.inference import Inference, default_batch_size

@@ -1,0 +1,223 @@
+"""CSV files, plain or gzipped (pyarrow): read whole, by header, or in batches of rows.
+
+Read in batches (data.stream, evaluate, predict), columns come as text and are converted batch by
+batch (mlcli.data.values): pyarrow infers a column's type from its first block, so a column that
+starts with integers would fail on its first decimal a million rows later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv  # the standard library's: imports are absolute
+import gzip
+import io
+import sys
+from pathlib import Path
+
+from mlcli.data.formats.tables import header_errors, read_whole
+from mlcli.errors import DataError
+
+NAME = "csv"
+TABULAR = True
+CSV_BLOCK_BYTES = 2 << 20  # ~4,400 rows of 64 features; files are read 4 blocks at a time, little memory
+
+
+def read_table(path: Path, role: str):
+    """The whole file, by pyarrow's multi-threaded reader (types inferred)."""
+    import pyarrow.csv as pacsv
+
+    return read_whole(path, role, "CSV", lambda: pacsv.read_csv(path), lambda exc: _explain(path, exc))
+
+
+def header(path: Path, role: str, name: str) -> list[str]:
+    """The column names, reading nothing after the header; `name`: the file as messages name it."""
+    with header_errors(path, role, "CSV"), _open(path) as handle:
+        return read_header(handle, name, role)
+
+
+def read_header(stream, name: str, role: str) -> list[str]:
+    """The header record (quoted newlines allowed), read line by line so a stream can go on after it."""
+    raw = b""
+    while True:
+        line = stream.readline()
+        raw += line
+        if not line or raw.count(b'"') % 2 == 0:
+            break
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{role}: {name}: cannot be read as CSV: {exc} — save the file as UTF-8") from None
+    names = next(csv.reader(io.StringIO(text)), [])
+    if not names:
+        raise DataError(f"{role}: {name}: is empty — expected a header row naming the columns, then data rows")
+    return names
+
+
+def units(path: Path) -> list[tuple[int | None, int]]:
+    """What data.stream reads (and shuffles) one at a time: a CSV file is one piece."""
+    return [(None, 0)]
+
+
+def chunks(path: Path, needed: list[str], row_group: int | None):
+    """data.stream: the `needed` columns as text, block by block (one core, little memory)."""
+    yield from _csv_reader(path, None, needed, ())
+
+
+def batches(path: Path | None, header: list[str] | None, needed: list[str], numeric: list[str] = (),
+            batch_rows: int = 0):
+    """evaluate/predict: tables of the `needed` columns, in file order; `path` None reads stdin after
+    `header`. (Batches are a few blocks long: `batch_rows` is for formats that count rows.)
+
+    A file is read in chunks of a few blocks cut at row ends, each parsed by Arrow on every core,
+    with the `numeric` columns (the features) parsed straight into float64 and the others as text.
+    Any problem Arrow reports (a value that is not a number, a ragged row) stops that fast read: the
+    rest of the file, from the first row not yet handed out, is read again as text by Arrow's
+    streaming reader, where the per-value checks name the bad value, its column and its row. stdin
+    cannot be read twice, so it is always read that way.
+    """
+    import pyarrow as pa
+
+    if path is None or not numeric:
+        yield from _csv_reader(path, header, needed, ())
+        return
+    done = 0
+    try:
+        for table in _parallel_csv(path, needed, numeric):
+            done += table.num_rows
+            yield table
+        return
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    skip = done
+    for batch in _csv_reader(path, header, needed, ()):
+        if skip >= batch.num_rows:
+            skip -= batch.num_rows
+            continue
+        if skip:
+            batch, skip = batch.slice(skip), 0
+        yield batch
+
+
+def _open(path: Path):
+    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
+
+
+def _convert_options(needed: list[str], numeric):
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    types = {c: pa.string() for c in needed}
+    types.update({c: pa.float64() for c in numeric if c in types})
+    return pacsv.ConvertOptions(include_columns=needed, column_types=types, strings_can_be_null=True)
+
+
+def _parallel_csv(path: Path, needed: list[str], numeric):
+    """Arrow's multi-threaded reader over chunks of ~4 blocks: the streaming reader parses on one
+    core only. Chunks end at a row end outside quotes, so each parses on its own, as Arrow's own
+    reader splits a file into blocks."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    with _open(path) as handle:
+        names = read_header(handle, str(path), "input")
+        options = pacsv.ReadOptions(column_names=names, block_size=CSV_BLOCK_BYTES, use_threads=True)
+        convert = _convert_options(needed, numeric)
+        rest = b""
+        while True:
+            data = handle.read(4 * CSV_BLOCK_BYTES)
+            if not data:
+                break
+            data = rest + data
+            cut = _row_end(data)
+            if cut < 0:  # no whole row yet: read on
+                rest = data
+                continue
+            chunk, rest = data[:cut + 1], data[cut + 1:]
+            if not chunk.isspace():
+                yield pacsv.read_csv(pa.py_buffer(chunk), read_options=options, convert_options=convert)
+        if rest and not rest.isspace():
+            yield pacsv.read_csv(pa.py_buffer(rest), read_options=options, convert_options=convert)
+
+
+def _row_end(data: bytes) -> int:
+    """The index of the last newline of `data` that is outside quotes (an even number of quote
+    characters before it, "" escapes included), or -1."""
+    cut = data.rfind(b"\n")
+    if cut < 0:
+        return -1
+    quotes = data.count(b'"', 0, cut)
+    while quotes % 2:
+        previous = cut
+        cut = data.rfind(b"\n", 0, previous)
+        if cut < 0:
+            return -1
+        quotes -= data.count(b'"', cut, previous)
+    return cut
+
+
+def _csv_reader(path: Path | None, header: list[str] | None, needed: list[str], numeric):
+    """Arrow's streaming reader (one core, block by block); `path` None: stdin, its header already read."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    convert = _convert_options(needed, numeric)
+    try:
+        if path is None:
+            options = pacsv.ReadOptions(column_names=header, block_size=CSV_BLOCK_BYTES)
+            reader = pacsv.open_csv(sys.stdin.buffer, read_options=options, convert_options=convert)
+        else:
+            reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+                                    convert_options=convert)
+    except pa.ArrowInvalid as exc:
+        if "Empty CSV" in str(exc):
+            return  # a header and no rows: nothing to read
+        raise
+    yield from reader
+
+
+# ---- why a file could not be read whole ------------------------------------------------------------
+
+
+def _explain(path: Path, exc: BaseException) -> str | None:
+    not_text = _not_text(path)
+    if not_text:
+        return not_text
+    ragged = _ragged_row(path, exc)
+    return f"cannot be read as CSV: {ragged}" if ragged else None
+
+
+def _not_text(path: Path) -> str | None:
+    """Why a CSV that pyarrow could not read is not UTF-8 text at all (NUL bytes), or None."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return None
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "is UTF-16 text (as Excel's \"Unicode text\" saves it) — save the file as CSV UTF-8"
+    if head.startswith(b"\x1f\x8b") or b"\x00" not in head:  # gzip: pyarrow decompresses it
+        return None
+    return ("is a binary file, not CSV text — expected comma-separated UTF-8 text "
+            "(or name the file .parquet / .npz if that is what it is)")
+
+
+def _ragged_row(path: Path, exc: BaseException) -> str | None:
+    """pyarrow's "Expected 3 columns, got 4" names no row; read again, single-threaded, to find it."""
+    import pyarrow.csv as pacsv
+
+    if "Expected" not in str(exc) or "columns, got" not in str(exc):
+        return None
+    found: list = []
+
+    def handler(row) -> str:
+        found.append(row)
+        return "error"
+
+    with contextlib.suppress(Exception):  # the first error is already known; this only adds its row
+        pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=False),
+                       parse_options=pacsv.ParseOptions(invalid_row_handler=handler))
+    if not found or found[0].number is None:
+        return None
+    row = found[0]
+    return (f"row {row.number - 1}: {row.actual_columns} field(s) where the header has {row.expected_columns} "
+            f"({row.text[:80]!r}) — every row needs one value per column")

@@ -1,0 +1,166 @@
+"""Labels: the task they make, their vocabulary, and how they are turned into what the loss wants.
+
+Splits keep labels as class indices (int32, into the sorted vocabulary) or regression targets
+(float32, (rows, targets)). The loss decides the encoding the model is fed — one-hot, sparse
+indices, a binary column, or the targets as they are — chosen by `label_encoding` and applied by
+`encode` in the tf.data pipeline, so memory holds only the indices.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlcli.config.schema import Config
+from mlcli.errors import DataError
+
+# Normalised loss names (lower case, no underscores) and the label encoding each needs.
+_ONE_HOT = {"categoricalcrossentropy", "categoricalfocalcrossentropy", "categoricalhinge"}
+_SPARSE = {"sparsecategoricalcrossentropy"}
+_BINARY = {"binarycrossentropy", "binaryfocalcrossentropy", "hinge", "squaredhinge"}
+
+
+def loss_name(config: Config) -> str:
+    name = config.loss if isinstance(config.loss, str) else config.loss.type
+    return name.replace("_", "").lower()
+
+
+def loss_family(name: str) -> str | None:
+    """onehot | sparse | binary for a classification loss name (any spelling Keras accepts), else None."""
+    key = name.replace("_", "").lower()
+    for family, names in (("onehot", _ONE_HOT), ("sparse", _SPARSE), ("binary", _BINARY)):
+        if key in names:
+            return family
+    return None
+
+
+def is_classification_loss(config: Config) -> bool:
+    return loss_family(loss_name(config)) is not None
+
+
+def infer_task(config: Config, y: np.ndarray, role: str) -> str:
+    if config.data.task != "auto":
+        return config.data.task
+    if is_classification_loss(config):
+        return "classification"
+    if y.dtype == object:
+        raise DataError(
+            f"{role}: label column holds text values (e.g. {y[0]!r}) but the loss "
+            f"{config.loss if isinstance(config.loss, str) else config.loss.type} is for regression — "
+            "use a classification loss such as categorical_crossentropy, or set data.task"
+        )
+    return "regression"
+
+
+# ---- the vocabulary ----------------------------------------------------------------------------
+
+
+def sorted_vocabulary(y: np.ndarray) -> list:
+    """Sorted distinct labels as plain JSON-able Python values."""
+    return [v.item() if hasattr(v, "item") else v for v in np.unique(y)]
+
+
+def adopt_vocabulary(found: list, vocabulary: list | None, notes: list[str]) -> list:
+    """finetune keeping the parent's output layer: the parent's classes, in its output order, when this
+    data's labels are all among them — data that lacks one of them still trains that layer. Otherwise
+    the data's own vocabulary (the output-width check then says what to do)."""
+    if vocabulary is None or found == vocabulary:
+        return found
+    def typed(labels: list) -> set:  # 1, 1.0 and True are one set member; as labels they differ
+        return {(type(c), c) for c in labels}
+
+    present = typed(found)
+    if not present <= typed(vocabulary):
+        return found
+    missing = [c for c in vocabulary if (type(c), c) not in present]
+    notes.append(f"the data has {len(found)} of the parent's {len(vocabulary)} classes (none of "
+                 f"{', '.join(map(repr, missing[:12]))}{', …' if len(missing) > 12 else ''}): the parent's classes and "
+                 "output layer are kept")
+    return list(vocabulary)
+
+
+# ---- labels as a split keeps them ---------------------------------------------------------------
+
+
+def label_array(columns: list[np.ndarray]) -> np.ndarray:
+    """The label column(s) of some rows as one array: one column as it is, several as (rows, columns)."""
+    return columns[0] if len(columns) == 1 else np.stack(columns, axis=1)
+
+
+def in_classes(y: np.ndarray, classes: list) -> np.ndarray:
+    """data.classes: True for the rows whose label is listed (compared as the labels' own type)."""
+    return np.isin(y, np.asarray(classes, dtype=y.dtype if y.dtype != object else object))
+
+
+def class_indices(y: np.ndarray, classes: list, role: str, spec: str, row_offset: int = 0) -> np.ndarray:
+    """Labels -> indices into `classes`; an unseen label is a DataError naming it and its row.
+
+    `row_offset`: rows before this batch, so a batch-wise reader names the row in the whole file.
+    """
+    lookup = {c: i for i, c in enumerate(classes)}
+    out = np.empty(len(y), dtype=np.int32)
+    for row, value in enumerate(y.tolist()):
+        index = lookup.get(value)
+        if index is None:
+            raise DataError(
+                f"{role}: {spec}: row {row + 1 + row_offset}: label {value!r} was not among the training classes "
+                f"({', '.join(map(repr, classes[:20]))}{', …' if len(classes) > 20 else ''})"
+            )
+        out[row] = index
+    return out
+
+
+def regression_targets(y: np.ndarray, role: str, spec: str, names: list[str], row_offset: int = 0) -> np.ndarray:
+    values = y.reshape(len(y), -1)
+    try:
+        targets = values.astype(np.float32)
+    except (TypeError, ValueError):
+        for row, value in enumerate(values.tolist()):
+            for col, item in enumerate(value):
+                try:
+                    float(item)
+                except (TypeError, ValueError):
+                    raise DataError(
+                        f"{role}: {spec}: label column {names[col] if col < len(names) else col!r}, "
+                        f"row {row + 1 + row_offset}: "
+                        f"{item!r} is not a number — regression targets must be numeric"
+                    ) from None
+        raise
+    bad = np.argwhere(~np.isfinite(targets))
+    if len(bad):
+        row, col = int(bad[0][0]), int(bad[0][1])
+        raise DataError(f"{role}: {spec}: label {names[col] if col < len(names) else col!r}, row {row + 1 + row_offset}: "
+                        f"{np.asarray(values[row, col]).item()!r} is not a finite number")
+    return targets
+
+
+# ---- what the loss is fed ---------------------------------------------------------------------
+
+
+def label_encoding(config: Config, task: str, output_units: int, num_classes: int) -> str:
+    """How class indices are fed to the loss: onehot, sparse, binary (one unit) or regression."""
+    if task == "regression":
+        return "regression"
+    name = loss_name(config)
+    if name in _SPARSE:
+        return "sparse"
+    if name in _BINARY and output_units == 1:
+        return "binary"
+    return "onehot"
+
+
+def encode(tf, y, encoding: str, num_classes: int):
+    """A batch of split labels as the loss wants them, inside tf.data (`tf`: the imported module)."""
+    if encoding == "onehot":
+        return tf.one_hot(y, num_classes, dtype=tf.float32)
+    if encoding == "binary":
+        return tf.cast(tf.reshape(y, (-1, 1)), tf.float32)
+    return y  # sparse class indices, or regression targets as they are
+
+
+def as_numpy_targets(y: np.ndarray, encoding: str, num_classes: int) -> np.ndarray:
+    """`encode` in numpy: the targets exactly as the loss sees them (for checks and tests)."""
+    if encoding == "onehot":
+        return np.eye(num_classes, dtype=np.float32)[y]
+    if encoding == "binary":
+        return y.reshape(-1, 1).astype(np.float32)
+    return y

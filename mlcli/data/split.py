@@ -1,0 +1,96 @@
+"""A split of a run's data: in memory (`Split`, here) or streamed from disk (mlcli.data.stream.StreamSplit).
+
+Both types offer the same interface, so training, validation and `evaluate` never ask which one
+they hold:
+
+    name                 train | validation | test (evaluate: the role of its data)
+    rows                 how many rows it holds (streamed: counted by the first pass)
+    streamed             False here, True from disk: what run.json and the summaries say (a streamed
+                         split is not held in memory: no confusion matrix is drawn from it)
+    notes                what to tell the user about how the split is read
+    normalization_input  what the Normalization layer is fitted from: the rows (here), or the statistics
+                         computed chunk by chunk (streamed; None when data.normalize is none)
+    head(rows)           (x, y) of its first rows
+    training_dataset(batch_size=, seed=, shuffle=, epoch=, encoding=, num_classes=, first_step=)
+                         one epoch of batches in the order fixed by (seed, epoch)
+    evaluation_dataset(batch_size=, encoding=, num_classes=)
+                         batches in row order
+
+x is float32 features; y is class indices (int32) or regression targets (float32, (rows, targets)),
+encoded for the loss inside the datasets (mlcli.data.labels.encode). Call the datasets through
+mlcli.data.pipeline, which adds what every split needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mlcli.data.labels import encode
+from mlcli.data.pipeline import steps_per_epoch
+
+
+@dataclass
+class Split:
+    """One split in memory: float32 features and encoded-later targets.
+
+    Training batches are gathered by index from a per-epoch permutation that depends only on
+    (seed, epoch): shuffling is seeded, needs no iterator state, and a resumed run at epoch k sees
+    exactly the batches an uninterrupted run would. Gathering a whole batch at once is also much
+    cheaper than slicing row by row.
+    """
+
+    x: np.ndarray
+    y: np.ndarray  # int32 class indices (classification) or float32 (rows, targets) (regression)
+    name: str
+    notes: list[str] = field(default_factory=list)
+
+    streamed = False
+
+    @property
+    def rows(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def normalization_input(self) -> np.ndarray:
+        return self.x
+
+    def head(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.x[:rows], self.y[:rows]
+
+    def training_dataset(self, *, batch_size: int, seed: int, shuffle: bool, epoch, encoding: str,
+                         num_classes: int, first_step: int = 0):
+        from mlcli.runtime import import_tensorflow
+
+        tf = import_tensorflow()
+        rows = self.rows
+        steps = steps_per_epoch(rows, batch_size)
+        x = tf.constant(self.x)
+        y = tf.constant(self.y)
+
+        def epoch_batches(_):
+            order = tf.range(rows, dtype=tf.int64)
+            if shuffle:
+                order = tf.random.experimental.stateless_shuffle(
+                    order, seed=tf.stack([tf.constant(seed, tf.int64), epoch.read_value()])
+                )
+
+            def gather(step):
+                index = order[step * batch_size: (step + 1) * batch_size]
+                return tf.gather(x, index), encode(tf, tf.gather(y, index), encoding, num_classes)
+
+            return tf.data.Dataset.range(first_step, steps).map(gather, num_parallel_calls=tf.data.AUTOTUNE,
+                                                                 deterministic=True)
+
+        dataset = tf.data.Dataset.from_tensors(0).flat_map(epoch_batches)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps - first_step))
+        return dataset.prefetch(tf.data.AUTOTUNE)
+
+    def evaluation_dataset(self, *, batch_size: int, encoding: str, num_classes: int):
+        from mlcli.runtime import import_tensorflow
+
+        tf = import_tensorflow()
+        dataset = tf.data.Dataset.from_tensor_slices((self.x, self.y)).batch(batch_size)
+        dataset = dataset.map(lambda x, y: (x, encode(tf, y, encoding, num_classes)))
+        return dataset.cache().prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,184 @@
+"""An Arrow column's values, checked: features as numbers, labels as the kind they are compared as.
+
+Every reader (in memory, data.stream, evaluate/predict) converts through these functions, so a bad
+value is named the same way everywhere: its column and its row (`row_offset`: rows before this batch,
+so a batch-wise reader names the row in the whole file).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlcli.data.sources import Source
+from mlcli.errors import DataError
+
+# Label kinds, weakest last: a CSV label column is int if every value is, else float, else text.
+_KINDS = ("bool", "int", "float", "str")
+
+
+# ---- features --------------------------------------------------------------------------------
+
+
+def numeric_column(column, name: str, source: Source, role: str, row_offset: int = 0) -> np.ndarray:
+    """A column as float64, or a DataError naming the first row that is missing or not a number."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if column.null_count:
+        row = int(pc.index(pc.is_null(column), True).as_py())
+        raise DataError(
+            f"{role}: {source.spec}: column {name!r}, row {row + 1 + row_offset}: missing or NaN value — "
+            "every feature needs a number (fill or drop the row)"
+        )
+    if pa.types.is_boolean(kind):  # True/False as 1/0, the same in every reader (Arrow has no zero-copy view)
+        return pc.cast(column, pa.float64()).to_numpy()
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        return column.to_numpy().astype(np.float64, copy=False)
+    if pa.types.is_decimal(kind):
+        return pc.cast(column, pa.float64()).to_numpy()
+    values = column.to_pylist()
+    out = np.empty(len(values), dtype=np.float64)
+    for row, value in enumerate(values):
+        try:
+            out[row] = float(value)
+        except (TypeError, ValueError):
+            raise DataError(
+                f"{role}: {source.spec}: column {name!r}, row {row + 1 + row_offset}: {value!r} is not a number — "
+                "features must be numeric (encode categories as numbers, or list data.features without this column)"
+            ) from None
+    return out
+
+
+def as_numbers(column):
+    """A CSV text column as float64 when Arrow can parse every value; else unchanged, so
+    numeric_column's per-value reading names the first bad row exactly as the in-memory reader does."""
+    import pyarrow as pa
+
+    if not _is_text(column):
+        return column
+    for kind in (pa.float64(), pa.bool_()):  # CSV readers take true/false columns as booleans
+        cast = _cast(column, kind)
+        if cast is not None:
+            return cast
+    return column
+
+
+def check_text(column, name: str, source: Source, role: str, row_offset: int = 0) -> None:
+    """pyarrow reads text that is not UTF-8 as raw bytes: say so, naming the first bad row."""
+    import pyarrow as pa
+
+    if not (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
+        return
+    for row, value in enumerate(column.to_pylist()):
+        try:
+            if value is not None:
+                value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DataError(
+                f"{role}: {source.spec}: column {name!r}, row {row + 1 + row_offset}: {value!r} is not UTF-8 text "
+                "— save the file as UTF-8"
+            ) from None
+
+
+def check_finite(x: np.ndarray, names: list[str], source: Source, role: str, row_offset: int = 0) -> None:
+    finite = np.isfinite(x)
+    if finite.all():
+        return
+    bad = np.argwhere(~finite.reshape(len(x), -1))[0]
+    row, col = int(bad[0]), int(bad[1])
+    value = x.reshape(len(x), -1)[row, col]
+    name = names[col] if len(names) > col else f"feature {col}"
+    what = "NaN" if np.isnan(value) else ("inf" if value > 0 else "-inf")
+    note = " (or a value too large for float32)" if np.isinf(value) else ""
+    raise DataError(
+        f"{role}: {source.spec}: column {name!r}, row {row + 1 + row_offset}: {what}{note} in the features — "
+        "features must be finite numbers (fill or drop the row)"
+    )
+
+
+# ---- labels ----------------------------------------------------------------------------------
+
+
+def check_labels_present(column, name: str, source: Source, role: str, row_offset: int = 0) -> None:
+    import pyarrow.compute as pc
+
+    if column.null_count:
+        row = int(pc.index(pc.is_null(column), True).as_py())
+        raise DataError(f"{role}: {source.spec}: label column {name!r}, row {row + 1 + row_offset}: missing label")
+
+
+def label_values(column, name: str, task: str, classes: list | None, source: Source, role: str,
+                 row_offset: int) -> np.ndarray:
+    """Labels as Python-typed values comparable with the run's vocabulary (CSV gives text)."""
+    check_labels_present(column, name, source, role, row_offset)
+    return labels_as(column, class_kind(classes) if task == "classification" else "float")
+
+
+def labels_as(column, kind: str | None) -> np.ndarray:
+    """A label column's values: as typed (Parquet), or CSV text read as `kind` (int, float, bool, str),
+    or as the weakest kind that fits this column when `kind` is None."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    if not _is_text(column):
+        values = column.to_numpy(zero_copy_only=False)
+        return values.astype(object) if values.dtype.kind in "US" else values
+    kind = kind or column_kind(column)
+    targets = {"int": (pa.int64(), pa.float64()), "float": (pa.float64(),), "bool": (pa.bool_(),)}.get(kind, ())
+    for target in targets:
+        cast = _cast(column, target)
+        if cast is not None:
+            return cast.to_numpy(zero_copy_only=False)
+    return np.asarray(column.to_pylist(), dtype=object)  # text; a lookup names any value that fits nothing
+
+
+def column_kind(column) -> str:
+    """The label kind of an Arrow column: its type, or for CSV text the weakest kind every value fits."""
+    import pyarrow as pa
+
+    kind = column.type
+    if pa.types.is_boolean(kind):
+        return "bool"
+    if pa.types.is_integer(kind):
+        return "int"
+    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return "float"
+    if not _is_text(column):
+        return "str"
+    for name, target in (("int", pa.int64()), ("float", pa.float64())):
+        if _cast(column, target) is not None:
+            return name
+    return "str"
+
+
+def class_kind(classes: list | None) -> str:
+    """The kind of a run's vocabulary: how CSV text labels are read to be compared with it."""
+    if classes and all(isinstance(c, bool) for c in classes):
+        return "bool"
+    if classes and all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
+        return "int"
+    if classes and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in classes):
+        return "float"
+    return "str"
+
+
+def weakest(kinds) -> str:
+    return max(kinds, key=_KINDS.index) if kinds else "str"
+
+
+def _is_text(column) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+
+
+def _cast(column, target):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        return pc.cast(column, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None

@@ -73,6 +73,21 @@ def test_a_plotting_failure_never_fails_the_run(tmp_path, monkeypatch):
     assert [p.name for p in (tmp_path / "run" / "plots").iterdir()] == ["confusion.png"]
 
 
+@pytest.mark.slow
+def test_the_plotting_thread_honours_quiet(tmp_path, monkeypatch):
+    """The pictures render on a thread of their own: --quiet must reach it (its note stays unsaid)."""
+    from mlcli.use import plots
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no fonts on this machine")
+
+    monkeypatch.setattr(plots, "curves_png", broken)
+    ran = run_cli("train", CONFIGS / "tiny.yaml", "--output", tmp_path / "run", "--set", "training.epochs=1",
+                  "--quiet")
+    assert ran.exit_code == 0, ran
+    assert ran.stderr == ""
+
+
 def test_curves_have_one_panel_per_metric_and_survive_one_epoch_and_gaps():
     from mlcli.use.plots import curves_png, metric_names
 

@@ -8,8 +8,10 @@ A picture is a convenience: `write_run_plots` never lets a plotting problem fail
 
 from __future__ import annotations
 
+import contextvars
 import io
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +32,10 @@ _TRAIN, _VALIDATION = "#1f77b4", "#ff7f0e"
 def start_run_plots(run_dir: Path, history: list[dict], model=None, prepared=None, config=None):
     """write_run_plots in a background thread (matplotlib's import and rendering take about a second),
     so it overlaps with the rest of the run's ending; join the returned thread before finishing."""
-    import threading
-
-    thread = threading.Thread(target=write_run_plots, args=(run_dir, history, model, prepared, config),
+    # The thread runs in a copy of this command's context, so its note on a failed picture honours the
+    # command's --quiet (mlcli.settings keeps them in ContextVars, which a new thread does not inherit).
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(write_run_plots, run_dir, history, model, prepared, config),
                               name="mlcli-plots", daemon=True)
     thread.start()
     return thread

@@ -1,4 +1,4 @@
-"""Does `mlcli predict` stream? Peak memory for a 200k-row and a 2M-row CSV (CONTRACT §5).
+"""Does `mlcli predict` stream? Peak memory for a 200k-row and a 2M-row CSV (docs/contract.md §5).
 
 Trains the tiny digits run (configs/tiny.yaml) into a temporary directory, writes prediction inputs
 of each size by resampling the bundled digits test rows (64 features plus the label column, which

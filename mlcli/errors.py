@@ -1,4 +1,4 @@
-"""Known errors and their exit codes (CONTRACT §2).
+"""Known errors and their exit codes (docs/contract.md §2).
 
 Everything a user can cause raises one of these; the CLI turns them into a short message on
 stderr and the exit code. Anything else is a bug and keeps its traceback (exit 1).

@@ -1,5 +1,5 @@
 """The CLI skeleton: help, version, shipped configs, the error boundary, and no TensorFlow where the
-contract says so (CONTRACT §1: `--help`, `validate` and config errors never import TensorFlow)."""
+contract says so (docs/contract.md §1: `--help`, `validate` and config errors never import TensorFlow)."""
 
 from __future__ import annotations
 

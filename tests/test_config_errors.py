@@ -1,5 +1,5 @@
 """Bad configs through the real CLI (`mlcli validate FILE`, in-process): exit 2, key path, file:line,
-a message that says what to do, and never a traceback (CONTRACT §2, §3)."""
+a message that says what to do, and never a traceback (docs/contract.md §2, §3)."""
 
 from __future__ import annotations
 

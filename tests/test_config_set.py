@@ -1,4 +1,4 @@
-"""`--set KEY=VALUE` overrides and `validate --print` through the real CLI (CONTRACT §1, §3)."""
+"""`--set KEY=VALUE` overrides and `validate --print` through the real CLI (docs/contract.md §1, §3)."""
 
 from __future__ import annotations
 

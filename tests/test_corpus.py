@@ -102,7 +102,7 @@ def test_bad_config(config: Path, tmp_path: Path):
     run_dir = tmp_path / "run"
     ran = run_cli("train", config, "--output", run_dir)
     _assert_failed_cleanly(ran, code, fragment, run_dir)
-    if code == 2:  # config errors name the file that has the mistake (CONTRACT §2)
+    if code == 2:  # config errors name the file that has the mistake (docs/contract.md §2)
         assert config.name in ran.stderr, ran
 
 
@@ -134,7 +134,7 @@ def test_data_file(name: str, tmp_path: Path):
         _assert_trained(ran, spec["message"], run_dir)
         return
     _assert_failed_cleanly(ran, spec["exit"], spec["message"], run_dir)
-    if spec["exit"] == 3:  # data errors name the file (CONTRACT §2)
+    if spec["exit"] == 3:  # data errors name the file (docs/contract.md §2)
         assert name in ran.stderr, ran
 
 

@@ -1,5 +1,5 @@
 """`mlcli evaluate` through the real CLI: data sources, JSON shape, numbers that agree with training
-and with a hand count, gates, and every error a user can cause (CONTRACT §1, §2)."""
+and with a hand count, gates, and every error a user can cause (docs/contract.md §1, §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`mlcli predict` through the real CLI: output formats and columns (CONTRACT §5), stdin, columns by
+"""`mlcli predict` through the real CLI: output formats and columns (docs/contract.md §5), stdin, columns by
 name, streaming in batches, agreement with plain Keras and with evaluate, and every user error."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A checkpoint and the run around it, rebuilt from the run's own files (DESIGN habit 5).
+"""A checkpoint and the run around it, rebuilt from the run's own files (a run directory describes itself: docs/ARCHITECTURE.md).
 
 `evaluate`, `predict`, `export` and `finetune --from` start here: CKPT is a run directory (its
 model.keras) or a .keras file. A .keras file inside a run directory (best.keras, state/...) uses its
@@ -136,7 +136,7 @@ def open_checkpoint(path: Path, flag: str = "CKPT") -> Checkpoint:
 
 
 def locate(path: Path, flag: str) -> tuple[Path, Path | None]:
-    """CKPT (CONTRACT §1) -> (the .keras file, the run directory around it or None). Exit 2 otherwise.
+    """CKPT (docs/contract.md §1) -> (the .keras file, the run directory around it or None). Exit 2 otherwise.
 
     A run directory means its model.keras; a .keras file inside a run (DIR/best.keras,
     DIR/state/...) belongs to that run, whose files describe it.

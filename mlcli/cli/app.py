@@ -1,5 +1,5 @@
 """The Typer app and its error boundary: the ONE place where known errors become a message and
-an exit code (CONTRACT §2). Commands live in the sibling modules, each: typed arguments -> its
+an exit code (docs/contract.md §2). Commands live in the sibling modules, each: typed arguments -> its
 settings -> load config -> one pipeline call -> render; `mlcli.cli` registers them on this app.
 Nothing here imports TensorFlow at module level.
 """

@@ -1,4 +1,4 @@
-"""`mlcli finetune`: train's options, plus --from CKPT (CONTRACT §1)."""
+"""`mlcli finetune`: train's options, plus --from CKPT (docs/contract.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The typed, frozen config schema (CONTRACT §3). No TensorFlow here.
+"""The typed, frozen config schema (docs/contract.md §3). No TensorFlow here.
 
 Every field carries a description (it becomes the editor hover text through `mlcli schema`) and
 every default a short reason. Unknown keys are errors at every depth, except in the sections that

@@ -140,7 +140,7 @@ def _freeze_note(path: Path, table: list[dict]) -> str:
 
 
 def _model_notes(layers: list, normalize: list) -> list[str]:
-    """What the summary must say about normalization (CONTRACT, DESIGN habit 7)."""
+    """What the summary must say about normalization (docs/contract.md §1; Keras's transfer-learning guide: show what is frozen)."""
     import keras  # deferred: imports TensorFlow
 
     notes = []

@@ -1,5 +1,5 @@
 """Which run directory a train/finetune command writes, and whether it starts, continues or
-only reports a run (CONTRACT §1: --output, --force, --resume)."""
+only reports a run (docs/contract.md §1: --output, --force, --resume)."""
 
 from __future__ import annotations
 

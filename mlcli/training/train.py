@@ -53,7 +53,7 @@ class TrainResult:
     distribute: dict | None = None  # strategy, replicas, batch per replica (run.json's "distribute")
 
     def document(self) -> dict:
-        """The --json document of CONTRACT §1 (plus the parameter counts and layer table)."""
+        """The --json document of docs/contract.md §1 (plus the parameter counts and layer table)."""
         doc = {
             "run_dir": str(self.run_dir),
             "status": self.status,

@@ -40,7 +40,7 @@ class EvalResult:
     only_classes: list | None = None  # the run's data.classes filter, when it chose the rows evaluated
 
     def document(self) -> dict:
-        """The --json document: CONTRACT §1's keys, then the classification details."""
+        """The --json document: docs/contract.md §1's keys, then the classification details."""
         doc = {"checkpoint": self.checkpoint, "data": self.data, "samples": self.samples,
                "metrics": self.metrics, "source": self.source, "task": self.task}
         if self.only_classes is not None:

@@ -1,4 +1,4 @@
-"""`mlcli predict`: predictions for a file, streamed batch by batch (CONTRACT §5).
+"""`mlcli predict`: predictions for a file, streamed batch by batch (docs/contract.md §5).
 
 Input is read by the InputReader that evaluate uses (columns by name, values checked as training
 checks them); each batch is predicted and appended to the output before the next is read, so

@@ -14,7 +14,7 @@ from typing import Any
 
 from mlcli import console
 from mlcli.config.keras_index import KerasIndex, is_current, read_index
-from mlcli.config.keras_rules import KIND_TEXT, REFUSED, closest, did_you_mean, is_number, value_kind
+from mlcli.config.keras_rules import FLOATS, INTEGERS, KIND_TEXT, REFUSED, closest, did_you_mean, is_number, value_kind
 from mlcli.config.load import LoadedConfig
 from mlcli.config.schema import LayerSpec
 from mlcli.config.yamlio import KeyPath
@@ -59,7 +59,7 @@ def _layer(index: KerasIndex, spec: LayerSpec, where: KeyPath) -> list[tuple[Key
                  f"{spec.type} is not needed: mlcli adds the input from the data's shape — remove this layer")]
     names = index.class_names("layers")
     if spec.type not in names or spec.type == "Layer":
-        return [(where + ("type",), f"{spec.type!r} is not a keras.layers class" + did_you_mean(spec.type, names))]
+        return [(where + ("type",), f"{spec.type!r} is not a keras.layers class" + _suggest(spec.type, "layers", names))]
     if spec.type in REFUSED["layers"]:
         return [(where + ("type",), f"{spec.type} runs arbitrary code and cannot be described in a config")]
     return _arguments(index, "layers", spec.type, spec.arguments(), where, "layer")
@@ -74,7 +74,7 @@ def _optimizer(index: KerasIndex, loaded: LoadedConfig) -> list[tuple[KeyPath, s
         schedules = index.class_names("schedules")
         if rate.type not in schedules or rate.type in REFUSED["schedules"]:
             found.append((("optimizer", "learning_rate", "type"), f"{rate.type!r} is not a keras.optimizers.schedules "
-                          "class" + did_you_mean(rate.type, schedules)))
+                          "class" + _suggest(rate.type, "schedules", schedules)))
         else:
             found += _arguments(index, "schedules", rate.type, rate.arguments(), ("optimizer", "learning_rate"),
                                 "schedule")
@@ -98,7 +98,7 @@ def _loss(index: KerasIndex, loaded: LoadedConfig) -> list[tuple[KeyPath, str]]:
                  + did_you_mean(loss, [n for n in names if n[:1].islower()]))]
     classes = index.class_names("losses")
     if loss.type not in classes or loss.type in REFUSED["losses"]:
-        return [(("loss", "type"), f"{loss.type!r} is not a keras.losses class" + did_you_mean(loss.type, classes))]
+        return [(("loss", "type"), f"{loss.type!r} is not a keras.losses class" + _suggest(loss.type, "losses", classes))]
     return _arguments(index, "losses", loss.type, loss.arguments(), ("loss",), "loss")
 
 
@@ -113,10 +113,15 @@ def _metrics(index: KerasIndex, loaded: LoadedConfig) -> list[tuple[KeyPath, str
                               + did_you_mean(metric, [n for n in names if n[:1].islower()])))
         elif metric.type not in classes or metric.type in REFUSED["metrics"]:
             found.append((("metrics", position, "type"),
-                          f"{metric.type!r} is not a keras.metrics class" + did_you_mean(metric.type, classes)))
+                          f"{metric.type!r} is not a keras.metrics class" + _suggest(metric.type, "metrics", classes)))
         else:
             found += _arguments(index, "metrics", metric.type, metric.arguments(), ("metrics", position), "metric")
     return found
+
+
+def _suggest(name: str, kind: str, names: list[str]) -> str:
+    """Did-you-mean among the classes a config may name (never a base class such as Layer)."""
+    return did_you_mean(name, [n for n in names if n not in REFUSED[kind]])
 
 
 def _arguments(index: KerasIndex, kind: str, name: str, arguments: dict, where: KeyPath, what: str,
@@ -159,8 +164,8 @@ def _value_problem(index: KerasIndex, argument: dict, value: Any) -> str | None:
         allowed, ignore_case = _strings(index, argument)
         if allowed and (value.lower() in {a.lower() for a in allowed} if ignore_case else value in allowed):
             return None
-        return f"got {value!r} — expected {expected(index, argument)}" + did_you_mean(value, allowed)
-    return f"got {value!r} — Keras refuses {KIND_TEXT[kind]} here; expected {expected(index, argument)}"
+        return f"got {value!r} — expected {expected(argument)}" + did_you_mean(value, allowed)
+    return f"got {value!r} — Keras refuses {KIND_TEXT[kind]} here; expected {expected(argument)}"
 
 
 def _strings(index: KerasIndex, argument: dict) -> tuple[list[str], bool]:
@@ -168,9 +173,18 @@ def _strings(index: KerasIndex, argument: dict) -> tuple[list[str], bool]:
     return (index.names(rule) if isinstance(rule, str) else rule), bool(argument.get("ignore_case"))
 
 
-def expected(index: KerasIndex, argument: dict) -> str:
-    """What an argument takes, in words, from the kinds of value Keras refused for it."""
+def refused_kinds(argument: dict) -> set[str]:
+    """The kinds of value refused for an argument: by Keras, and text and booleans by mlcli where the
+    default is a number."""
     refuses = set(argument.get("refuses", ()))
+    if is_number(argument.get("numeric_default", argument.get("default"))):
+        refuses |= {"text", "true", "false"}
+    return refuses
+
+
+def expected(argument: dict) -> str:
+    """What an argument takes, in words, from the kinds of value refused for it."""
+    refuses = refused_kinds(argument)
     parts = []
     rule = argument.get("text")
     if "text" not in refuses:
@@ -182,28 +196,42 @@ def expected(index: KerasIndex, argument: dict) -> str:
     numbers = _numbers(refuses)
     if numbers:
         parts.append(numbers)
-    if not {"true", "false"} & refuses:
+    if not {"true", "false"} & refuses and not numbers:  # Python's booleans are 0 and 1 to a number check
         parts.append("true or false")
     if "null" not in refuses:
         parts.append("null")
     return " or ".join(parts) if parts else "a value of another kind"
 
 
-_NUMBERS = ("negative", "zero", "fraction", "one", "above_one", "whole", "whole_float")
-
-
 def _numbers(refuses: set[str]) -> str:
     """The numbers an argument takes, in words, from the kinds of number Keras refused."""
-    taken = [kind for kind in _NUMBERS if kind not in refuses]
-    if not taken:
+    shape = number_shape(refuses)
+    if shape is None:
         return ""
-    if len(taken) == len(_NUMBERS) or taken == ["whole_float"]:
-        return "a number" if len(taken) == len(_NUMBERS) else ""
-    if "fraction" not in taken and "above_one" not in taken:
-        low = "" if "negative" in taken else " >= 0" if "zero" in taken else " >= 1" if "one" in taken else " >= 2"
-        return "a whole number" + low
-    if "above_one" not in taken and "whole" not in taken:
-        return f"a number {'from 0' if 'zero' in taken else 'above 0'} {'to 1' if 'one' in taken else 'below 1'}"
-    if "negative" not in taken:
-        return "a number >= 0" if "zero" in taken else "a number above 0"
-    return "a number"
+    noun = {"int": "a whole number", "float": "a float (with a decimal point)", "any": "a number"}[shape["type"]]
+    low, high = shape.get("low"), shape.get("high")
+    if shape["type"] == "int" and low is not None:
+        return f"{noun} >= {low + (1 if shape.get('low_open') else 0)}"
+    if low is not None and high is not None:
+        return f"{noun} {'above' if shape.get('low_open') else 'from'} 0 {'below' if shape.get('high_open') else 'to'} 1"
+    if low is not None:
+        return f"{noun} {'above 0' if shape.get('low_open') else '>= 0'}"
+    return noun
+
+
+def number_shape(refuses: set[str]) -> dict | None:
+    """The numbers Keras took for an argument: {"type": int | float | any, "low"/"high": 0/1 bounds
+    ("_open" when the bound itself was refused)}, or None when it took no number. Bounds are only
+    ever 0 and 1: the probes try -1, 0, 1, 2 and their floats."""
+    taken = {kind for kind in INTEGERS + FLOATS if kind not in refuses}
+    if not taken:
+        return None
+    kind = "int" if not taken & set(FLOATS) else "float" if not taken & set(INTEGERS) else "any"
+    shape: dict = {"type": kind}
+    if not taken & {"negative", "negative_float"}:
+        shape["low"], shape["low_open"] = 0, not taken & {"zero", "zero_float"}
+        if kind == "int" and shape["low_open"] and "one" not in taken:
+            shape["low"] = 1  # 1 refused too: whole numbers from 2
+    if kind != "int" and not taken & {"whole", "above_one", "whole_float"}:
+        shape["high"], shape["high_open"] = 1, not taken & {"one", "one_float"}
+    return shape

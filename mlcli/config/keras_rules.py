@@ -89,15 +89,20 @@ REFUSED = {
 
 # One value of each kind a Keras argument is tried with when the index is made, and the kind of a
 # config's value: a kind Keras refused for an argument is refused for it by `mlcli validate` too.
+# Whole numbers and floats are kinds apart: Keras often checks isinstance(value, int) or float.
 # Lists and mappings are not tried: Keras takes them in too many shapes to judge by one of each.
 PROBES: dict[str, Any] = {
-    "text": "mlcli-probe", "true": True, "false": False, "null": None, "negative": -1, "zero": 0,
-    "fraction": 0.5, "one": 1, "above_one": 1.5, "whole": 2, "whole_float": 2.0,
+    "text": "mlcli-probe", "true": True, "false": False, "null": None,
+    "negative": -1, "zero": 0, "one": 1, "whole": 2,
+    "negative_float": -0.5, "zero_float": 0.0, "fraction": 0.5, "one_float": 1.0, "above_one": 1.5, "whole_float": 2.0,
 }
+INTEGERS = ("negative", "zero", "one", "whole")
+FLOATS = ("negative_float", "zero_float", "fraction", "one_float", "above_one", "whole_float")
 KIND_TEXT = {
-    "text": "text", "true": "true", "false": "false", "null": "null", "negative": "a negative number",
-    "zero": "0", "fraction": "a fraction between 0 and 1", "one": "1", "above_one": "a fractional number above 1",
-    "whole": "a whole number above 1", "whole_float": "a float with no fraction (write it without the .0)",
+    "text": "text", "true": "true", "false": "false", "null": "null",
+    "negative": "a negative number", "zero": "0", "one": "1", "whole": "a whole number above 1",
+    "negative_float": "a negative number", "zero_float": "0.0", "fraction": "a fraction between 0 and 1",
+    "one_float": "1.0", "above_one": "a fractional number above 1", "whole_float": "a float (write 2, not 2.0)",
 }
 
 
@@ -109,16 +114,12 @@ def value_kind(value: Any) -> str | None:
         return "true" if value else "false"
     if value is None:
         return "null"
-    if not isinstance(value, (int, float)):
-        return None
-    if value < 0:
-        return "negative"
-    if value == 0:
-        return "zero"
-    if value == 1:  # 1.0 too: Keras takes it where it takes 1 more often than not (a rate of 1.0)
-        return "one"
-    if value < 1:
-        return "fraction"
+    if isinstance(value, int):
+        return "negative" if value < 0 else "zero" if value == 0 else "one" if value == 1 else "whole"
     if isinstance(value, float):
+        if value < 0 or value == 0 or value == 1:
+            return "negative_float" if value < 0 else "zero_float" if value == 0 else "one_float"
+        if value < 1:
+            return "fraction"
         return "whole_float" if value.is_integer() else "above_one"
-    return "whole"
+    return None

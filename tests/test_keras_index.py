@@ -121,9 +121,18 @@ def test_an_index_for_another_keras_gives_way_to_keras_itself(monkeypatch, write
     finally:
         keras_checks.keras_index.cache_clear()
     assert first.exit_code == second.exit_code == 2
-    note = f"note: mlcli's Keras index is out of date (made for Keras {installed_keras()}, Keras 0.0.1 is installed)"
+    note = f"note: mlcli's Keras index was made for Keras {read_index().keras} but Keras 0.0.1 is installed"
     assert first.stderr.startswith(note) and note not in second.stderr  # said once
+    assert "Keras names are checked with Keras itself" in first.stderr.split("\n", 1)[0]
     assert first.stderr.split("\n", 1)[1] == second.stderr == expected.stderr  # and the same problems found
+
+
+def test_the_editor_schema_is_the_shipped_index_even_out_of_date(monkeypatch):
+    monkeypatch.setattr(keras_index, "installed_keras", lambda: "0.0.1")
+    ran = run_cli("schema")
+    assert ran.exit_code == 0 and json.loads(ran.stdout)["$defs"]["LayerSpec"]["allOf"]
+    assert f"Keras 0.0.1 is installed (`make keras-index` updates it): the schema describes Keras " \
+        f"{read_index().keras}" in ran.stderr
 
 
 def test_refused_classes_are_in_keras_but_not_in_the_editor_schema():

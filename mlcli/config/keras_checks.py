@@ -13,7 +13,7 @@ import functools
 from typing import Any
 
 from mlcli import console
-from mlcli.config.keras_index import KerasIndex, is_current, read_index
+from mlcli.config.keras_index import KerasIndex, is_current, read_index, stale_note
 from mlcli.config.keras_rules import FLOATS, INTEGERS, KIND_TEXT, REFUSED, closest, did_you_mean, is_number, value_kind
 from mlcli.config.load import LoadedConfig
 from mlcli.config.schema import LayerSpec
@@ -28,13 +28,10 @@ def keras_index() -> KerasIndex:
     index = read_index()
     if is_current(index):
         return index
+    console.info(stale_note(index) + ": Keras names are checked with Keras itself, more slowly")
     from mlcli.config import keras_index_build  # deferred: reads the installed Keras (imports TensorFlow)
 
-    live = keras_index_build.live_index()
-    console.info(f"note: mlcli's Keras index is out of date (made for Keras {index.keras}, Keras {live.keras} "
-                 "is installed): Keras names were checked with Keras itself, more slowly; `make keras-index` "
-                 "updates it")
-    return live
+    return keras_index_build.live_index()
 
 
 def keras_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
@@ -42,11 +39,11 @@ def keras_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
     index = keras_index()
     config = loaded.config
     found: list[tuple[KeyPath, str]] = []
-    for index_, spec in enumerate(config.model.layers):
-        found += _layer(index, spec, ("model", "layers", index_))
+    for position, spec in enumerate(config.model.layers):
+        found += _layer(index, spec, ("model", "layers", position))
     if config.finetune.head is not None:
-        for index_, spec in enumerate(config.finetune.head.layers):
-            found += _layer(index, spec, ("finetune", "head", "layers", index_))
+        for position, spec in enumerate(config.finetune.head.layers):
+            found += _layer(index, spec, ("finetune", "head", "layers", position))
     found += _optimizer(index, loaded)
     found += _loss(index, loaded)
     found += _metrics(index, loaded)

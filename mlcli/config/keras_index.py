@@ -64,3 +64,9 @@ def read_index(path: Path = INDEX_FILE) -> KerasIndex:
 def is_current(index: KerasIndex) -> bool:
     """Made by this mlcli for the installed Keras."""
     return index.data.get("format") == FORMAT and index.keras == installed_keras()
+
+
+def stale_note(index: KerasIndex) -> str:
+    """The first half of what mlcli says when the index is not the installed Keras's."""
+    return (f"note: mlcli's Keras index was made for Keras {index.keras} but Keras {installed_keras()} is "
+            "installed (`make keras-index` updates it)")

@@ -15,12 +15,12 @@ from typing import Any
 
 from mlcli.config.keras_checks import expected, number_shape, refused_kinds
 from mlcli.config.keras_index import KerasIndex
+from mlcli.config.keras_probes import REGISTRIES
 from mlcli.config.keras_rules import REFUSED
 
 _REF = "#/$defs/"
 _KINDS = {"LayerSpec": "layers", "ScheduleSpec": "schedules", "OptimizerConfig": "optimizers",
           "LossSpec": "losses", "MetricSpec": "metrics"}
-_REGISTRIES = ("activations", "initializers", "regularizers", "constraints", "dtypes")
 
 
 def add_keras(schema: dict, index: KerasIndex) -> dict:
@@ -45,7 +45,7 @@ def add_keras(schema: dict, index: KerasIndex) -> dict:
             same.setdefault(json.dumps(then, sort_keys=True), (then, []))[1].append(name)
         branches = [{"if": _condition(kind, group), "then": then} for then, group in same.values()]
         node["allOf"] = branches
-    for registry in _REGISTRIES:
+    for registry in REGISTRIES:
         defs[_names(registry)] = {"enum": index.names(registry), "description": f"A keras.{registry} name."}
     defs["KerasLossName"] = {"enum": index.names("losses"), "description": "A keras.losses name."}
     defs["KerasMetricName"] = {"enum": index.names("metrics"), "description": "A keras.metrics name."}

@@ -1,7 +1,8 @@
-"""How mlcli reads Keras classes: which classes a config may name and which keyword arguments they
-accept. Shared by the model builder (with Keras loaded) and the Keras index generator, so that the
-checks `mlcli validate` makes without TensorFlow are the ones train makes with it. Nothing here
-imports Keras: the functions take the classes and modules they inspect.
+"""How mlcli reads Keras classes: which classes a config may name, which keyword arguments they
+accept, and the kinds of value the Keras index tries each argument with. Shared by the model builder
+(with Keras loaded), the Keras index generator and the checks made from the index, so that the checks
+`mlcli validate` makes without TensorFlow are the ones train makes with it. Nothing here imports
+Keras: the functions take the classes and modules they inspect.
 """
 
 from __future__ import annotations

@@ -121,7 +121,8 @@ def test_an_index_for_another_keras_gives_way_to_keras_itself(monkeypatch, write
     finally:
         keras_checks.keras_index.cache_clear()
     assert first.exit_code == second.exit_code == 2
-    note = f"note: mlcli's Keras index was made for Keras {read_index().keras} but Keras 0.0.1 is installed"
+    note = f"note: mlcli's Keras index is out of date: it was made for Keras {read_index().keras} but Keras 0.0.1 " \
+        "is installed"
     assert first.stderr.startswith(note) and note not in second.stderr  # said once
     assert "Keras names are checked with Keras itself" in first.stderr.split("\n", 1)[0]
     assert first.stderr.split("\n", 1)[1] == second.stderr == expected.stderr  # and the same problems found

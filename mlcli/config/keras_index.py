@@ -68,5 +68,5 @@ def is_current(index: KerasIndex) -> bool:
 
 def stale_note(index: KerasIndex) -> str:
     """The first half of what mlcli says when the index is not the installed Keras's."""
-    return (f"note: mlcli's Keras index was made for Keras {index.keras} but Keras {installed_keras()} is "
-            "installed (`make keras-index` updates it)")
+    return (f"note: mlcli's Keras index is out of date: it was made for Keras {index.keras} but Keras "
+            f"{installed_keras()} is installed (`make keras-index` updates it)")

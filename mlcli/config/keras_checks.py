@@ -39,8 +39,11 @@ def keras_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
     index = keras_index()
     config = loaded.config
     found: list[tuple[KeyPath, str]] = []
-    for position, spec in enumerate(config.model.layers):
-        found += _layer(index, spec, ("model", "layers", position))
+    # Layers that no config file or --set wrote are the schema's seed network, or finetune's parent's
+    # own (described from its checkpoint, never built from the config): nothing to check there.
+    if any(path[:1] == ("model",) for path in loaded.positions):
+        for position, spec in enumerate(config.model.layers):
+            found += _layer(index, spec, ("model", "layers", position))
     if config.finetune.head is not None:
         for position, spec in enumerate(config.finetune.head.layers):
             found += _layer(index, spec, ("finetune", "head", "layers", position))

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench lint clean
+.PHONY: install demo test test-fast bench lint keras-index clean
 
 install: $(STAMP)
 
@@ -31,6 +31,11 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check mlcli tests bench
+
+# After upgrading Keras: rewrite the index of its API that `mlcli validate` checks configs against
+# without importing TensorFlow (tests/test_keras_index.py fails until this is run).
+keras-index: install
+	$(BIN)/python -m mlcli.config.keras_index_build
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -247,7 +247,7 @@ def test_layer_keys_are_keras_arguments_not_errors(write):
         model:
           layers:
             - {type: Dense, units: 32, activation: relu, kernel_initializer: he_normal, use_bias: false}
-            - {type: Dropout, rate: 0.25, some_future_keras_arg: 1}
+            - {type: Dropout, rate: 0.25, seed: 3}
             - {type: Dense, units: 10, activation: softmax}
         optimizer:
           type: adam
@@ -259,9 +259,16 @@ def test_layer_keys_are_keras_arguments_not_errors(write):
     assert printed["model"]["layers"][0] == {
         "type": "Dense", "units": 32, "activation": "relu", "kernel_initializer": "he_normal", "use_bias": False,
     }
-    assert printed["model"]["layers"][1]["some_future_keras_arg"] == 1
+    assert printed["model"]["layers"][1]["seed"] == 3
     assert printed["optimizer"]["beta_1"] == 0.8
     assert printed["optimizer"]["learning_rate"]["initial_learning_rate"] == 0.01
+
+
+def test_an_argument_the_keras_class_does_not_take_is_an_error(write):
+    # Train passes a layer's keys to its Keras class, which would refuse this one: validate says so first.
+    ran = validate_text(write, TRAIN + "model:\n  layers:\n    - {type: Dropout, rate: 0.25, some_future_keras_arg: 1}\n")
+    assert_config_error(ran, "bad.yaml:5", "model.layers.0.some_future_keras_arg",
+                        "layer Dropout has no argument 'some_future_keras_arg' — expected one of: rate, noise_shape")
 
 
 @pytest.mark.parametrize("written, value", [("1e-3", 0.001), ("1E-3", 0.001), ("5e-4", 0.0005), (".5", 0.5),

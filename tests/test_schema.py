@@ -33,14 +33,27 @@ def validator():
     return cls(schema)
 
 
+KERAS_OBJECTS = ("LayerSpec", "ScheduleSpec", "OptimizerConfig", "LossSpec", "MetricSpec")
+
+
 def test_schema_prints_the_validators_schema():
     from mlcli.config.schema import Config
 
     schema = _schema()
     assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
     assert schema["title"] == "mlcli config"
-    assert schema["$defs"] == json.loads(json.dumps(_editor_defs(Config.model_json_schema()["$defs"])))
-    assert schema["properties"] == Config.model_json_schema()["properties"]
+    pydantic = _editor_defs(Config.model_json_schema()["$defs"])
+    # Every section is the validator's own; the Keras objects also get the Keras index's classes.
+    assert {k: v for k, v in schema["$defs"].items() if k in pydantic and k not in KERAS_OBJECTS} == \
+        {k: v for k, v in pydantic.items() if k not in KERAS_OBJECTS}
+    for name in KERAS_OBJECTS:
+        keras_object, plain = schema["$defs"][name], pydantic[name]
+        assert {k: keras_object[k] for k in plain if k != "properties"} == \
+            {k: v for k, v in plain.items() if k != "properties"}
+        assert set(keras_object["properties"]) == set(plain["properties"]) and keras_object["allOf"]
+    properties = Config.model_json_schema()["properties"]
+    assert {k: v for k, v in schema["properties"].items() if k not in ("loss", "metrics")} == \
+        {k: v for k, v in properties.items() if k not in ("loss", "metrics")}
 
 
 def _editor_defs(defs: dict) -> dict:
@@ -88,6 +101,55 @@ def test_the_schema_flags_what_the_validator_refuses(validator):
     assert any("'ten' is not of type 'integer'" in m for m in messages), messages
     assert any("0 is less than the minimum of 1" in m for m in messages), messages
     assert any("'half' is not one of" in m for m in messages), messages
+
+
+def _errors(validator, document: dict) -> list[str]:
+    return [f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(document)]
+
+
+def test_the_schema_knows_every_keras_layer_and_its_arguments(validator):
+    schema = _schema()
+    layer_types = schema["$defs"]["LayerSpec"]["properties"]["type"]["enum"]
+    assert {"Dense", "Conv2D", "LSTM", "Embedding", "MultiHeadAttention"} <= set(layer_types)
+    conv2d = [b["then"] for b in schema["$defs"]["LayerSpec"]["allOf"]
+              if "Conv2D" in [b["if"]["properties"]["type"].get("const")] + b["if"]["properties"]["type"].get("enum", [])]
+    assert len(conv2d) == 1 and conv2d[0]["additionalProperties"] is False and conv2d[0]["required"] == ["filters",
+                                                                                                         "kernel_size"]
+    assert list(conv2d[0]["properties"])[:4] == ["type", "filters", "kernel_size", "strides"]  # in Keras's order
+    assert conv2d[0]["properties"]["strides"]["default"] == [1, 1]
+    data = {"train": "x.csv"}
+    good = {"type": "Conv2D", "filters": 8, "kernel_size": 3, "strides": 2, "padding": "same", "activation": "relu"}
+    assert not _errors(validator, {"data": data, "model": {"layers": [good, {"type": "Flatten"}]}})
+    typo = {"type": "Conv2D", "filters": 8, "kernal_size": 3}
+    errors = _errors(validator, {"data": data, "model": {"layers": [typo]}})
+    assert "model.layers.0: Additional properties are not allowed ('kernal_size' was unexpected)" in errors, errors
+    for bad in ({"type": "Dence", "units": 3}, {"type": "Dense", "units": "many"}, {"type": "Dense", "units": 0},
+                {"type": "Dense", "units": 3, "activation": "relux"}, {"type": "Dropout", "rate": 1.5},
+                {"type": "Conv2D", "filters": 8, "kernel_size": 3, "padding": "vaild"}, {"type": "Lambda"}):
+        assert _errors(validator, {"data": data, "model": {"layers": [bad]}}), bad
+    head = {"replace": 1, "layers": [{"type": "Dense", "unitz": 3}]}
+    assert _errors(validator, {"data": data, "finetune": {"head": head}})
+
+
+def test_the_schema_knows_optimizers_schedules_losses_and_metrics(validator):
+    data = {"train": "x.csv"}
+    schedule = {"type": "CosineDecay", "initial_learning_rate": 0.1, "decay_steps": 100}
+    good = {"data": data, "optimizer": {"type": "SGD", "momentum": 0.9, "learning_rate": schedule},
+            "loss": {"type": "Huber", "delta": 2.0}, "metrics": ["accuracy", "mae", {"type": "AUC", "curve": "PR"}]}
+    assert not _errors(validator, good)
+    assert not _errors(validator, {"data": data, "optimizer": {"type": "ADAM", "beta_1": 0.8}, "loss": "mse"})
+    assert not _errors(validator, {"data": data, "optimizer": {"beta_1": 0.8}})  # the default type: adam
+    for bad in ({"optimizer": {"type": "adamm"}}, {"optimizer": {"learnin_rate": 0.1}},
+                {"optimizer": {"type": "sgd", "beta_1": 0.9}},
+                {"optimizer": {"learning_rate": {"type": "CosineDecay", "initial_learning_rate": 0.1}}},
+                {"loss": "categorical_crossentropi"}, {"loss": {"type": "Huber", "delt": 1}},
+                {"metrics": ["acuracy"]}, {"metrics": [{"type": "AUC", "curve": "ROCC"}]}):
+        assert _errors(validator, {"data": data, **bad}), bad
+
+
+def test_the_schema_stays_small_enough_for_editors():
+    # yaml-language-server reads it at every start; it is about 400 kB as `mlcli schema` prints it.
+    assert len(run_cli("schema").stdout.encode()) < 600_000
 
 
 def test_a_file_that_extends_another_needs_no_data_section(validator):

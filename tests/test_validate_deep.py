@@ -27,10 +27,12 @@ def test_deep_check_resolves_keras_names():
     assert "did you mean 'Dense'" in ran.stderr
 
 
-def test_shallow_validate_does_not_resolve_keras_names():
-    # Without --deep, layer types are only checked for shape (no TensorFlow import), so this passes.
+def test_shallow_validate_resolves_keras_names_too():
+    # Without --deep, Keras names are checked against mlcli's Keras index (no TensorFlow import).
     ran = run_cli("validate", CONFIGS / "digits.yaml", "--set", "model.layers.0.type=Dnse")
-    assert ran.exit_code == 0, ran
+    assert ran.exit_code == 2, ran
+    assert "--set model.layers.0.type=Dnse: model.layers.0.type: 'Dnse' is not a keras.layers class; " \
+        "did you mean 'Dense'?" in ran.stderr
 
 
 def test_deep_check_reads_the_data():

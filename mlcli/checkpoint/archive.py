@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlcli.config.keras_checks import keras_index
 from mlcli.errors import UsageError, first_line
 from mlcli.model.normalize import NORMALIZE_LAYER  # mlcli.model imports TensorFlow only inside functions
 from mlcli.run.files import replacing
@@ -117,8 +118,10 @@ def describe_layers(layers: list[ArchiveLayer]) -> list[dict[str, Any]]:
     out = []
     for layer in layers:
         spec: dict[str, Any] = {"type": layer.type, "name": layer.name}
+        # Only what the constructor takes: a stored config may hold more (LayerNormalization's rms_scaling).
+        accepted = {a["name"] for a in keras_index().arguments("layers", layer.type)}
         for key, value in layer.config.items():
-            if key in _STORAGE_KEYS or value is None:
+            if key in _STORAGE_KEYS or value is None or (accepted and key not in accepted):
                 continue
             if _plain(value):
                 spec[key] = value

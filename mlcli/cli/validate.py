@@ -38,7 +38,10 @@ def validate(
     layers = f"{len(c.model.layers)} layer(s)"
     if not any(path[:1] == ("model",) for path in loaded.positions):  # e.g. a config for mlcli finetune
         layers = f"no model section (train would use the default {layers}; finetune takes the parent's)"
+    # Every Keras name and argument is checked above; what only the data can tell is said, not implied.
+    unchecked = "" if deep else ("; checked with the data by --deep: data files and columns, input shape, layer shapes, "
+                                 "output width")
     console.info(
         f"{config}: valid — {layers}, loss {c.loss if isinstance(c.loss, str) else c.loss.type}, "
-        f"{c.training.epochs} epoch(s), data {c.data.train}"
+        f"{c.training.epochs} epoch(s), data {c.data.train}{unchecked}"
     )

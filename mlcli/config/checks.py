@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
+from mlcli.config.keras_checks import keras_problems
 from mlcli.config.load import LoadedConfig
 from mlcli.config.schema import Config
 from mlcli.errors import ConfigError, ConfigProblem
@@ -96,6 +97,7 @@ def check_config(loaded: LoadedConfig, gates: Iterable[str] = ()) -> None:
             ("data", "label"), "several label columns are for regression — give one label column for classification",
         ))
 
+    problems += keras_problems(loaded)
     for gate in gates:
         if gate not in names:
             problems.append(ConfigProblem(

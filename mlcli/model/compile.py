@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlcli.config.keras_rules import did_you_mean
+from mlcli.config.keras_rules import public_classes as registry
 from mlcli.config.load import LoadedConfig
 from mlcli.errors import ConfigError
-from mlcli.model.layers import construct, did_you_mean, registry
+from mlcli.model.layers import construct
 
 
 def build_optimizer(loaded: LoadedConfig):

@@ -103,7 +103,7 @@ class OptimizerConfig(BaseModel):
         if isinstance(value, bool) or not isinstance(value, (int, float, dict)):
             raise _reject(f"got {value!r} — expected a positive number or a schedule mapping with `type`")
         if isinstance(value, (int, float)) and not (value > 0 and math.isfinite(value)):
-            raise _reject(f"got {value} — expected a finite number greater than 0, e.g. 0.001")
+            raise _reject(f"got {value} — expected a number greater than 0 and finite, e.g. 0.001")
         return float(value) if isinstance(value, int) else value
 
     def arguments(self) -> dict[str, Any]:

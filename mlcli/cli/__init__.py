@@ -5,16 +5,16 @@ lines is the order `mlcli --help` lists the commands.
 """
 
 from mlcli.cli import doctor, evaluate, export, finetune, init, predict, schema, train, validate
-from mlcli.cli.app import app, main
+from mlcli.cli.app import Command, app, main
 
-app.command()(validate.validate)
-app.command()(doctor.doctor)
-app.command()(train.train)
-app.command()(evaluate.evaluate)
-app.command()(predict.predict)
-app.command()(export.export)
-app.command()(finetune.finetune)
-app.command()(schema.schema)
-app.command()(init.init)
+app.command(cls=Command)(validate.validate)
+app.command(cls=Command)(doctor.doctor)
+app.command(cls=Command)(train.train)
+app.command(cls=Command)(evaluate.evaluate)
+app.command(cls=Command)(predict.predict)
+app.command(cls=Command)(export.export)
+app.command(cls=Command)(finetune.finetune)
+app.command(cls=Command)(schema.schema)
+app.command(cls=Command)(init.init)
 
 __all__ = ["app", "main"]

@@ -7,16 +7,19 @@ Nothing here imports TensorFlow at module level.
 from __future__ import annotations
 
 import atexit
+import errno
 import os
 import sys
 import traceback
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from mlcli import __version__, console
-from mlcli.errors import MlcliError
-from mlcli.settings import command_scope
+from mlcli.errors import MlcliError, UsageError, first_line
+from mlcli.settings import Settings, command_scope, use_settings
+
+_ARGS = "mlcli.args"  # the command line's arguments, kept in the context for the error boundary
 
 
 class _ErrorBoundary(TyperGroup):
@@ -24,7 +27,20 @@ class _ErrorBoundary(TyperGroup):
 
     Each command runs in its own settings scope, and its error is rendered inside that scope: with the
     command's --quiet and --json, and none of them left over for the next command in this process.
+    With --json, stdout holds one JSON document whatever ends the command: its own result, a known
+    error, an argument error that the parser raises before the command runs, or a bug.
     """
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        arguments = list(args)
+        try:
+            ctx = super().make_context(info_name, args, parent, **extra)
+        except typer.TyperException as exc:  # `mlcli --bogus --json`: before any command is chosen
+            with command_scope():
+                _argument_error_json(exc, arguments)
+            raise
+        ctx.meta[_ARGS] = arguments
+        return ctx
 
     def invoke(self, ctx: typer.Context):
         with command_scope():
@@ -40,6 +56,49 @@ class _ErrorBoundary(TyperGroup):
                 console.error("interrupted")
                 console.error_json({"status": "interrupted", "exit_code": 130})
                 raise typer.Exit(130) from None
+            except typer.TyperException as exc:
+                # A bad flag or value (`--bogus`, `--seed abc`, a missing `--format`): Typer shows the
+                # message on stderr and exits 2 once this returns; --json also gets the document.
+                _argument_error_json(exc, ctx.meta.get(_ARGS, []))
+                raise
+            except (typer.Exit, typer.Abort):
+                raise
+            except Exception as exc:
+                # A bug (exit 1): Python prints the traceback once this returns; --json also gets the document.
+                if not (isinstance(exc, OSError) and exc.errno == errno.EPIPE):  # a closed stdout takes no document
+                    console.error_json(_bug_document(exc))
+                raise
+
+
+def _argument_error_json(exc: typer.TyperException, arguments: list[str]) -> None:
+    """The error document of an argument error, when the command line asked for --json."""
+    given = arguments[: arguments.index("--")] if "--" in arguments else arguments
+    if "--json" not in given:
+        return
+    command = getattr(getattr(exc, "ctx", None), "command_path", None)
+    hint = f"{command} --help lists what it takes" if command else None
+    use_settings(Settings(json=True))
+    console.error_json({**UsageError(exc.format_message(), hint).error_document(), "exit_code": exc.exit_code})
+
+
+def _bug_document(exc: Exception) -> dict:
+    return {"status": "error", "exit_code": 1, "error": "internal error",
+            "message": f"{type(exc).__name__}: {first_line(exc)}",
+            "hint": "this is a bug in mlcli; the traceback is on stderr — please report it with the command line"}
+
+
+class Command(TyperCommand):
+    """A command whose usage line names its arguments as the contract writes them: `CKPT`, and `[DIR]`
+    when optional (Typer's own line reads `{CKPT}` and `[[DIR]]`)."""
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = param.metavar or param.name.upper()
+                name = name if param.required else f"[{name}]"
+                pieces.append(name if param.nargs == 1 else f"{name}...")
+        return pieces
 
 
 app = typer.Typer(

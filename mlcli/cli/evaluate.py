@@ -32,6 +32,11 @@ def evaluate(
         help="Data to evaluate (.csv .parquet .npz, builtin:NAME or builtin:NAME/SPLIT, - for CSV on stdin); "
              "default the run's data.test, else its validation split.",
     ),
+    label: Optional[List[str]] = typer.Option(
+        None, "--label", metavar="COLUMN",
+        help="The label column of --data, when it is not the run's (for a .keras file outside a run: not 'label'); "
+             "once per target for several.",
+    ),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Rows per forward pass."),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE",
                                         help="Also write the confusion matrix as a PNG (classification)."),
@@ -49,7 +54,8 @@ def evaluate(
     use_settings(Settings(quiet=quiet, json=json_, verbose=verbose, unsafe=unsafe))
     under = parse_gates(fail_under, "--fail-under")
     over = parse_gates(fail_over, "--fail-over")
-    result = run_evaluate(checkpoint, data, batch_size, list(under) + list(over), plot=plot, unsafe=unsafe)
+    result = run_evaluate(checkpoint, data, batch_size, list(under) + list(over), plot=plot, labels=label,
+                          unsafe=unsafe)
     if json_:
         console.data_json(result.document())
     _render_evaluation(result)

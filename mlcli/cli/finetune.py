@@ -28,7 +28,7 @@ from mlcli.settings import Settings, use_settings
 
 def finetune(
     config: Optional[Path] = typer.Argument(
-        None, show_default=False,
+        None, metavar="CONFIG", show_default=False,
         help="Optional YAML laid over the parent run's config (no model: section); "
              "with --resume, a finetune run directory to continue.",
     ),

@@ -10,7 +10,8 @@ from typing import List, Optional
 import typer
 
 from mlcli import console
-from mlcli.cli.options import output_option, quiet_option, unsafe_option, verbose_option
+from mlcli.cli.options import json_option, output_option, quiet_option, unsafe_option, verbose_option
+from mlcli.errors import UsageError
 from mlcli.settings import Settings, use_settings
 
 
@@ -28,6 +29,8 @@ def predict(
     keep: Optional[List[str]] = typer.Option(None, "--keep", metavar="COLUMN",
                                              help="Copy this input column to the output, first (repeatable)."),
     no_probabilities: bool = typer.Option(False, "--no-probabilities", help="Only the predicted label."),
+    json_: bool = json_option(help='With --output FILE: a summary on stdout, {"checkpoint", "input", "output", '
+                                   '"rows"}; human output on stderr.'),
     quiet: bool = quiet_option(),
     verbose: bool = verbose_option(),
     unsafe: bool = unsafe_option(),
@@ -35,8 +38,12 @@ def predict(
     """Predict for every row of INPUT, streaming: prediction in the original labels, prob_<label> per class."""
     # deferred: the predict stage imports numpy and pydantic, and TensorFlow and pyarrow when it runs
     from mlcli.use.predict import predict as run_predict
+    from mlcli.use.predict import to_stdout
 
-    use_settings(Settings(quiet=quiet, verbose=verbose, unsafe=unsafe))
+    use_settings(Settings(quiet=quiet, json=json_, verbose=verbose, unsafe=unsafe))
+    if json_ and to_stdout(output):
+        raise UsageError("--json needs --output FILE: without it, stdout holds the predictions themselves (CSV)",
+                         hint=f"mlcli predict {checkpoint} {input_} --output predictions.csv --json")
     try:
         result = run_predict(checkpoint, input_, output, batch_size, keep or [], not no_probabilities,
                              unsafe=unsafe)
@@ -44,6 +51,8 @@ def predict(
         # `mlcli predict ... | head`: the reader has all it wants; that is not an error.
         _silence_stdout()
         raise typer.Exit(0) from None
+    if json_:
+        console.data_json(result.document())
     console.info(f"{result.rows:,} row(s) predicted -> {result.output}")
 
 

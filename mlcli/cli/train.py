@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import List, Optional
 
@@ -27,7 +28,7 @@ from mlcli.cli.options import (
     verbose_option,
 )
 from mlcli.cli.render import render_training
-from mlcli.errors import Diverged, Interrupted, UsageError
+from mlcli.errors import ConfigError, Diverged, Interrupted, UsageError
 from mlcli.settings import Settings, active_settings, use_settings
 
 
@@ -61,13 +62,19 @@ def run_training(
     under = parse_gates(fail_under, "--fail-under")
     over = parse_gates(fail_over, "--fail-over")
     overrides = list(sets)
-    if seed is not None:
-        overrides.append(f"seed={seed}")
-    if device is not None:
-        overrides.append(f"runtime.device={device}")
+    flags: dict[str, str] = {}  # the --set each flag stands for -> the flag as the user typed it
+    for flag, key, value in (("--seed", "seed", seed), ("--device", "runtime.device", device)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+            flags[f"--set {key}={value}"] = f"{flag} {value}"
 
     with _sigterm_interrupts():
-        result = _plan_and_run(kind, config, parent, output, overrides, resume, force, under, over, json_)
+        try:
+            result = _plan_and_run(kind, config, parent, output, overrides, resume, force, under, over, json_)
+        except ConfigError as exc:
+            # `--device tpu` is reported as the flag the user typed, not as the --set it became.
+            raise ConfigError([replace(p, source=flags.get(p.source, p.source)) for p in exc.problems],
+                              exc.hint) from None
     if json_:
         console.data_json(result.document())
     render_training(result)
@@ -94,7 +101,8 @@ def _plan_and_run(kind, config, parent, output, overrides, resume, force, under,
 
 def train(
     config: Optional[Path] = typer.Argument(
-        None, help="The YAML config; with --resume, a run directory to continue.", show_default=False
+        None, metavar="CONFIG", help="The YAML config; with --resume, a run directory to continue.",
+        show_default=False,
     ),
     output: Optional[Path] = output_option(),
     set_: Optional[List[str]] = set_option(),

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 from pydantic import BaseModel, ValidationError
 
 from mlcli.config.merge import apply_set, deep_merge, merge_positions
-from mlcli.config.schema import Config, DataConfig
+from mlcli.config.schema import Config, DataConfig, run_name_from
 from mlcli.config.yamlio import KeyPath, Positions, path_text, read_yaml_file
 from mlcli.errors import ConfigError, ConfigProblem
 
@@ -61,7 +61,8 @@ def load_config(
         apply_set(data, positions, assignment)
     _resolve_set_paths(data, positions)
     if not data.get("name") and source is not None:
-        data["name"] = source.stem
+        # Not a key the user wrote, so never one to blame: "my config.yaml" runs as my-config.
+        data["name"] = run_name_from(source.stem)
     return LoadedConfig(validate(data, positions), positions, source)
 
 

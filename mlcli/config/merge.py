@@ -41,9 +41,12 @@ def parse_set(assignment: str) -> tuple[KeyPath, Any, Positions, str]:
     try:
         value, value_positions = parse_yaml(text, source)
     except ConfigError as exc:
-        # The value is one line of a flag: name the key instead of a meaningless `:1`.
+        # The value is one line of a flag: name the key instead of a meaningless `:1`. Such a value is
+        # most often text that starts with a YAML sign (`*.csv` reads as an alias): say how to quote it.
+        quoted = text.replace("'", "'\\''")
         raise ConfigError(
-            [ConfigProblem(key, p.message, source) for p in exc.problems], exc.hint
+            [ConfigProblem(key, p.message, source) for p in exc.problems],
+            exc.hint or f"""to pass it as text, quote the value inside the flag: --set '{key}="{quoted}"'""",
         ) from None
     positions = {path + sub: (source, None) for sub in value_positions}
     positions[path] = (source, None)

@@ -8,15 +8,37 @@ passed to Keras and checked by `validate --deep` and by train.
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
+# The patterns below are written in the subset of regex syntax that Python and JSON Schema (ECMA 262)
+# read alike, because `mlcli schema` hands them to editors as they are.
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DEVICE = re.compile(r"^(auto|cpu|cpu:[1-9]\d*|gpu|gpu:\d+(,\d+)*)$")
-_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# A run name is one directory name: letters and digits of any script, then also '.', '_' and '-'.
+# Spelled as the characters it cannot hold (ASCII spaces, controls and punctuation, C1 controls)
+# because ECMA regexes have no Unicode letter class without flags that JSON Schema does not pass.
+_NOT_IN_RUN_NAME = r"\s\x00-\x2c\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x9f"
+_RUN_NAME = re.compile(f"^[^{_NOT_IN_RUN_NAME}._-][^{_NOT_IN_RUN_NAME}]*$")
+SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit
+
+
+def run_name_from(stem: str) -> str:
+    """A run name for a config file's stem: each run of characters a run name cannot hold becomes '-'
+    ("my config" -> "my-config", "a+b" -> "a-b"); letters beyond ASCII stay ("réseau")."""
+    if _RUN_NAME.match(stem):
+        return stem
+    name = re.sub(f"[{_NOT_IN_RUN_NAME}]+", "-", stem).lstrip("._-").rstrip("-")
+    return name or "run"
+
+
+def _pattern(regex: re.Pattern) -> dict:
+    """The validator's own pattern, for the JSON Schema (the validator checks it with its own message)."""
+    return {"pattern": regex.pattern}
 
 
 def _reject(message: str) -> PydanticCustomError:
@@ -29,10 +51,14 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+def _type_is_a_name(schema: dict) -> None:
+    schema["properties"]["type"].update(_pattern(_NAME))
+
+
 class _KerasObject(BaseModel):
     """`type` names a Keras class or function; the other keys are its own arguments."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True, json_schema_extra=_type_is_a_name)
 
     type: str = Field(description="Keras class or function name, e.g. Dense, adam, CosineDecay.")
 
@@ -67,7 +93,7 @@ class OptimizerConfig(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
     type: str = Field("adam", description="Any keras.optimizers name: adam, sgd, rmsprop, adamw, ...")
-    learning_rate: Union[float, ScheduleSpec] = Field(
+    learning_rate: Union[Annotated[float, Field(gt=0)], ScheduleSpec] = Field(
         0.01, description="A number, or a schedule {type: CosineDecay, initial_learning_rate: .., decay_steps: ..}."
     )
 
@@ -76,8 +102,8 @@ class OptimizerConfig(BaseModel):
     def _rate(cls, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float, dict)):
             raise _reject(f"got {value!r} — expected a positive number or a schedule mapping with `type`")
-        if isinstance(value, (int, float)) and not value > 0:
-            raise _reject(f"got {value} — expected a number greater than 0")
+        if isinstance(value, (int, float)) and not (value > 0 and math.isfinite(value)):
+            raise _reject(f"got {value} — expected a number greater than 0 and finite, e.g. 0.001")
         return float(value) if isinstance(value, int) else value
 
     def arguments(self) -> dict[str, Any]:
@@ -96,24 +122,28 @@ class MetricSpec(_KerasObject):
     type: str = Field(description="A keras.metrics name, e.g. AUC, Precision, TopKCategoricalAccuracy.")
 
 
+# What the `_columns` validator below accepts as a list, said for the JSON Schema.
+ColumnList = Annotated[list[str], Field(min_length=1, json_schema_extra={"uniqueItems": True})]
+
+
 class DataConfig(_Section):
     """Where the data comes from and how it is prepared."""
 
     train: str = Field(
         description="Path (.csv .parquet .npz; a glob of shards with stream) or builtin:NAME[/SPLIT]. Required.",
     )
-    validation: Union[float, str, None] = Field(
+    validation: Union[Annotated[float, Field(gt=0, lt=1)], str, None] = Field(
         0.2,
         description="Fraction held out of train (stratified for classification, seeded), a path, or null.",
     )
     test: Union[str, None] = Field(
         None, description="Optional test data; `evaluate` uses it when --data is not given."
     )
-    label: Union[str, list[str]] = Field(
+    label: Union[str, ColumnList] = Field(
         "label",
         description="Label column; a list for several regression targets; for .npz the array name (default y).",
     )
-    features: Union[list[str], str, None] = Field(
+    features: Union[ColumnList, str, None] = Field(
         None,
         description="Feature columns; default every other column. For .npz the array name (default x).",
     )
@@ -187,7 +217,7 @@ class EarlyStoppingConfig(_Section):
     monitor: str = Field("val_loss", description="Metric to watch, e.g. val_loss or val_accuracy.")
     patience: int = Field(3, ge=0, description="Epochs without improvement before stopping.")
     restore_best_weights: bool = Field(True, description="Keep the best epoch's weights in model.keras.")
-    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
+    min_delta: float = Field(0.0, ge=0, allow_inf_nan=False, description="Smallest change that counts as an improvement.")
     mode: Literal["auto", "min", "max"] = Field(
         "auto", description="auto: max for accuracy/auc-like metrics, min otherwise (Keras's rule)."
     )
@@ -219,7 +249,7 @@ class TrainingConfig(_Section):
     checkpoint_every_steps: Union[int, None] = Field(
         None, ge=1, description="Also save resume state every N steps (it is always saved at each epoch end)."
     )
-    steps_per_execution: Union[int, Literal["auto"]] = Field(
+    steps_per_execution: Union[Annotated[int, Field(ge=1)], Literal["auto"]] = Field(
         "auto",
         description="Optimizer steps per TensorFlow call. The math is the same for any value (same batches, "
         "same updates); larger values cut Python overhead for small models. auto: about 4,096 rows per call.",
@@ -243,16 +273,20 @@ class HeadConfig(_Section):
 
 
 Selector = Union[int, str]
+# What the `_selectors` validator below accepts, said for the JSON Schema: one selector, or a list of them.
+_SELECTOR_SCHEMA = {"anyOf": [{"type": "integer"}, {"type": "string", "minLength": 1}]}
+Selectors = Annotated[list[Selector], WithJsonSchema(
+    {"anyOf": [*_SELECTOR_SCHEMA["anyOf"], {"type": "array", "items": _SELECTOR_SCHEMA}]})]
 
 
 class FinetuneConfig(_Section):
     """Read by `mlcli finetune`: which layers keep their trained weights."""
 
-    freeze: list[Selector] = Field(
+    freeze: Selectors = Field(
         default_factory=list,
         description="Selectors: index into model.layers (negative from the end), exact layer name, or glob.",
     )
-    unfreeze: list[Selector] = Field(default_factory=list, description="Applied after freeze.")
+    unfreeze: Selectors = Field(default_factory=list, description="Applied after freeze.")
     head: Union[HeadConfig, None] = Field(
         None, description="{replace: N, layers: [...]}: drop the last N layers and append these."
     )
@@ -274,7 +308,7 @@ class RuntimeConfig(_Section):
     """Where and how the computation runs."""
 
     device: str = Field(
-        "auto",
+        "auto", json_schema_extra=_pattern(_DEVICE),
         description="auto (every usable GPU, else CPU) | cpu | gpu (at least one GPU, else exit 4) | gpu:0,1 "
         "(those GPUs) | cpu:N (the CPU split into N logical devices, to try mirrored runs without GPUs)",
     )
@@ -306,23 +340,33 @@ def _default_loss() -> str:
     return "categorical_crossentropy"
 
 
+def _names_in_items(schema: dict) -> None:
+    schema["items"].update(_pattern(_NAME))  # a string item is a Keras name (a mapping is checked by its `type`)
+
+
 class Config(_Section):
     """A whole mlcli config."""
 
-    name: Union[str, None] = Field(None, description="Run name; default: the config file's stem.")
-    seed: int = Field(42, description="Seeds every random generator; recorded in the run.")
+    name: Union[str, None] = Field(
+        None, json_schema_extra=_pattern(_RUN_NAME),
+        description="Run name, the run directory's default name; default: the config file's stem (characters a "
+        "directory name should not hold, such as spaces, become '-').",
+    )
+    seed: int = Field(42, ge=0, le=SEED_MAX, description="Seeds every random generator; recorded in the run.")
     extends: Union[str, None] = Field(
-        None, description="A config this one is merged onto (relative to this file); lists replace."
+        None, json_schema_extra={"minLength": 1},
+        description="A config this one is merged onto (relative to this file); lists replace.",
     )
     data: DataConfig = Field(description="The data section (data.train is required).")
     model: ModelConfig = Field(default_factory=ModelConfig, description="The Keras Sequential architecture.")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="The optimizer.")
     loss: Union[str, LossSpec] = Field(
-        default_factory=_default_loss,
+        default_factory=_default_loss, json_schema_extra=_pattern(_NAME),
         description="Any keras.losses name or {type: .., ...}; labels are encoded to fit it.",
     )
     metrics: list[Union[str, MetricSpec]] = Field(
-        default_factory=lambda: ["accuracy"], description="keras.metrics names or {type: .., ...}."
+        default_factory=lambda: ["accuracy"], json_schema_extra=_names_in_items,
+        description="keras.metrics names or {type: .., ...}.",
     )
     training: TrainingConfig = Field(default_factory=TrainingConfig,
                                      description="The training run: epochs, batch size, early stopping, checkpoints.")
@@ -333,7 +377,8 @@ class Config(_Section):
     @classmethod
     def _run_name(cls, value: str | None) -> str | None:
         if value is not None and not _RUN_NAME.match(value):
-            raise _reject(f"{value!r} cannot name a run directory — use letters, digits, '.', '_' or '-'")
+            raise _reject(f"{value!r} cannot name a run directory — use letters and digits (any script), then "
+                          "also '.', '_' or '-'")
         return value
 
     @field_validator("loss", mode="before")

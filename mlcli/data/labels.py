@@ -86,6 +86,19 @@ def label_array(columns: list[np.ndarray]) -> np.ndarray:
     return columns[0] if len(columns) == 1 else np.stack(columns, axis=1)
 
 
+def single_class_error(spec: str, label: str, found, listed: list | None) -> DataError:
+    """data.train holds one class; when data.classes chose the rows, name the listed classes it lacks."""
+    absent = [c for c in listed or [] if str(c) != str(found)]
+    if not absent:
+        return DataError(f"data.train: {spec}: the label column {label!r} has a single class ({found!r}) — "
+                         "classification needs at least two")
+    return DataError(
+        f"data.train: {spec}: of data.classes {listed}, only {found!r} has rows in the label column {label!r} — "
+        f"no row is labelled {', '.join(map(repr, absent))}; classification needs at least two classes",
+        hint="list in data.classes labels that data.train holds",
+    )
+
+
 def in_classes(y: np.ndarray, classes: list) -> np.ndarray:
     """data.classes: True for the rows whose label is listed (compared as the labels' own type)."""
     return np.isin(y, np.asarray(classes, dtype=y.dtype if y.dtype != object else object))

@@ -18,6 +18,7 @@ from mlcli.data.labels import (
     in_classes,
     infer_task,
     regression_targets,
+    single_class_error,
     sorted_vocabulary,
 )
 from mlcli.data.split import Split
@@ -149,10 +150,7 @@ def prepare(config: Config, vocabulary: list | None = None) -> Prepared:
     if task == "classification":
         classes = sorted_vocabulary(train.y)
         if len(classes) < 2:
-            raise DataError(
-                f"data.train: {train.source.spec}: the label column {labels[0]!r} has a single class "
-                f"({classes[0]!r}) — classification needs at least two"
-            )
+            raise single_class_error(train.source.spec, labels[0], classes[0], data.classes)
         classes = adopt_vocabulary(classes, vocabulary, notes)
 
     def to_split(frame: Frame | None, name: str, role: str) -> Split | None:

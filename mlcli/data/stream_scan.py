@@ -19,6 +19,7 @@ from mlcli.data.labels import (
     is_classification_loss,
     label_array,
     regression_targets,
+    single_class_error,
 )
 from mlcli.data.prepare import Prepared
 from mlcli.data.sources import sha256
@@ -122,8 +123,7 @@ def _scan_train(config: Config, train: ChunkSource, task: str | None, fraction: 
             raise DataError(f"data.train: {train.spec}: no row has a label in data.classes {config.data.classes}")
         classes = sorted({_as(kind, v) for v in vocabulary})
         if len(classes) < 2:
-            raise DataError(f"data.train: {train.spec}: the label column {train.label_names[0]!r} has a single class "
-                            f"({classes[0]!r}) — classification needs at least two")
+            raise single_class_error(train.spec, train.label_names[0], classes[0], config.data.classes)
     return {"task": task, "classes": classes, "kind": kind, "moments": moments, "rows": kept,
             "train_rows": kept - held_rows, "held_rows": held_rows, "file_rows": file_rows,
             "file_starts": file_starts}

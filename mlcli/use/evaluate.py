@@ -9,7 +9,7 @@ uses, and the confusion matrix comes from the same forward pass and class decisi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -73,13 +73,27 @@ def check_gate_names(ckpt: Checkpoint, gates: list[str]) -> None:
         )
 
 
+def with_label_columns(ckpt: Checkpoint, labels: list[str], data: str | None) -> Checkpoint:
+    """--label COLUMN: the label column(s) of --data, where they are not named as the run (or, for a .keras
+    file outside a run directory, as `label`) would expect."""
+    if data is None:
+        raise UsageError(f"--label {labels[0]}: names the label column of --data, and no --data was given",
+                         hint="pass --data SOURCE too, or drop --label to evaluate on the run's own data")
+    inputs = [c for c in labels if c in (ckpt.features or [])]
+    if inputs:
+        raise UsageError(f"--label {inputs[0]}: is one of the model's input columns, so it cannot be the label",
+                         hint=f"name the column that holds the true labels (the run's was {ckpt.labels[0]!r})")
+    return replace(ckpt, labels=list(labels))
+
+
 def choose_data(ckpt: Checkpoint, data: str | None) -> _Data:
     if data is not None:
         return _Data("--data", data, spec=data)
     if ckpt.loaded is None:
         raise UsageError(
             f"{ckpt.model_path} is not inside a run directory, so there is no data.test to default to",
-            hint=f"pass --data SOURCE (its label column named {ckpt.labels[0]!r}; for .npz an array y)",
+            hint=f"pass --data SOURCE (its label column named {ckpt.labels[0]!r}, or another named by --label "
+                 "COLUMN; for .npz an array y)",
         )
     config = ckpt.loaded.config
     if config.data.test is not None:
@@ -95,9 +109,12 @@ def choose_data(ckpt: Checkpoint, data: str | None) -> _Data:
 
 
 def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: list[str],
-             plot: Path | None = None, *, unsafe: bool = False) -> EvalResult:
-    """`unsafe` (--unsafe) lets Keras run Python code stored in the model file."""
+             plot: Path | None = None, *, labels: list[str] | None = None, unsafe: bool = False) -> EvalResult:
+    """`labels` (--label) name the label column(s) of `data`; `unsafe` (--unsafe) lets Keras run Python
+    code stored in the model file."""
     ckpt = open_checkpoint(checkpoint)
+    if labels:
+        ckpt = with_label_columns(ckpt, labels, data)
     check_gate_names(ckpt, gates)
     if plot is not None:
         check_plot_path(plot, ckpt)
@@ -123,7 +140,7 @@ def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: 
     if ckpt.task == "regression" and split.y.shape[1] != units:
         raise DataError(f"{chosen.source}: {chosen.description}: the model has {units} outputs but the data has "
                         f"{split.y.shape[1]} target column(s) ({', '.join(ckpt.labels)})",
-                        hint="a .keras file outside its run directory is evaluated against one column, 'label'")
+                        hint="name the model's target columns with --label COLUMN (once per target)")
     encoding = ckpt.encoding(units)
     dataset = evaluation_dataset(split, batch_size=batch, encoding=encoding, num_classes=len(ckpt.classes or []))
     scores = model.evaluate(dataset, verbose=0, return_dict=True)

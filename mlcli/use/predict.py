@@ -36,14 +36,26 @@ PARQUET_ROW_GROUP = 1 << 16
 
 @dataclass
 class PredictResult:
+    checkpoint: str  # the model file used
+    input: str  # INPUT as the user wrote it
     rows: int
     output: str  # a path, or "stdout"
     columns: list[str]
     ignored: list[str] = field(default_factory=list)
 
+    def document(self) -> dict:
+        """The --json summary (with --output FILE: the predictions themselves are in the file)."""
+        return {"checkpoint": self.checkpoint, "input": self.input, "output": self.output, "rows": self.rows,
+                "columns": self.columns, "ignored_columns": self.ignored}
+
+
+def to_stdout(output: Path | None) -> bool:
+    """Whether the predictions go to stdout (no --output, or --output -)."""
+    return output is None or str(output) == "-"
+
 
 def output_format(output: Path | None) -> str:
-    if output is None or str(output) == "-":
+    if to_stdout(output):
         return "csv"
     fmt = FORMATS.get(output.suffix.lower())
     if fmt is None:
@@ -93,8 +105,8 @@ def predict(checkpoint: Path, input_spec: str, output: Path | None, batch_size: 
             rows += batch.rows
         if rows == 0:
             write(_empty_table(keep, names, labels, probabilities))
-    return PredictResult(rows, "stdout" if output is None or str(output) == "-" else str(output), keep + names,
-                         reader.extra)
+    return PredictResult(str(ckpt.model_path), input_spec, rows,
+                         "stdout" if to_stdout(output) else str(output), keep + names, reader.extra)
 
 
 def _open_input(ckpt: Checkpoint, spec: str, keep: list[str], probabilities: bool) -> InputReader:
@@ -211,7 +223,7 @@ def _empty_table(keep: list[str], names: list[str], labels, probabilities: bool)
 
 @contextlib.contextmanager
 def _open_writer(fmt: str, output: Path | None):
-    if output is None or str(output) == "-":
+    if to_stdout(output):
         writer = _Writer(fmt, console.data_bytes, None)
         yield writer
         writer.close()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from typer.testing import CliRunner
@@ -33,7 +34,9 @@ def run_cli(*args: str, input: str | None = None, env: dict | None = None) -> Ra
     from mlcli.cli import app
 
     runner = CliRunner()
-    result = runner.invoke(app, [str(a) for a in args], input=input, env=env, catch_exceptions=True)
+    argv = ["mlcli", *map(str, args)]
+    with mock.patch.object(sys, "argv", argv):  # run.json records the command line as a process would
+        result = runner.invoke(app, argv[1:], input=input, env=env, catch_exceptions=True)
     exception = result.exception if not isinstance(result.exception, SystemExit) else None
     return Ran(result.exit_code, result.stdout, result.stderr, exception)
 

@@ -195,18 +195,21 @@ def test_resume_by_directory_after_a_kill_before_any_file_explains_itself(config
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_saves_state_exits_130_and_resume_matches(config, reference, tmp_path, sig):
     run = tmp_path / "run"
-    process = _start("train", config, "--output", run)
+    process = _start("train", config, "--output", run, "--json")
     # In the second epoch, so that the first one's history row must survive the resume.
     _wait(process, run, lambda p: p.get("step", 0) >= 7 and p.get("epochs_completed", 0) >= 1)
     process.send_signal(sig)
-    _, stderr = process.communicate(timeout=120)
+    stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    document = json.loads(stdout)  # --json: the run's one document, even when a signal ends it
+    assert document["status"] == "interrupted" and document["run_dir"] == str(run)
     manifest = json.loads((run / "run.json").read_text())
     assert manifest["status"] == "interrupted"
     assert manifest["interrupted"]["signal"] == signal.Signals(sig).name
     point, kept = saved_point(run), kept_history(run)
     assert point["step"] > 0 and point["epochs_completed"] >= 1 and len(kept) == 1 + point["epochs_completed"]
+    assert document["epochs_completed"] == point["epochs_completed"]
     done = run_process("train", "--resume", run)
     assert done.returncode == 0, done.stderr
     assert_resumed(run, point, kept, done.stderr)

@@ -49,14 +49,14 @@ def _diabetes(folder: Path) -> Path:
     return folder / "run"
 
 
-def animals_csv(path: Path, rows: int, seed: int) -> Path:
-    """Three string classes in four numeric features (well separated blobs)."""
+def animals_csv(path: Path, rows: int, seed: int, names: list = ANIMALS, label: str = "animal") -> Path:
+    """Three classes (`names`, strings by default) in four numeric features (well separated blobs)."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 3, size=rows)
     centres = np.array([[0, 0, 0, 0], [3, 3, 0, 0], [0, 3, 3, 3]], dtype=float)
     x = centres[labels] + rng.normal(scale=0.7, size=(rows, 4))
-    lines = ["f1,f2,f3,f4,animal"]
-    lines += [",".join(f"{v:.4f}" for v in row) + f",{ANIMALS[k]}" for row, k in zip(x, labels)]
+    lines = [f"f1,f2,f3,f4,{label}"]
+    lines += [",".join(f"{v:.4f}" for v in row) + f",{names[k]}" for row, k in zip(x, labels)]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -75,6 +75,24 @@ def _animals(folder: Path) -> Path:
         training: {epochs: 3, batch_size: 32}
         """))
     _train(folder / "animals.yaml", "--output", folder / "run")
+    return folder / "run"
+
+
+def _numbers(folder: Path) -> Path:
+    """Integer labels 8, 9, 10: labels.json (and so the model's outputs) in numeric order, not text order."""
+    animals_csv(folder / "train.csv", 300, seed=1, names=[8, 9, 10], label="n")
+    animals_csv(folder / "test.csv", 60, seed=2, names=[8, 9, 10], label="n")
+    (folder / "numbers.yaml").write_text(textwrap.dedent("""\
+        name: numbers
+        seed: 3
+        data: {train: train.csv, test: test.csv, label: n, validation: 0.2}
+        model:
+          layers:
+            - {type: Dense, units: 8, activation: relu}
+            - {type: Dense, units: 3, activation: softmax}
+        training: {epochs: 3, batch_size: 32}
+        """))
+    _train(folder / "numbers.yaml", "--output", folder / "run")
     return folder / "run"
 
 
@@ -141,7 +159,7 @@ def _npz(folder: Path) -> Path:
 _TRAIN = {
     "binary": _binary, "npz": _npz,
     "digits": _digits, "digits_val": _digits_validation_only, "digits_subset": _digits_subset,
-    "diabetes": _diabetes, "animals": _animals, "two_targets": _two_targets,
+    "diabetes": _diabetes, "animals": _animals, "numbers": _numbers, "two_targets": _two_targets,
 }
 
 

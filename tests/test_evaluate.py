@@ -365,12 +365,13 @@ def test_missing_data_file_is_exit_3(digits):
 
 
 def test_plot_writes_a_confusion_matrix_png(digits, tmp_path):
-    from test_plots import assert_sensible_png
+    from test_plots import assert_confusion_drawn, assert_sensible_png
 
     plot = tmp_path / "confusion.png"
     ran = run_cli("evaluate", digits, "--data", "builtin:digits/test", "--plot", plot)
     assert ran.exit_code == 0, ran
     assert_sensible_png(plot)
+    assert_confusion_drawn(plot)
     assert f"confusion matrix written to {plot}" in ran.stderr
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import CONFIGS, REPO, run_cli
+from conftest import CONFIGS, REPO, assert_resumed, kept_history, run_cli, saved_point
 
 pytestmark = pytest.mark.slow
 
@@ -406,8 +406,11 @@ def test_interrupted_finetune_resumes_with_the_same_frozen_layers(base, tmp_path
     assert record["status"] == "interrupted" and record["parent"]["run_dir"] == str(base.resolve())
     done = record["interrupted"]["epochs_completed"]
     assert 1 <= done < 40
+    point, kept = saved_point(out), kept_history(out)
+    assert point["epochs_completed"] == done and len(kept) == 1 + done
     ran = run_cli("finetune", "--resume", out)
     ok(ran)
+    assert_resumed(out, point, kept, ran.stderr)
     assert manifest(out)["status"] == "completed" and manifest(out)["epochs_completed"] == 40
     facts = assert_frozen_kept_and_trained_changed(base / "model.keras", out)
     assert facts["frozen"] == parent_names(base)[:1]

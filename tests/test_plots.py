@@ -1,5 +1,6 @@
 """DIR/plots/: curves.png after every run, confusion.png for classification with validation or test
-data — valid PNG files of a sensible size — and a plotting failure never fails a finished run."""
+data — valid PNG files of a sensible size with something drawn in them — and a plotting failure never
+fails a finished run."""
 
 from __future__ import annotations
 
@@ -28,6 +29,42 @@ def assert_sensible_png(path: Path) -> tuple[int, int]:
     return width, height
 
 
+# The curves' colours (matplotlib's first two): a blank or curve-less figure has neither.
+TRAIN_COLOUR, VALIDATION_COLOUR = (0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E)
+
+
+def png_pixels(source) -> np.ndarray:
+    """A PNG (a path or its bytes) decoded to RGB values in [0, 1]."""
+    import io
+
+    import matplotlib.image
+
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    return matplotlib.image.imread(io.BytesIO(data), format="png")[..., :3]
+
+
+def pixels_of(rgb: np.ndarray, colour: tuple[int, int, int], tolerance: float = 0.12) -> int:
+    return int((np.abs(rgb - np.array(colour) / 255).max(axis=-1) < tolerance).sum())
+
+
+def assert_curves_drawn(source, validation: bool = True) -> None:
+    """Each curve is at least its markers (one epoch: about 190 pixels of its colour; two: 1,000)."""
+    rgb = png_pixels(source)
+    assert pixels_of(rgb, TRAIN_COLOUR) >= 100, "no training curve drawn"
+    if validation:
+        assert pixels_of(rgb, VALIDATION_COLOUR) >= 100, "no validation curve drawn"
+    else:
+        assert pixels_of(rgb, VALIDATION_COLOUR) == 0, "a validation curve without validation data"
+
+
+def assert_confusion_drawn(source) -> None:
+    """Cells of at least half their row's share are strong blue: a matrix of counts covers 5-7% of the
+    picture with them, the colour bar alone about 1% (an empty or all-zero matrix)."""
+    rgb = png_pixels(source)
+    strong_blue = float(((rgb[..., 2] - rgb[..., 0]) > 0.35).mean())
+    assert strong_blue >= 0.04, f"the matrix looks empty ({strong_blue:.3f} of the picture in strong blue)"
+
+
 @pytest.mark.slow
 def test_a_classification_run_draws_curves_and_the_confusion_matrix(tmp_path):
     ran = run_cli("train", CONFIGS / "tiny.yaml", "--output", tmp_path / "run", "--quiet")
@@ -36,7 +73,9 @@ def test_a_classification_run_draws_curves_and_the_confusion_matrix(tmp_path):
     assert sorted(p.name for p in plots.iterdir()) == ["confusion.png", "curves.png"]  # no temporaries left
     width, height = assert_sensible_png(plots / "curves.png")
     assert width > height  # loss and accuracy side by side
+    assert_curves_drawn(plots / "curves.png")
     assert_sensible_png(plots / "confusion.png")
+    assert_confusion_drawn(plots / "confusion.png")
 
 
 @pytest.mark.slow
@@ -47,6 +86,7 @@ def test_a_regression_run_draws_curves_only(tmp_path):
     plots = tmp_path / "run" / "plots"
     assert [p.name for p in plots.iterdir()] == ["curves.png"]
     assert_sensible_png(plots / "curves.png")
+    assert_curves_drawn(plots / "curves.png")
 
 
 @pytest.mark.slow
@@ -55,6 +95,7 @@ def test_without_validation_or_test_data_there_is_no_confusion_matrix(tmp_path):
                   "--set", "data.test=null", "--set", "training.epochs=1", "--quiet")
     assert ran.exit_code == 0, ran
     assert [p.name for p in (tmp_path / "run" / "plots").iterdir()] == ["curves.png"]
+    assert_curves_drawn(tmp_path / "run" / "plots" / "curves.png", validation=False)
 
 
 @pytest.mark.slow
@@ -71,6 +112,7 @@ def test_a_plotting_failure_never_fails_the_run(tmp_path, monkeypatch):
     assert (tmp_path / "run" / "model.keras").is_file()
     assert '"status": "completed"' in (tmp_path / "run" / "run.json").read_text()
     assert [p.name for p in (tmp_path / "run" / "plots").iterdir()] == ["confusion.png"]
+    assert_confusion_drawn(tmp_path / "run" / "plots" / "confusion.png")
 
 
 @pytest.mark.slow
@@ -94,8 +136,10 @@ def test_curves_have_one_panel_per_metric_and_survive_one_epoch_and_gaps():
     history = [{"epoch": 1, "loss": 0.9, "accuracy": 0.5, "auc": 0.6, "val_loss": 1.0, "val_accuracy": 0.4,
                 "val_auc": float("nan"), "learning_rate": 0.01, "seconds": 0.2}]
     assert metric_names(history) == ["loss", "accuracy", "auc"]
-    width, height = png_size(curves_png(history, "one epoch", loss="categorical_crossentropy"))
+    picture = curves_png(history, "one epoch", loss="categorical_crossentropy")
+    width, height = png_size(picture)
     assert width > 2 * height  # three panels in a row
+    assert_curves_drawn(picture)
     assert curves_png([], "nothing") is None
 
 
@@ -115,6 +159,7 @@ def test_confusion_figure_with_text_labels_and_many_classes():
 
     small = confusion_figure(np.array([[5, 1], [0, 7]]), ["cat", "dog"], "validation split")
     assert png_size(small)[0] >= 300
+    assert_confusion_drawn(small)
     many = 40  # too many to write counts in the cells: the figure grows instead
     counts = np.diag(np.arange(1, many + 1))
     width, height = png_size(confusion_figure(counts, [f"class_{i}" for i in range(many)], "test split"))

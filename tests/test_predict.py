@@ -297,6 +297,23 @@ def test_bad_value_deep_in_the_file_names_its_row(digits, sample, tmp_path, smal
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]  # no partial output file
 
 
+def test_a_failed_predict_leaves_the_previous_output_as_it_was(digits, sample, tmp_path, small_blocks):
+    # Written under a temporary name and renamed when complete: until then the old file stands whole.
+    out = tmp_path / "out.csv"
+    _predict(digits, sample, "--output", out)
+    before = out.read_bytes()
+    lines = sample.read_text().splitlines()
+    cells = lines[150].split(",")
+    cells[10] = "seven"  # row 150: a few batches are written before it is read
+    lines[150] = ",".join(cells)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    ran = run_cli("predict", str(digits), str(bad), "--output", str(out))
+    assert ran.exit_code == 3, ran
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "out.csv"]  # no temporary file left
+
+
 # ---- agreement ------------------------------------------------------------------------------------
 
 def test_predictions_equal_plain_keras_in_a_fresh_process(digits, sample, tmp_path):
@@ -319,12 +336,36 @@ def test_predictions_equal_plain_keras_in_a_fresh_process(digits, sample, tmp_pa
     np.testing.assert_allclose(np.array([got[c] for c in PROBS]).T, expected, atol=1e-6)
 
 
+def _assert_predictions_are_evaluates(truth: list, predicted: list, document: dict) -> None:
+    """Predictions counted against the true labels are evaluate's confusion matrix, row for row, and
+    their share of hits is its accuracy."""
+    classes = document["classes"]
+    counted = [[sum(t == a and p == b for t, p in zip(truth, predicted)) for b in classes] for a in classes]
+    assert counted == document["confusion_matrix"]
+    assert np.mean([t == p for t, p in zip(truth, predicted)]) == pytest.approx(document["metrics"]["accuracy"],
+                                                                                 abs=1e-6)
+
+
 def test_accuracy_from_predict_equals_evaluate(digits, sample, reference):
     truth = read_output(sample).column("label").to_pylist()
-    accuracy = np.mean([t == p for t, p in zip(truth, reference["prediction"])])
     ran = run_cli("evaluate", str(digits), "--data", str(sample), "--json")
     assert ran.exit_code == 0, ran
-    assert accuracy == pytest.approx(json.loads(ran.stdout)["metrics"]["accuracy"], abs=1e-6)
+    _assert_predictions_are_evaluates(truth, reference["prediction"], json.loads(ran.stdout))
+
+
+def test_predict_equals_evaluate_for_labels_whose_text_order_is_not_theirs(tmp_path_factory, tmp_path):
+    # 8, 9, 10: as text, 10 sorts first; predictions must name the class evaluate counted.
+    run = trained("numbers", tmp_path_factory)
+    test = run.parent / "test.csv"
+    ran = run_cli("evaluate", str(run), "--json")
+    assert ran.exit_code == 0, ran
+    document = json.loads(ran.stdout)
+    assert document["classes"] == [8, 9, 10] and document["samples"] == 60
+    truth = read_output(test).column("n").to_pylist()
+    for suffix in (".csv", ".parquet", ".jsonl"):
+        _predict(run, test, "--output", tmp_path / f"p{suffix}")
+        _assert_predictions_are_evaluates(truth, read_output(tmp_path / f"p{suffix}").column("prediction").to_pylist(),
+                                          document)
 
 
 # ---- labels, regression, checkpoints ----------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, run_cli, run_process
+from conftest import REPO, assert_resumed, history_lines, kept_history, run_cli, run_process, saved_point
 
 pytestmark = pytest.mark.slow
 
@@ -119,6 +119,7 @@ def _kill_and_resume(config: Path, run: Path, plan: list[tuple], retry: str = "b
     with --resume, as a CI retry does (it also starts the run if the first attempt wrote nothing).
     """
     codes = []
+    kept: list[str] = []  # history rows a resume point has covered: no later process may rewrite them
     for index, (how, arg) in enumerate(plan):
         if retry == "idempotent":
             args = ("train", config, "--output", run, "--resume")
@@ -134,9 +135,13 @@ def _kill_and_resume(config: Path, run: Path, plan: list[tuple], retry: str = "b
             process.communicate(timeout=120)
         codes.append(process.returncode)
         _assert_every_file_whole(run)
+        assert history_lines(run)[:len(kept)] == kept, f"step {index} rewrote rows a resume point covered"
+        kept = max(kept, kept_history(run), key=len)
     final = ("train", config, "--output", run, "--resume") if retry == "idempotent" else ("train", "--resume", run)
-    done = run_process(*final, "--quiet")
+    point = saved_point(run)
+    done = run_process(*final)
     assert done.returncode == 0, done.stderr
+    assert_resumed(run, point, kept, done.stderr)
     return codes
 
 
@@ -190,18 +195,24 @@ def test_resume_by_directory_after_a_kill_before_any_file_explains_itself(config
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_saves_state_exits_130_and_resume_matches(config, reference, tmp_path, sig):
     run = tmp_path / "run"
-    process = _start("train", config, "--output", run)
-    _wait(process, run, lambda p: p.get("step", 0) >= 7 or p.get("epochs_completed", 0) >= 1)
+    process = _start("train", config, "--output", run, "--json")
+    # In the second epoch, so that the first one's history row must survive the resume.
+    _wait(process, run, lambda p: p.get("step", 0) >= 7 and p.get("epochs_completed", 0) >= 1)
     process.send_signal(sig)
-    _, stderr = process.communicate(timeout=120)
+    stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    document = json.loads(stdout)  # --json: the run's one document, even when a signal ends it
+    assert document["status"] == "interrupted" and document["run_dir"] == str(run)
     manifest = json.loads((run / "run.json").read_text())
     assert manifest["status"] == "interrupted"
     assert manifest["interrupted"]["signal"] == signal.Signals(sig).name
-    assert _progress(run)["step"] > 0 or _progress(run)["epochs_completed"] >= 1
-    done = run_process("train", "--resume", run, "--quiet")
+    point, kept = saved_point(run), kept_history(run)
+    assert point["step"] > 0 and point["epochs_completed"] >= 1 and len(kept) == 1 + point["epochs_completed"]
+    assert document["epochs_completed"] == point["epochs_completed"]
+    done = run_process("train", "--resume", run)
     assert done.returncode == 0, done.stderr
+    assert_resumed(run, point, kept, done.stderr)
     _assert_same_as_reference(run, reference)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, run_cli, run_process
+from conftest import REPO, assert_resumed, kept_history, run_cli, run_process, saved_point
 
 FIRST_EPOCH_RTOL = 1e-5
 FINAL_LOSS_RTOL = 5e-3
@@ -264,13 +265,17 @@ def test_a_mirrored_run_killed_mid_epoch_resumes_to_the_same_result(digits_confi
     every = ("--set", "training.checkpoint_every_steps=10")
     assert run_process("train", digits_config, "--output", reference, "--device", "cpu:2", "--quiet",
                        *every).returncode == 0
+    # Saves at steps 10, 20, 30 and the end of each 36-step epoch: the 6th is killed before its
+    # progress.json, so the 5th (step 10 of epoch 2) is the point the resume must start from.
     killed = run_process("train", digits_config, "--output", run, "--device", "cpu:2", "--quiet", *every,
-                         env={"MLCLI_TEST_KILL_AT": "state-before-progress:3"})
-    assert killed.returncode != 0
-    assert json.loads((run / "state" / "progress.json").read_text())["step"] == 20
-    done = run_process("train", "--resume", run, "--quiet", "--json")
+                         env={"MLCLI_TEST_KILL_AT": "state-before-progress:6"})
+    assert killed.returncode == -signal.SIGKILL
+    point, kept = saved_point(run), kept_history(run)
+    assert point == {"epochs_completed": 1, "step": 10} and len(kept) == 2
+    done = run_process("train", "--resume", run, "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["distribute"]["replicas"] == 2
+    assert_resumed(run, point, kept, done.stderr)
     assert _history(run) == _history(reference)
 
 
@@ -556,12 +561,16 @@ def test_a_streamed_run_killed_mid_epoch_resumes_bit_identical(shards, tmp_path)
     config = _streamed(shards, "resume", train="part-*.parquet", stream=True, shuffle=True, validation=0.2)
     reference, run = tmp_path / "reference", tmp_path / "run"
     assert run_process("train", config, "--output", reference, "--quiet").returncode == 0
+    # Saves at steps 9, 18, 27, 36 and the end of each 37-step epoch: the 7th is killed before its
+    # progress.json, so the resume starts from the 6th, mid-way through the second epoch.
     killed = run_process("train", config, "--output", run, "--quiet",
-                         env={"MLCLI_TEST_KILL_AT": "state-before-progress:4"})
-    assert killed.returncode != 0
-    assert json.loads((run / "state" / "progress.json").read_text())["step"] > 0  # a mid-epoch point
-    done = run_process("train", "--resume", run, "--quiet")
+                         env={"MLCLI_TEST_KILL_AT": "state-before-progress:7"})
+    assert killed.returncode == -signal.SIGKILL
+    point, kept = saved_point(run), kept_history(run)
+    assert point == {"epochs_completed": 1, "step": 9} and len(kept) == 2
+    done = run_process("train", "--resume", run)
     assert done.returncode == 0, done.stderr
+    assert_resumed(run, point, kept, done.stderr)
     assert _history(run) == _history(reference)
     import keras
 

@@ -73,7 +73,7 @@ def test_run_directory_is_complete(seed_run):
     assert re.fullmatch(r"[0-9a-f]{64}", train_files["files"][0]["sha256"])
     assert manifest["rows"] == {"train": 1151, "validation": 287, "test": 359}  # stratified 20% per class
     assert manifest["started_at"] and manifest["ended_at"]
-    assert manifest["command"][:2] == ["mlcli", "train"] or manifest["command"][0] == "mlcli"
+    assert manifest["command"] == ["mlcli", "train", str(CONFIGS / "digits.yaml"), "--output", str(out), "--json"]
 
 
 def test_resolved_config_is_accepted_by_train(seed_run):
@@ -124,6 +124,13 @@ def _tiny_table(n: int = 120, seed: int = 0):
     return x, y
 
 
+def _assert_learned_the_separable_table(metrics: dict) -> None:
+    """_tiny_table is split by a plane: 20 epochs fit its 90 training rows and all but 2 or 3 of its 30
+    validation rows (measured: 1.0 and 28/30)."""
+    assert metrics["accuracy"] >= 0.97, metrics
+    assert metrics["val_accuracy"] >= 0.9, metrics
+
+
 TINY = """
 name: t
 seed: 3
@@ -154,9 +161,9 @@ def test_parquet_input(write, tmp_path):
     pq.write_table(pa.table({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "label": (y == "yes").astype(int)}),
                    tmp_path / "d.parquet")
     config = write("c.yaml", TINY.format(train="d.parquet", label="label"))
-    ran = run_cli("train", config, "--output", tmp_path / "r", "--json", "--quiet")
+    ran = run_cli("train", config, "--output", tmp_path / "r", "--json", "--quiet", "--set", "training.epochs=20")
     assert ran.exit_code == 0, ran
-    assert json.loads(ran.stdout)["metrics"]["accuracy"] > 0
+    _assert_learned_the_separable_table(json.loads(ran.stdout)["metrics"])
     assert json.loads((tmp_path / "r" / "run.json").read_text())["features"] == ["a", "b", "c"]
 
 
@@ -175,9 +182,11 @@ def test_binary_crossentropy_with_one_sigmoid_unit(write, tmp_path):
     write("d.csv", "\n".join(lines) + "\n")
     config = write("c.yaml", TINY.format(train="d.csv", label="label").replace(
         "units: 2, activation: softmax", "units: 1, activation: sigmoid") + "loss: binary_crossentropy\n")
-    ran = run_cli("train", config, "--output", tmp_path / "r", "--json", "--quiet")
+    ran = run_cli("train", config, "--output", tmp_path / "r", "--json", "--quiet", "--set", "training.epochs=20")
     assert ran.exit_code == 0, ran
-    assert 0 <= json.loads(ran.stdout)["metrics"]["accuracy"] <= 1
+    # A metric computed as if there were one class per unit would stay near 0.5 here.
+    _assert_learned_the_separable_table(json.loads(ran.stdout)["metrics"])
+    assert json.loads((tmp_path / "r" / "labels.json").read_text()) == ["no", "yes"]
 
 
 def test_two_deterministic_runs_give_identical_weights(tmp_path):

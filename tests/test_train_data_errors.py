@@ -3,6 +3,9 @@ and no run directory left behind claiming anything."""
 
 from __future__ import annotations
 
+import csv
+import json
+
 import numpy as np
 import pytest
 from conftest import run_cli
@@ -42,6 +45,16 @@ def _no_run_left(tmp_path):
 def test_good_data_trains(write, tmp_path):
     ran = _train(write, tmp_path, GOOD)
     assert ran.exit_code == 0, ran
+    run = tmp_path / "run"
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["status"] == "completed" and manifest["epochs_completed"] == 1
+    assert manifest["rows"] == {"train": 30, "validation": 10}  # 40 rows, validation 0.25
+    assert manifest["features"] == ["a", "b"] and manifest["labels"] == ["label"]
+    assert json.loads((run / "labels.json").read_text()) == [0, 1]
+    with open(run / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["epoch"] for row in rows] == ["1"] and "epoch 1/1" in ran.stderr
+    assert (run / "model.keras").is_file() and (run / "best.keras").is_file()
 
 
 def test_missing_file(write, tmp_path):

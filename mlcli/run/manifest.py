@@ -76,7 +76,9 @@ def check_resume_config(run_dir: Path, loaded: LoadedConfig) -> None:
 
 
 def start_manifest(request, prepared, device: str, precision: str, model, started: str,
-                    finetune_facts: dict | None) -> dict:
+                    finetune_facts: dict | None, progress: dict | None = None) -> dict:
+    """run.json as a run starts; a resumed run keeps its history of resumes and adds this one, with the
+    saved point it continues from (`progress`, None when none had been saved)."""
     from mlcli.model.table import layer_table, parameter_counts
 
     config = request.loaded.config
@@ -102,6 +104,8 @@ def start_manifest(request, prepared, device: str, precision: str, model, starte
         "parent": request.parent,
         "started_at": previous.get("started_at", started),
         "resumed_at": ([*previous.get("resumed_at", []), started] if previous else []),
+        # where each resume started, so that a resume is told from a restart from outside the process
+        "resumed_from": ([*previous.get("resumed_from", []), _resume_point(progress)] if previous else []),
         "ended_at": None,
         "epochs_completed": previous.get("epochs_completed", 0),
     }
@@ -110,6 +114,12 @@ def start_manifest(request, prepared, device: str, precision: str, model, starte
     elif previous.get("finetune"):
         manifest["finetune"] = previous["finetune"]
     return manifest
+
+
+def _resume_point(progress: dict | None) -> dict:
+    if progress is None:
+        return {"epochs_completed": 0, "step": 0}
+    return {"epochs_completed": int(progress["epochs_completed"]), "step": int(progress.get("step", 0))}
 
 
 def check_same_data(run_dir: Path, prepared) -> None:

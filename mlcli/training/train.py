@@ -160,7 +160,8 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
     files.remove_temporaries(run_dir)
     first_epoch = int(progress["epochs_completed"]) if progress else 0
     history = read_history(run_dir / files.HISTORY)[:first_epoch] if progress else []
-    manifest = start_manifest(request, prepared, device.describe(), precision, model, now(), finetune_facts)
+    manifest = start_manifest(request, prepared, device.describe(), precision, model, now(), finetune_facts,
+                              progress)
     manifest["distribute"] = distribution.facts(config.training.batch_size, spe)
     if progress is None:
         files.write_text(run_dir / files.CONFIG, dump_yaml(to_dict(config)))

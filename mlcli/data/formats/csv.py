@@ -40,18 +40,21 @@ def read_table(path: Path, role: str):
 
 def declared(path: Path, role: str, up_to: int) -> limits.Declared:
     """The file's text size and the memory reading it whole takes; a gzip file's text is counted by
-    decompressing it (1 MiB at a time), stopping once it passes `up_to` bytes."""
+    decompressing it (1 MiB at a time), stopping once it passes `up_to` bytes, or where the stream
+    is damaged (its reader then says so in its own words)."""
     if not _gzipped(path):
         size = path.stat().st_size
         return limits.Declared(size, TEXT_MEMORY_FACTOR * size)
+    import pyarrow as pa
+
     count = 0
-    with header_errors(path, role, "CSV"), gzip.open(path, "rb") as handle:
+    with contextlib.suppress(pa.ArrowInvalid, OSError), _gunzip(path) as handle:
         while count <= up_to:
             block = handle.read(1 << 20)
             if not block:
-                return limits.Declared(count, TEXT_MEMORY_FACTOR * count)
+                break
             count += len(block)
-    return limits.Declared(count, TEXT_MEMORY_FACTOR * count, exact=False)
+    return limits.Declared(count, TEXT_MEMORY_FACTOR * count, exact=count <= up_to)
 
 
 def _read_gzipped(path: Path, role: str):
@@ -70,7 +73,7 @@ class _Capped(io.RawIOBase):
         self.path, self.role = path, role
         self.limit, self.source = limits.memory_limit()
         self.cap = None if self.limit is None else self.limit // TEXT_MEMORY_FACTOR
-        self.handle = gzip.open(path, "rb")
+        self.handle = _gunzip(path)
         self.count = 0
 
     def readable(self) -> bool:
@@ -165,6 +168,13 @@ def batches(path: Path | None, header: list[str] | None, needed: list[str], nume
 
 def _gzipped(path: Path) -> bool:
     return path.suffix.lower() == ".gz"
+
+
+def _gunzip(path: Path):
+    """A gzip file's text as a stream, by Arrow's decompressor (its messages, as when Arrow reads it)."""
+    import pyarrow as pa
+
+    return pa.input_stream(path, compression="gzip")
 
 
 def _open(path: Path):

@@ -31,10 +31,14 @@ def declared(path: Path, role: str, up_to: int) -> limits.Declared:
     """Arrow's size of the whole file from its metadata (`up_to` is for formats that count): rows
     times each column's width (text: see _text_bytes). Reading it whole also makes float32 features:
     4 bytes a value more."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    with header_errors(path, role, "PARQUET"):
+    try:
         metadata = pq.ParquetFile(path).metadata
+    except (pa.ArrowInvalid, OSError):
+        return limits.Declared(0, 0)  # a file that cannot be opened declares nothing: its reader says why
+    with header_errors(path, role, "PARQUET"):
         data = 0
         for i in range(metadata.num_columns):
             column = metadata.schema.column(i)

@@ -38,16 +38,15 @@ def declared(path: Path, role: str, up_to: int) -> limits.Declared:
         metadata = pq.ParquetFile(path).metadata
     except (pa.ArrowInvalid, OSError):
         return limits.Declared(0, 0)  # a file that cannot be opened declares nothing: its reader says why
-    with header_errors(path, role, "PARQUET"):
-        data = 0
-        for i in range(metadata.num_columns):
-            column = metadata.schema.column(i)
-            if column.physical_type == "BYTE_ARRAY":
-                data += sum(_text_bytes(metadata.row_group(g), i) for g in range(metadata.num_row_groups))
-            elif column.physical_type == "FIXED_LEN_BYTE_ARRAY":
-                data += metadata.num_rows * column.length
-            else:
-                data += metadata.num_rows * _WIDTHS[column.physical_type]
+    data = 0
+    for i in range(metadata.num_columns):
+        column = metadata.schema.column(i)
+        if column.physical_type == "BYTE_ARRAY":
+            data += sum(_text_bytes(metadata.row_group(g), i) for g in range(metadata.num_row_groups))
+        elif column.physical_type == "FIXED_LEN_BYTE_ARRAY":
+            data += metadata.num_rows * column.length
+        else:
+            data += metadata.num_rows * _WIDTHS[column.physical_type]
     return limits.Declared(data, data + 4 * metadata.num_rows * metadata.num_columns)
 
 
@@ -58,10 +57,8 @@ def _text_bytes(group, i: int) -> int:
     chunk = group.column(i)
     typical = 0.0
     statistics = chunk.statistics
-    if statistics is not None and statistics.has_min_max:
-        values = [v.encode() if isinstance(v, str) else v for v in (statistics.min, statistics.max)]
-        lengths = [len(v) for v in values if isinstance(v, bytes)]
-        typical = sum(lengths) / len(lengths) if lengths else 0.0
+    if statistics is not None and statistics.has_min_max:  # raw: the stored bytes, not decoded
+        typical = (len(statistics.min_raw) + len(statistics.max_raw)) / 2
     return max(chunk.total_uncompressed_size, int(group.num_rows * (_OFFSET_BYTES + typical)))
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlcli.checkpoint.archive import check_archive
 from mlcli.checkpoint.checkpoint import Checkpoint
 from mlcli.errors import UsageError, first_line
 from mlcli.runtime import import_tensorflow
@@ -20,8 +21,10 @@ def load_keras(path: Path, *, compile: bool, unsafe: bool, what: str = "CKPT"):
     """keras.saving.load_model in Keras's safe mode unless `unsafe`; every failure is exit 2.
 
     Safe mode refuses Python code stored in a model (a Lambda layer's function, custom objects), so
-    loading a file from elsewhere never runs it unless the user says they trust it.
+    loading a file from elsewhere never runs it unless the user says they trust it. Keras only sees
+    an archive whose declared sizes passed (exit 3 otherwise, mlcli.checkpoint.archive).
     """
+    check_archive(path, what)
     import keras  # deferred: imports TensorFlow
 
     try:

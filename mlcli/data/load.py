@@ -1,10 +1,18 @@
-"""The data a run trains on: the config's files loaded into memory, or streamed from disk in chunks."""
+"""The data a run trains on: the config's files loaded into memory, or streamed from disk in chunks.
+
+data.stream: auto decides from what the files declare (their data once decompressed, counted by
+mlcli.data.formats), not from their size on disk: it streams when data.train holds more than
+STREAM_ABOVE_BYTES, or when reading every split whole would need more memory than there is
+(mlcli.limits). A file read whole that would not fit (data.stream: false, an .npz file) is exit 3
+naming it, when its reader checks what it declares.
+"""
 
 from __future__ import annotations
 
-from mlcli.config.schema import Config
+from mlcli import limits
+from mlcli.config.schema import Config, DataConfig
 from mlcli.data.prepare import Prepared, prepare
-from mlcli.data.sources import resolve
+from mlcli.data.sources import Source, resolve
 from mlcli.data.stream_scan import prepare_stream
 
 STREAM_ABOVE_BYTES = 1 << 30  # data.stream: auto
@@ -13,16 +21,9 @@ STREAM_ABOVE_BYTES = 1 << 30  # data.stream: auto
 def should_stream(config: Config) -> tuple[bool, str | None]:
     """(stream?, why, when auto decided it)."""
     stream = config.data.stream
-    if stream is False:
-        return False, None
-    if stream is True:
-        return True, None
-    source = resolve(config.data.train, "data.train")
-    size = sum(p.stat().st_size for p in source.paths)
-    if not source.format_module.TABULAR or size <= STREAM_ABOVE_BYTES:  # an .npz is never streamed
-        return False, None
-    return True, (f"data.train is {size / (1 << 30):.1f} GiB on disk (more than 1 GiB): streaming it from disk in "
-                  "chunks (data.stream: auto; set data.stream: false to load it into memory)")
+    if stream is not True and stream is not False:
+        return _auto(config.data)
+    return stream, None
 
 
 def prepare_data(config: Config, vocabulary: list | None = None) -> Prepared:
@@ -34,3 +35,32 @@ def prepare_data(config: Config, vocabulary: list | None = None) -> Prepared:
     if why:
         prepared.train.notes.append(why)
     return prepared
+
+
+def _auto(data: DataConfig) -> tuple[bool, str | None]:
+    train = resolve(data.train, "data.train")
+    if not train.format_module.TABULAR:  # an .npz is never streamed (its reader refuses one too large)
+        return False, None
+    limit, source = limits.memory_limit()
+    # A gzip file is counted by decompressing it: no further than the figures this decision needs.
+    up_to = STREAM_ABOVE_BYTES if limit is None else min(STREAM_ABOVE_BYTES, limit)
+    held = _declared(train, "data.train", up_to)
+    whole = held
+    for spec, role in ((data.validation, "data.validation"), (data.test, "data.test")):
+        if isinstance(spec, str):
+            whole = whole + _declared(resolve(spec, role), role, up_to)
+    if held.data > STREAM_ABOVE_BYTES:
+        why = f"data.train holds {held.text()} of data (more than 1 GiB)"
+    elif limit is not None and whole.need > limit:
+        why = (f"reading the data whole would need about {limits.size_text(whole.need)}, more than "
+               f"{limits.memory_text(limit, source)}")
+    else:
+        return False, None
+    return True, f"{why}: streaming it from disk in chunks (data.stream: auto; set data.stream: false to load it into memory)"
+
+
+def _declared(source: Source, role: str, up_to: int) -> limits.Declared:
+    total = limits.Declared(0, 0)
+    for path in source.paths:
+        total = total + source.format_module.declared(path, role, up_to)
+    return total

@@ -13,6 +13,10 @@ mlcli.data.stream_source for data.stream, mlcli.data.inputs for evaluate and pre
                                           columns parsed as numbers where the format can
 
 An array format (npz) offers `read_arrays(path, role)` instead: named arrays, read whole.
+Every format also offers `declared(path, role, up_to)`: its data's size once decompressed, from
+what the file declares (a compressed stream is counted, no further than `up_to` bytes), and the
+memory reading it whole takes (mlcli.limits.Declared); read_table and read_arrays refuse a file
+that would not fit before reading it.
 Every failure is a DataError naming the file. A new format: its module, and a line in BY_SUFFIX.
 """
 

@@ -14,19 +14,84 @@ import io
 import sys
 from pathlib import Path
 
+from mlcli import limits
 from mlcli.data.formats.tables import header_errors, read_whole
 from mlcli.errors import DataError
 
 NAME = "csv"
 TABULAR = True
 CSV_BLOCK_BYTES = 2 << 20  # ~4,400 rows of 64 features; files are read 4 blocks at a time, little memory
+HEADER_BYTES = 16 << 20  # the longest header row read (~500,000 column names)
+# Read whole, text takes up to ~4 times its size: Arrow's 8 bytes a number for "0," or "0.5,", then
+# the float32 features.
+TEXT_MEMORY_FACTOR = 4
 
 
 def read_table(path: Path, role: str):
-    """The whole file, by pyarrow's multi-threaded reader (types inferred)."""
+    """The whole file, by pyarrow's multi-threaded reader (types inferred), when its text fits in memory:
+    a gzip file is decompressed as it is read, and refused once its text passes what fits (_Capped)."""
     import pyarrow.csv as pacsv
 
+    if _gzipped(path):
+        return read_whole(path, role, "CSV", lambda: _read_gzipped(path, role), lambda exc: _explain(path, exc))
+    limits.fits(declared(path, role, 0), f"{role}: {path}")
     return read_whole(path, role, "CSV", lambda: pacsv.read_csv(path), lambda exc: _explain(path, exc))
+
+
+def declared(path: Path, role: str, up_to: int) -> limits.Declared:
+    """The file's text size and the memory reading it whole takes; a gzip file's text is counted by
+    decompressing it (1 MiB at a time), stopping once it passes `up_to` bytes, or where the stream
+    is damaged (its reader then says so in its own words)."""
+    if not _gzipped(path):
+        size = path.stat().st_size
+        return limits.Declared(size, TEXT_MEMORY_FACTOR * size)
+    import pyarrow as pa
+
+    count = 0
+    with contextlib.suppress(pa.ArrowInvalid, OSError), _gunzip(path) as handle:
+        while count <= up_to:
+            block = handle.read(1 << 20)
+            if not block:
+                break
+            count += len(block)
+    return limits.Declared(count, TEXT_MEMORY_FACTOR * count, exact=count <= up_to)
+
+
+def _read_gzipped(path: Path, role: str):
+    import pyarrow.csv as pacsv
+
+    with _Capped(path, role) as text:
+        return pacsv.read_csv(text)
+
+
+class _Capped(io.RawIOBase):
+    """A gzip file's text for pyarrow, decompressed as it is read: past what fits in memory read
+    whole, exit 3 (a decompression bomb, or text too large to read whole)."""
+
+    def __init__(self, path: Path, role: str):
+        super().__init__()
+        self.path, self.role = path, role
+        self.limit, self.source = limits.memory_limit()
+        self.cap = None if self.limit is None else self.limit // TEXT_MEMORY_FACTOR
+        self.handle = _gunzip(path)
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.handle.read(len(buffer))
+        buffer[:len(data)] = data
+        self.count += len(data)
+        if self.cap is not None and self.count > self.cap:
+            raise DataError(f"{self.role}: {self.path}: decompresses to more than {limits.size_text(self.cap)} of "
+                            f"text (read that far); reading it whole needs about {TEXT_MEMORY_FACTOR} times its text, "
+                            f"more than {limits.memory_text(self.limit, self.source)}", hint=limits.READ_WHOLE_HINT)
+        return len(data)
+
+    def close(self) -> None:
+        self.handle.close()
+        super().close()
 
 
 def header(path: Path, role: str, name: str) -> list[str]:
@@ -39,8 +104,11 @@ def read_header(stream, name: str, role: str) -> list[str]:
     """The header record (quoted newlines allowed), read line by line so a stream can go on after it."""
     raw = b""
     while True:
-        line = stream.readline()
+        line = stream.readline(HEADER_BYTES + 1 - len(raw))
         raw += line
+        if len(raw) > HEADER_BYTES:
+            raise DataError(f"{role}: {name}: its first row is longer than {limits.size_text(HEADER_BYTES)} — "
+                            "expected a header row naming the columns, then data rows")
         if not line or raw.count(b'"') % 2 == 0:
             break
     try:
@@ -98,8 +166,19 @@ def batches(path: Path | None, header: list[str] | None, needed: list[str], nume
         yield batch
 
 
+def _gzipped(path: Path) -> bool:
+    return path.suffix.lower() == ".gz"
+
+
+def _gunzip(path: Path):
+    """A gzip file's text as a stream, by Arrow's decompressor (its messages, as when Arrow reads it)."""
+    import pyarrow as pa
+
+    return pa.input_stream(path, compression="gzip")
+
+
 def _open(path: Path):
-    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
+    return gzip.open(path, "rb") if _gzipped(path) else open(path, "rb")
 
 
 def _convert_options(needed: list[str], numeric):
@@ -129,7 +208,9 @@ def _parallel_csv(path: Path, needed: list[str], numeric):
                 break
             data = rest + data
             cut = _row_end(data)
-            if cut < 0:  # no whole row yet: read on
+            if cut < 0:  # no whole row yet: read on, up to a row Arrow's streaming reader could take
+                if len(data) > 4 * CSV_BLOCK_BYTES:
+                    raise pa.ArrowInvalid(f"a row longer than {limits.size_text(4 * CSV_BLOCK_BYTES)}")
                 rest = data
                 continue
             chunk, rest = data[:cut + 1], data[cut + 1:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import zlib
 from pathlib import Path
 
 from mlcli.errors import DataError, first_line
@@ -46,7 +47,7 @@ def header_errors(path: Path, role: str, kind: str):
 
     try:
         yield
-    except (pa.ArrowInvalid, OSError, EOFError) as exc:
+    except (pa.ArrowInvalid, OSError, EOFError, zlib.error) as exc:  # zlib: a damaged gzip stream
         raise DataError(f"{role}: {path}: cannot be read as {kind}: {first_line(exc)}") from None
 
 

@@ -1,0 +1,66 @@
+"""Issue 14's training and finetune defects, each through the real CLI (and issue 22's per-run settings)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import CONFIGS, run_cli
+
+
+def refused(ran, code: int, *texts: str) -> None:
+    """A user error: the exit code, the message, and no traceback."""
+    assert ran.exit_code == code, ran
+    assert ran.exception is None, ran
+    assert "Traceback" not in ran.stderr, ran
+    for text in texts:
+        assert text in ran.stderr, (text, str(ran))
+
+
+# ---- 1: a label is never a feature -----------------------------------------------------------------
+
+def test_the_label_listed_as_a_feature_is_a_config_error(tmp_path):
+    ran = run_cli("train", CONFIGS / "tiny.yaml", "--set", "data.features=[label]", "--output", tmp_path / "run")
+    refused(ran, 2, "--set data.features=[label]: data.features.0: 'label' is the label (data.label), so it "
+                    "cannot also be a feature — remove it from data.features")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_regression_target_listed_as_a_feature_is_named_with_its_line(write, tmp_path):
+    config = write("two.yaml", "data:\n  train: builtin:diabetes/train\n  label: [target, bmi]\n"
+                               "  features: [age, bmi]\n  task: regression\nloss: mse\nmetrics: [mae]\n")
+    ran = run_cli("validate", config)
+    refused(ran, 2, "two.yaml:4: data.features.1: 'bmi' is one of the regression targets (data.label)")
+    ran = run_cli("train", config, "--output", tmp_path / "run", "--json")
+    refused(ran, 2, "data.features.1")
+    assert json.loads(ran.stdout)["problems"][0]["key"] == "data.features.1"
+
+
+@pytest.mark.slow
+def test_an_npz_label_array_named_as_the_features_is_refused(write, tmp_path):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d.npz"
+    np.savez(data, x=rng.normal(size=(40, 3)).astype(np.float32), y=rng.normal(size=(40, 1)))
+    # data.label is left at its default, which for .npz means the array y
+    config = write("npz.yaml", f"data: {{train: {data}, features: y, task: regression}}\nloss: mse\nmetrics: []\n"
+                               "model: {layers: [{type: Dense, units: 1}]}\n")
+    refused(run_cli("train", config, "--output", tmp_path / "run"), 2,
+            "data.features: data.train:", "'y' is the label (data.label), so it cannot also be a feature")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_column_planner_refuses_a_feature_that_is_a_label():
+    from mlcli.data.columns import model_columns, training_columns
+    from mlcli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'y' is the label"):
+        training_columns(["a", "y"], "data.train: t.csv", labels=["y"], features=["a", "y"])
+    with pytest.raises(ConfigError, match="'y' is one of the regression targets"):
+        training_columns(["a", "y", "z"], "data.train: t.csv", labels=["y", "z"], features="y")
+    # evaluate: a run's features that hold the label it is evaluated against (a run trained before the fix)
+    with pytest.raises(ConfigError, match="'y' is the label"):
+        model_columns(["a", "y"], "--data: t.csv", features=["a", "y"], width=2, labels=["y"], keep=[])
+    assert model_columns(["a", "y"], "input: t.csv", features=["a", "y"], width=2, labels=[], keep=["y"]).features \
+        == ["a", "y"]  # predict may keep a feature column

@@ -64,3 +64,36 @@ def test_the_column_planner_refuses_a_feature_that_is_a_label():
         model_columns(["a", "y"], "--data: t.csv", features=["a", "y"], width=2, labels=["y"], keep=[])
     assert model_columns(["a", "y"], "input: t.csv", features=["a", "y"], width=2, labels=[], keep=["y"]).features \
         == ["a", "y"]  # predict may keep a feature column
+
+
+# ---- 13: a label that is not a finite number is a data error, never a class -----------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("value", ["inf", "-inf"])
+def test_an_infinite_class_label_is_a_data_error_naming_its_row(write, tmp_path, value):
+    rows = [f"{i % 7},{(i * 3) % 5},{i % 2}" for i in range(30)]
+    rows[4] = f"1,2,{value}"
+    data = write("d.csv", "a,b,label\n" + "\n".join(rows) + "\n")
+    config = write("c.yaml", f"data: {{train: {data}, validation: null}}\n"
+                             "model: {layers: [{type: Dense, units: 2, activation: softmax}]}\n")
+    refused(run_cli("train", config, "--output", tmp_path / "run"), 3,
+            f"label 'label', row 5: {value} is not a finite number — a label must be a finite number or text")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_nan_class_label_in_parquet_and_an_inf_one_in_npz_are_data_errors(tmp_path, write):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    x = np.arange(60, dtype=np.float64).reshape(30, 2)
+    y = np.array([i % 2 for i in range(30)], dtype=np.float64)
+    y[6] = np.nan  # NaN in a Parquet double column is a value, not a null
+    pq.write_table(pa.table({"a": x[:, 0], "b": x[:, 1], "label": y}), tmp_path / "d.parquet")
+    model = "model: {layers: [{type: Dense, units: 2, activation: softmax}]}\n"
+    config = write("p.yaml", f"data: {{train: {tmp_path / 'd.parquet'}, validation: null}}\n" + model)
+    refused(run_cli("train", config, "--output", tmp_path / "run"), 3, "label 'label', row 7: nan is not a finite")
+    y[6] = np.inf
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    config = write("n.yaml", f"data: {{train: {tmp_path / 'd.npz'}, validation: null}}\n" + model)
+    refused(run_cli("train", config, "--output", tmp_path / "run"), 3, "label 'label', row 7: inf is not a finite")

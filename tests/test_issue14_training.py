@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,3 +97,29 @@ def test_a_nan_class_label_in_parquet_and_an_inf_one_in_npz_are_data_errors(tmp_
     np.savez(tmp_path / "d.npz", x=x, y=y)
     config = write("n.yaml", f"data: {{train: {tmp_path / 'd.npz'}, validation: null}}\n" + model)
     refused(run_cli("train", config, "--output", tmp_path / "run"), 3, "label 'label', row 7: inf is not a finite")
+
+
+# ---- finetune: a parent, and what keeping or replacing its layers leaves --------------------------------
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory) -> Path:
+    """configs/digits_base.yaml (64-64-5 on the digits 0-4), one epoch."""
+    out = tmp_path_factory.mktemp("parent") / "digits_base"
+    ran = run_cli("train", CONFIGS / "digits_base.yaml", "--output", out, "--quiet", "--set", "training.epochs=1")
+    assert ran.exit_code == 0, ran
+    return out
+
+
+@pytest.mark.slow
+def test_a_head_that_drops_every_layer_and_adds_none_says_nothing_is_left_to_train(parent, tmp_path):
+    head = "finetune.head={replace: 3, layers: []}"
+    ran = run_cli("finetune", "--from", parent, "--set", head, "--output", tmp_path / "ft")
+    refused(ran, 2, f"--set {head}: finetune.head: replace: 3 drops all 3 of the parent's layers and layers: [] "
+                    "adds none, so nothing is left to train")
+    assert "finetune.freeze" not in ran.stderr and "config.yaml" not in ran.stderr
+    head = "finetune.head={replace: 3, layers: [{type: Dropout, rate: 0.1}]}"
+    ran = run_cli("finetune", "--from", parent, "--set", head, "--output", tmp_path / "ft")
+    refused(ran, 2, f"--set {head}: finetune.head: the model's layers (head_dropout) have no weights, so there is "
+                    "nothing to train")
+    assert "finetune.freeze" not in ran.stderr
+    assert not (tmp_path / "ft").exists()

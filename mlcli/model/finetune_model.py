@@ -125,6 +125,13 @@ def _set_trainable(loaded: LoadedConfig, model, normalize: list) -> list:
         layers[index].trainable = False
     for index in select_layers(names, list(finetune.unfreeze), ("finetune", "unfreeze"), loaded):
         layers[index].trainable = True
+    if not any(layer.weights for layer in layers):  # e.g. finetune.head: {replace: 3, layers: [{type: Dropout}]}
+        raise ConfigError(loaded.problem(
+            ("finetune", "head"),
+            f"the model's layers ({', '.join(layer.name for layer in layers)}) have no weights, so there is nothing "
+            "to train — keep some of the parent's layers (a smaller replace) or add one with weights to "
+            "finetune.head.layers, e.g. {type: Dense, units: N}",
+        ))
     if not model.trainable_weights:
         raise ConfigError(loaded.problem(
             ("finetune", "freeze"),

@@ -123,3 +123,53 @@ def test_a_head_that_drops_every_layer_and_adds_none_says_nothing_is_left_to_tra
                     "nothing to train")
     assert "finetune.freeze" not in ran.stderr
     assert not (tmp_path / "ft").exists()
+
+
+# ---- 10: the summary names the epoch model.keras holds ---------------------------------------------------
+
+EARLY = """
+name: early
+seed: 3
+data: {train: builtin:digits/train, validation: 0.2}
+model:
+  layers:
+    - {type: Dense, units: 16, activation: relu}
+    - {type: Dense, units: 10, activation: softmax}
+optimizer: {type: adam, learning_rate: 0.05}
+training:
+  epochs: 8
+  batch_size: 64
+  early_stopping: {monitor: val_loss, patience: 2, restore_best_weights: true}
+  checkpoint: {monitor: accuracy, mode: max}
+runtime: {deterministic: true}
+"""
+
+
+@pytest.mark.slow
+def test_early_stopping_restoring_its_best_is_what_the_summary_names(write, tmp_path):
+    run = tmp_path / "run"
+    ran = run_cli("train", write("early.yaml", EARLY), "--output", run, "--json")
+    assert ran.exit_code == 0, ran
+    history = _history(run)
+    restored = min(history, key=lambda row: row["val_loss"])["epoch"]  # early stopping's best, by val_loss
+    best = max(history, key=lambda row: row["accuracy"])["epoch"]  # training.checkpoint's, by accuracy
+    assert restored != best  # the case of the issue: two monitors, two epochs
+    document = json.loads(ran.stdout)
+    assert document["best"]["epoch"] == best and document["model_epoch"] == restored
+    assert json.loads((run / "run.json").read_text())["model_epoch"] == restored
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["val_loss"] == pytest.approx(history[restored - 1]["val_loss"])
+    assert f"best epoch: {best} (accuracy " in ran.stderr
+    assert f"kept in best.keras; model.keras and metrics.json hold epoch {restored}, the best by early stopping" \
+        in ran.stderr
+    again = run_cli("train", "--resume", run, "--json")  # a finished run reports the same
+    assert again.exit_code == 0, again
+    assert json.loads(again.stdout)["model_epoch"] == restored
+    assert f"model.keras and metrics.json hold epoch {restored}" in again.stderr
+
+
+def _history(run: Path) -> list[dict]:
+    import csv
+
+    with open(run / "history.csv") as handle:
+        return [{k: float(v) if k != "epoch" else int(v) for k, v in row.items()} for row in csv.DictReader(handle)]

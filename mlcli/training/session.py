@@ -116,7 +116,7 @@ def finished_result(run_dir: Path):
         best=manifest.get("best"), device=manifest.get("device", "unknown"),
         precision=manifest.get("precision", "unknown"), parameters=manifest.get("parameters", {}),
         layers=manifest.get("layers", []), notes=["the run had already finished: nothing to do"],
-        finetune=manifest.get("finetune"),
+        finetune=manifest.get("finetune"), model_epoch=manifest.get("model_epoch"),
     )
 
 

@@ -51,6 +51,7 @@ class TrainResult:
     notes: list[str] = field(default_factory=list)
     finetune: dict | None = None
     distribute: dict | None = None  # strategy, replicas, batch per replica (run.json's "distribute")
+    model_epoch: int | None = None  # the epoch whose weights model.keras and metrics.json hold
 
     def document(self) -> dict:
         """The --json document of CONTRACT §1 (plus the parameter counts and layer table)."""
@@ -69,6 +70,8 @@ class TrainResult:
             doc["finetune"] = self.finetune
         if self.distribute is not None:
             doc["distribute"] = self.distribute
+        if self.model_epoch is not None:
+            doc["model_epoch"] = self.model_epoch
         return doc
 
 
@@ -315,13 +318,14 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
 
     from mlcli.use.plots import start_run_plots
 
-    best_epoch = fitted.early.restore_best() if fitted.early is not None else None
+    # model.keras holds the last epoch, or the one early stopping put back (restore_best_weights)
+    model_epoch = (fitted.early.restore_best() if fitted.early is not None else None) or completed
     # The pictures render while the model is saved and tested (they only read it). They never fail a
     # finished run. A streamed split is not held in memory: no confusion matrix for it, the curves only.
     painter = start_run_plots(run_dir, history, model,
                               None if prepared.train.streamed else prepared, config)
     save_model(model, run_dir / files.MODEL, model_facts(prepared))
-    metrics = _final_metrics(history, best_epoch)
+    metrics = _final_metrics(history, model_epoch)
     if prepared.test is not None:
         test_ds = evaluation_dataset(prepared.test, batch_size=max(config.training.batch_size, 256),
                                      encoding=encoding, num_classes=len(prepared.classes or []))
@@ -329,19 +333,19 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
         metrics.update({f"test_{k}": float(scores[k]) for k in sorted(scores, key=lambda k: (k != "loss", k))})
     files.write_json(run_dir / files.METRICS, metrics)
     painter.join()
-    manifest.update(status="completed", ended_at=now(), metrics=metrics)
+    manifest.update(status="completed", ended_at=now(), metrics=metrics, model_epoch=model_epoch)
     write_manifest(run_dir, manifest)
     return TrainResult(
         run_dir=run_dir, status="completed", epochs_completed=completed, metrics=metrics, best=fitted.best,
         device=device, precision=precision, parameters=manifest["parameters"], layers=manifest["layers"],
-        notes=notes, finetune=manifest.get("finetune"), distribute=manifest["distribute"],
+        notes=notes, finetune=manifest.get("finetune"), distribute=manifest["distribute"], model_epoch=model_epoch,
     )
 
 
-def _final_metrics(history: list[dict], best_epoch: int | None) -> dict[str, float]:
+def _final_metrics(history: list[dict], model_epoch: int) -> dict[str, float]:
     """Train/val metrics of the epoch whose weights model.keras holds (the restored best, or the last)."""
     if not history:
         return {}
-    row = next((r for r in history if r["epoch"] == best_epoch), history[-1])
+    row = next((r for r in history if r["epoch"] == model_epoch), history[-1])
     return {k: float(v) for k, v in row.items() if k not in ("epoch", "learning_rate", "seconds")
             and isinstance(v, (int, float)) and math.isfinite(float(v))}

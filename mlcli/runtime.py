@@ -86,6 +86,28 @@ class DeviceChoice:
         return [f"/{self.kind}:{index}" for index in range(self.count)]
 
 
+def cpu_device_limit() -> int:
+    """The most logical CPU devices cpu:N may ask for: the CPUs this process may run on (at least 2, so
+    that a mirrored run can be tried anywhere). Each device gets its own threads: thousands of them
+    leave TensorFlow stuck setting them up."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(2, cpus)
+
+
+def cpu_count_problem(requested: str) -> str | None:
+    """Why runtime.device cpu:N asks for too many devices, or None. Checked before TensorFlow starts."""
+    if not requested.startswith("cpu:"):
+        return None
+    count, limit = int(requested.split(":", 1)[1]), cpu_device_limit()
+    if count <= limit:
+        return None
+    return (f"cpu:{count} asks for {count} logical CPU devices but this machine has {os.cpu_count()} CPU(s) — "
+            f"use at most cpu:{limit} (--device cpu:{limit})")
+
+
 def visible_gpus() -> list:
     tf = import_tensorflow()
     with quiet_native_stderr():

@@ -173,3 +173,63 @@ def _history(run: Path) -> list[dict]:
 
     with open(run / "history.csv") as handle:
         return [{k: float(v) if k != "epoch" else int(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+# ---- 2: mirrored training with a batch the replicas cannot share, and absurd device counts ----------
+
+MIRRORED = """
+name: mirrored
+seed: 11
+data: {{train: builtin:digits/train, validation: 0.2, test: {test}}}
+model:
+  layers:
+    - {{type: Dense, units: 32, activation: relu}}
+    - {{type: Dense, units: 10, activation: softmax}}
+optimizer: {{type: adam, learning_rate: 0.003}}
+training: {{epochs: 2, batch_size: 33}}
+"""
+
+
+@pytest.mark.slow
+def test_a_global_batch_the_replicas_cannot_share_is_rounded_and_said(tmp_path, write):
+    import gzip
+
+    from conftest import REPO, run_process
+
+    with gzip.open(REPO / "mlcli" / "datasets" / "digits_test.csv.gz", "rt") as handle:
+        lines = handle.read().splitlines()
+    test = write("test33.csv", "\n".join(lines[:34]) + "\n")  # 33 rows: the only test batch splits 17/16
+    config = write("mirrored.yaml", MIRRORED.format(test=test))
+    run = tmp_path / "run"
+    done = run_process("train", config, "--output", run, "--device", "cpu:2", "--json")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "training.batch_size 33 -> 34: a global batch is split evenly across the 2 replicas (17 rows each)" \
+        in done.stderr
+    facts = json.loads((run / "run.json").read_text())["distribute"]
+    assert facts["global_batch_size"] == 34 and facts["requested_batch_size"] == 33
+    assert facts["per_replica_batch_size"] == 17
+    assert json.loads(done.stdout)["distribute"] == facts
+    assert json.loads((run / "run.json").read_text())["rows"]["test"] == 33
+    # Each step is the one-device step on the same 34 rows.
+    one = tmp_path / "one"
+    done = run_process("train", config, "--output", one, "--device", "cpu", "--quiet",
+                       "--set", "training.batch_size=34")
+    assert done.returncode == 0, done.stderr
+    assert _history(run)[0]["loss"] == pytest.approx(_history(one)[0]["loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_an_absurd_cpu_device_count_is_refused_before_tensorflow_starts(tmp_path):
+    from conftest import run_process
+
+    from mlcli.runtime import cpu_device_limit
+
+    limit = cpu_device_limit()
+    done = run_process("train", CONFIGS / "tiny.yaml", "--output", tmp_path / "run", "--device", "cpu:1000",
+                       "--json", timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "runtime.device: cpu:1000 asks for 1000 logical CPU devices" in done.stderr
+    assert f"use at most cpu:{limit} (--device cpu:{limit})" in done.stderr
+    assert json.loads(done.stdout)["problems"][0]["key"] == "runtime.device"
+    assert not (tmp_path / "run").exists()

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from mlcli.checkpoint.archive import model_facts, save_model
 from mlcli.config import LoadedConfig, to_dict
 from mlcli.config.yamlio import dump_yaml
-from mlcli.errors import Diverged, Interrupted
+from mlcli.errors import ConfigError, Diverged, Interrupted
 from mlcli.model.heads import check_output_width
 from mlcli.run import files
 from mlcli.run.history import read_history
@@ -79,13 +79,16 @@ def run_training(request: TrainRequest) -> TrainResult:
     from mlcli import runtime
     from mlcli.training import distribute
 
+    loaded = request.loaded
+    too_many = runtime.cpu_count_problem(loaded.config.runtime.device)
+    if too_many:
+        raise ConfigError(loaded.problem(("runtime", "device"), too_many))
     runtime.import_tensorflow()
     import keras
 
     from mlcli.data.load import prepare_data
     from mlcli.model.compile import build_loss, build_metrics, build_optimizer
 
-    loaded = request.loaded
     config = loaded.config
 
     device = runtime.select_device(config.runtime.device)
@@ -148,13 +151,14 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
         encoding = label_encoding(config, prepared.task, outputs, len(prepared.classes or []))
         check_output_width(loaded, prepared, encoding, outputs)
         spe = distribution.steps_per_execution(config, prepared.train.rows)
+        batch = distribution.global_batch(config.training.batch_size)
         model.compile(optimizer=build_optimizer(loaded), loss=build_loss(loaded), metrics=build_metrics(loaded),
                       steps_per_execution=spe)
         if progress is not None:
             extras = resume.restore_point(model, run_dir, progress)
             notes.append(resume.describe(progress))
         distribution.prepare_model(model)
-    notes += [n for n in [distribution.describe(config.training.batch_size), *distribution.notes] if n]
+    notes += [n for n in [distribution.describe(batch), *distribution.notes] if n]
 
     if not request.resume:
         stack.enter_context(hold_lock(run_dir))
@@ -164,14 +168,14 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
     first_epoch = int(progress["epochs_completed"]) if progress else 0
     history = read_history(run_dir / files.HISTORY)[:first_epoch] if progress else []
     manifest = start_manifest(request, prepared, device.describe(), precision, model, now(), finetune_facts)
-    manifest["distribute"] = distribution.facts(config.training.batch_size, spe)
+    manifest["distribute"] = distribution.facts(batch, spe, requested=config.training.batch_size)
     if progress is None:
         files.write_text(run_dir / files.CONFIG, dump_yaml(to_dict(config)))
         if prepared.classes is not None:
             files.write_json(run_dir / files.LABELS, prepared.classes)
     write_manifest(run_dir, manifest)
     try:
-        fitted = _fit(request, model, prepared, encoding, progress, extras, history)
+        fitted = _fit(request, model, prepared, encoding, batch, progress, extras, history)
     except KeyboardInterrupt:
         manifest.update(status="interrupted", ended_at=now(), epochs_completed=len(history),
                         interrupted={"signal": "SIGINT", "epochs_completed": len(history)})
@@ -182,7 +186,7 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
         manifest.update(status="failed", ended_at=now(), epochs_completed=len(history))
         write_manifest(run_dir, manifest)
         raise
-    return _finish(request, model, prepared, encoding, fitted, manifest, history,
+    return _finish(request, model, prepared, encoding, batch, fitted, manifest, history,
                    device.describe(), precision, notes, finetune_facts)
 
 
@@ -195,9 +199,9 @@ class _Fitted:
     interrupt: Any
 
 
-def _fit(request: TrainRequest, model, prepared, encoding: str, progress: dict | None, extras: dict,
+def _fit(request: TrainRequest, model, prepared, encoding: str, batch: int, progress: dict | None, extras: dict,
          history: list[dict]) -> _Fitted:
-    """model.fit over the remaining epochs; a mid-epoch resume first finishes its epoch."""
+    """model.fit over the remaining epochs, `batch` rows a step; a mid-epoch resume first finishes its epoch."""
     import tensorflow as tf
 
     from mlcli.data.pipeline import evaluation_dataset, first_rows, steps_per_epoch, training_dataset
@@ -206,7 +210,6 @@ def _fit(request: TrainRequest, model, prepared, encoding: str, progress: dict |
 
     config = request.loaded.config
     run_dir = request.run_dir
-    batch = config.training.batch_size
     epochs = config.training.epochs
     num_classes = len(prepared.classes or [])
     first_epoch = int(progress["epochs_completed"]) if progress else 0
@@ -277,7 +280,7 @@ def _resume_command(request: TrainRequest) -> str:
     return f"mlcli {'finetune' if request.parent else 'train'} --resume {request.run_dir}"
 
 
-def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitted, manifest: dict,
+def _finish(request: TrainRequest, model, prepared, encoding: str, batch: int, fitted: _Fitted, manifest: dict,
             history: list[dict], device: str, precision: str, notes: list[str], finetune_facts) -> TrainResult:
     """Write what the outcome calls for; raise Diverged / Interrupted for those outcomes."""
     from mlcli.data.pipeline import evaluation_dataset
@@ -327,7 +330,7 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
     save_model(model, run_dir / files.MODEL, model_facts(prepared))
     metrics = _final_metrics(history, model_epoch)
     if prepared.test is not None:
-        test_ds = evaluation_dataset(prepared.test, batch_size=max(config.training.batch_size, 256),
+        test_ds = evaluation_dataset(prepared.test, batch_size=max(batch, 256),
                                      encoding=encoding, num_classes=len(prepared.classes or []))
         scores = model.evaluate(test_ds, verbose=0, return_dict=True)
         metrics.update({f"test_{k}": float(scores[k]) for k in sorted(scores, key=lambda k: (k != "loss", k))})

@@ -233,3 +233,35 @@ def test_an_absurd_cpu_device_count_is_refused_before_tensorflow_starts(tmp_path
     assert f"use at most cpu:{limit} (--device cpu:{limit})" in done.stderr
     assert json.loads(done.stdout)["problems"][0]["key"] == "runtime.device"
     assert not (tmp_path / "run").exists()
+
+
+# ---- 6: a model that cannot fit in memory is refused before it is built -----------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [("train",), ("validate", "--deep")])
+def test_an_impossible_layer_size_is_exit_2_naming_the_layer_and_the_estimate(command, tmp_path):
+    extra = ("--output", tmp_path / "run") if command[0] == "train" else ()
+    ran = run_cli(*command, CONFIGS / "tiny.yaml", "--set", "model.layers.0.units=1000000000000", *extra)
+    # 64 x 1e12 + 1e12 and 1e12 x 10 + 10 parameters, 16 bytes each with Adam; outputs of a batch of 64
+    refused(ran, 2, "--set model.layers.0.units=1000000000000: model.layers.0.units: training this model needs "
+                    "about 1.5 PB of memory but this machine has",
+            "this Dense alone has 65,000,000,000,000 parameters; counted: 4 bytes per parameter "
+            "(75,000,000,000,010 in all) for the weights, their gradients and adam's 2 slot(s), plus 465.7 TB of "
+            "layer outputs for a batch of 64 — make the layer smaller (fewer units)")
+    assert "ResourceExhausted" not in ran.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_estimate_counts_what_keras_counts_for_known_layers():
+    from mlcli.config import load_config
+    from mlcli.model.memory import configured_layers, layer_sizes, optimizer_slots
+
+    loaded = load_config(CONFIGS / "tiny.yaml", ["model.layers=[{type: Dense, units: 16}, {type: Dropout, rate: 0.1},"
+                                                 " {type: BatchNormalization}, {type: Dense, units: 10}]"])
+    sizes = layer_sizes(configured_layers(loaded, finetune=False), (64,))
+    assert [s.parameters for s in sizes] == [64 * 16 + 16, 0, 4 * 16, 16 * 10 + 10]  # Keras: 1040, 0, 64, 170
+    assert [s.outputs for s in sizes] == [16, 16, 16, 10]
+    assert optimizer_slots(loaded) == 2  # adam: m and v
+    head = load_config(CONFIGS / "tiny.yaml", ["finetune.head={replace: 1, layers: [{type: Dense, units: 3}]}"])
+    assert [key for key, _ in configured_layers(head, finetune=True)] == [("model", "layers", 0),
+                                                                          ("finetune", "head", "layers", 0)]

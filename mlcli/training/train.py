@@ -18,6 +18,7 @@ from mlcli.config import LoadedConfig, to_dict
 from mlcli.config.yamlio import dump_yaml
 from mlcli.errors import ConfigError, Diverged, Interrupted
 from mlcli.model.heads import check_output_width
+from mlcli.model.memory import check_fits_in_memory
 from mlcli.run import files
 from mlcli.run.history import read_history
 from mlcli.run.lock import hold_lock
@@ -101,6 +102,7 @@ def run_training(request: TrainRequest) -> TrainResult:
     # Every Keras name is resolved before any data is read: a typo costs no time.
     build_optimizer(loaded), build_loss(loaded), build_metrics(loaded)
     prepared = prepare_data(config, _parent_classes(request))
+    check_fits_in_memory(loaded, prepared.input_shape, finetune=request.parent is not None)
     if not distribution.writes_run_dir:  # another worker than the chief: see train_in_scratch
         return distribute.train_in_scratch(_train, request, prepared, device, precision, distribution)
     return _train(request, prepared, device, precision, distribution)

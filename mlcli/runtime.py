@@ -199,13 +199,35 @@ def choose_precision(requested: str, device: DeviceChoice) -> str:
     return precision_for(requested, device, gpu_capabilities(device) if needs_details else [])
 
 
-def seed_everything(seed: int, deterministic: bool) -> None:
-    tf = import_tensorflow()
+def seed_everything(seed: int) -> None:
+    import_tensorflow()
     import keras  # deferred: loads TensorFlow; import_tensorflow above did it quietly
 
     keras.utils.set_random_seed(seed)
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
+
+
+@contextlib.contextmanager
+def run_settings(precision: str, deterministic: bool):
+    """Keras's global dtype policy and TensorFlow's op determinism for one run, put back when it ends.
+
+    Both are process-wide: without this, the first deterministic or mixed-precision run would decide
+    them for every later run in the process (tests, notebooks, a sweep of runs).
+    """
+    import_tensorflow()
+    import keras  # deferred: loads TensorFlow; import_tensorflow above did it quietly
+
+    # deferred: TensorFlow's module; is_op_determinism_enabled is not in tf.config's public API
+    from tensorflow.python.framework import config as tf_config
+
+    policy = keras.mixed_precision.global_policy()
+    was_deterministic = tf_config.is_op_determinism_enabled()
+    keras.mixed_precision.set_global_policy(precision)
+    (tf_config.enable_op_determinism if deterministic else tf_config.disable_op_determinism)()
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+        (tf_config.enable_op_determinism if was_deterministic else tf_config.disable_op_determinism)()
 
 
 def nvidia_smi() -> str | None:

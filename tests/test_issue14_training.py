@@ -265,3 +265,92 @@ def test_the_estimate_counts_what_keras_counts_for_known_layers():
     head = load_config(CONFIGS / "tiny.yaml", ["finetune.head={replace: 1, layers: [{type: Dense, units: 3}]}"])
     assert [key for key, _ in configured_layers(head, finetune=True)] == [("model", "layers", 0),
                                                                           ("finetune", "head", "layers", 0)]
+
+
+# ---- issue 22 item 7: determinism and the dtype policy are set for each run, and put back after it ----
+
+@pytest.mark.slow
+def test_a_non_deterministic_run_after_a_deterministic_one_runs_non_deterministic(tmp_path, monkeypatch):
+    import keras
+    from tensorflow.python.framework import config as tf_config
+
+    from mlcli.data import load
+
+    seen = []
+    prepare = load.prepare_data
+
+    def spy(*args, **kwargs):  # called inside the run, once its settings are in force
+        seen.append((tf_config.is_op_determinism_enabled(), keras.mixed_precision.global_policy().name))
+        return prepare(*args, **kwargs)
+
+    monkeypatch.setattr(load, "prepare_data", spy)
+    assert not tf_config.is_op_determinism_enabled()
+    one = ("--set", "training.epochs=1")
+    ran = run_cli("train", CONFIGS / "tiny.yaml", "--output", tmp_path / "a", *one)  # tiny.yaml: deterministic
+    assert ran.exit_code == 0, ran
+    assert seen[-1] == (True, "float32")
+    assert not tf_config.is_op_determinism_enabled()
+    ran = run_cli("train", CONFIGS / "tiny.yaml", "--output", tmp_path / "b", *one,
+                  "--set", "runtime.deterministic=false", "--set", "runtime.precision=mixed_float16")
+    assert ran.exit_code == 0, ran
+    assert seen[-1] == (False, "mixed_float16")
+    assert not tf_config.is_op_determinism_enabled()
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+# ---- train --resume DIR --set training.epochs=N: the one key a resume may change ---------------------
+
+@pytest.mark.slow
+def test_resume_with_more_epochs_continues_the_run_and_its_history(tmp_path):
+    import yaml
+
+    run, straight = tmp_path / "run", tmp_path / "straight"
+    assert run_cli("train", CONFIGS / "tiny.yaml", "--output", run, "--quiet").exit_code == 0  # 2 epochs
+    first = (run / "history.csv").read_text()
+    ran = run_cli("train", "--resume", run, "--set", "training.epochs=4", "--json")
+    assert ran.exit_code == 0, ran
+    document = json.loads(ran.stdout)
+    assert document["status"] == "completed" and document["epochs_completed"] == 4
+    assert "training.epochs 2 -> 4: the run continues after epoch 2, its history going on" in ran.stderr
+    assert "epoch 3/4" in ran.stderr and "epoch 1/4" not in ran.stderr  # only the new epochs ran
+    assert (run / "history.csv").read_text().startswith(first)  # the first two rows, timings included
+    assert len(_history(run)) == 4
+    assert yaml.safe_load((run / "config.yaml").read_text())["training"]["epochs"] == 4
+    manifest = json.loads((run / "run.json").read_text())
+    assert [(c["from"], c["to"]) for c in manifest["epochs_changed"]] == [(2, 4)]
+    assert manifest["epochs_completed"] == 4 and len(manifest["resumed_at"]) == 1
+    # The same as four epochs in one go (tiny.yaml is deterministic).
+    assert run_cli("train", CONFIGS / "tiny.yaml", "--output", straight, "--quiet",
+                   "--set", "training.epochs=4").exit_code == 0
+    without_seconds = [{k: v for k, v in row.items() if k != "seconds"} for row in _history(run)]
+    assert without_seconds == [{k: v for k, v in row.items() if k != "seconds"} for row in _history(straight)]
+    # Now the run's config says 4: resuming it again has nothing to do.
+    again = run_cli("train", "--resume", run, "--json")
+    assert again.exit_code == 0 and "the run had already finished: nothing to do" in again.stderr
+
+
+@pytest.mark.slow
+def test_resume_refuses_other_changed_keys_and_fewer_epochs(tmp_path):
+    run = tmp_path / "run"
+    assert run_cli("train", CONFIGS / "tiny.yaml", "--output", run, "--quiet").exit_code == 0
+    ran = run_cli("train", "--resume", run, "--set", "training.epochs=4", "--set", "training.batch_size=32")
+    refused(ran, 2, "was started with a different config; --resume needs the same one",
+            "training.batch_size: 64 -> 32")
+    assert "training.epochs" not in ran.stderr  # the one key that may change is not listed
+    refused(run_cli("train", "--resume", run, "--set", "training.epochs=1"), 2,
+            f"training.epochs 1: {run} has already trained 2 epoch(s), and a resumed run only goes on from there",
+            "give training.epochs of at least 2")
+    assert len(_history(run)) == 2
+
+
+@pytest.mark.slow
+def test_resume_with_more_epochs_after_early_stopping_is_refused(write, tmp_path):
+    run = tmp_path / "run"
+    config = write("stops.yaml", EARLY.replace("patience: 2", "patience: 0"))
+    ran = run_cli("train", config, "--output", run, "--json")
+    assert ran.exit_code == 0, ran
+    done = json.loads(ran.stdout)["epochs_completed"]
+    assert done < 8
+    refused(run_cli("train", "--resume", run, "--set", "training.epochs=20"), 2,
+            f"training.epochs 20: early stopping ended {run} after epoch {done}, so more epochs would not train it "
+            "further", f"mlcli finetune --from {run}")

@@ -22,7 +22,7 @@ from mlcli.model.memory import check_fits_in_memory
 from mlcli.run import files
 from mlcli.run.history import read_history
 from mlcli.run.lock import hold_lock
-from mlcli.run.manifest import check_same_data, now, start_manifest, write_manifest
+from mlcli.run.manifest import check_same_data, now, read_manifest, start_manifest, write_manifest
 from mlcli.run.output import remove_replaced_run
 
 
@@ -36,6 +36,7 @@ class TrainRequest:
     make_model: Callable[[LoadedConfig, Any], tuple[Any, dict]] | None = None
     parent: dict | None = None
     replace: bool = False  # --force: remove the old run in run_dir once this one is ready to write
+    epochs_before: int | None = None  # resume raising training.epochs: the epochs the run was started with
 
 
 @dataclass
@@ -85,8 +86,6 @@ def run_training(request: TrainRequest) -> TrainResult:
     if too_many:
         raise ConfigError(loaded.problem(("runtime", "device"), too_many))
     runtime.import_tensorflow()
-    import keras
-
     from mlcli.data.load import prepare_data
     from mlcli.model.compile import build_loss, build_metrics, build_optimizer
 
@@ -96,16 +95,15 @@ def run_training(request: TrainRequest) -> TrainResult:
     # Before TensorFlow runs any op: MultiWorkerMirroredStrategy sets up the collectives when created.
     distribution = distribute.create(config.runtime, device)
     precision = runtime.choose_precision(config.runtime.precision, device)
-    keras.mixed_precision.set_global_policy(precision)
-    runtime.seed_everything(config.seed, config.runtime.deterministic)
-
-    # Every Keras name is resolved before any data is read: a typo costs no time.
-    build_optimizer(loaded), build_loss(loaded), build_metrics(loaded)
-    prepared = prepare_data(config, _parent_classes(request))
-    check_fits_in_memory(loaded, prepared.input_shape, finetune=request.parent is not None)
-    if not distribution.writes_run_dir:  # another worker than the chief: see train_in_scratch
-        return distribute.train_in_scratch(_train, request, prepared, device, precision, distribution)
-    return _train(request, prepared, device, precision, distribution)
+    with runtime.run_settings(precision, config.runtime.deterministic):
+        runtime.seed_everything(config.seed)
+        # Every Keras name is resolved before any data is read: a typo costs no time.
+        build_optimizer(loaded), build_loss(loaded), build_metrics(loaded)
+        prepared = prepare_data(config, _parent_classes(request))
+        check_fits_in_memory(loaded, prepared.input_shape, finetune=request.parent is not None)
+        if not distribution.writes_run_dir:  # another worker than the chief: see train_in_scratch
+            return distribute.train_in_scratch(_train, request, prepared, device, precision, distribution)
+        return _train(request, prepared, device, precision, distribution)
 
 
 def _parent_classes(request: TrainRequest) -> list | None:
@@ -171,10 +169,15 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
     history = read_history(run_dir / files.HISTORY)[:first_epoch] if progress else []
     manifest = start_manifest(request, prepared, device.describe(), precision, model, now(), finetune_facts)
     manifest["distribute"] = distribution.facts(batch, spe, requested=config.training.batch_size)
-    if progress is None:
+    if request.epochs_before is not None:  # the one key a resume may change: the run goes on to more epochs
+        manifest["epochs_changed"] = [*read_manifest(run_dir).get("epochs_changed", []),
+                                      {"from": request.epochs_before, "to": config.training.epochs, "at": now()}]
+        notes.append(f"training.epochs {request.epochs_before} -> {config.training.epochs}: the run continues "
+                     f"after epoch {len(history)}, its history going on")
+    if progress is None or request.epochs_before is not None:
         files.write_text(run_dir / files.CONFIG, dump_yaml(to_dict(config)))
-        if prepared.classes is not None:
-            files.write_json(run_dir / files.LABELS, prepared.classes)
+    if progress is None and prepared.classes is not None:
+        files.write_json(run_dir / files.LABELS, prepared.classes)
     write_manifest(run_dir, manifest)
     try:
         fitted = _fit(request, model, prepared, encoding, batch, progress, extras, history)

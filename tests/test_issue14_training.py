@@ -354,3 +354,29 @@ def test_resume_with_more_epochs_after_early_stopping_is_refused(write, tmp_path
     refused(run_cli("train", "--resume", run, "--set", "training.epochs=20"), 2,
             f"training.epochs 20: early stopping ended {run} after epoch {done}, so more epochs would not train it "
             "further", f"mlcli finetune --from {run}")
+
+
+# ---- --progress-every: plain progress lines inside long epochs, and while predicting -------------------
+
+@pytest.mark.slow
+def test_progress_every_prints_lines_inside_an_epoch_and_while_predicting(tmp_path):
+    import re
+
+    run = tmp_path / "run"
+    # 576 steps of 2 rows, all in one TensorFlow call: without the flag, nothing until the epoch ends.
+    ran = run_cli("train", CONFIGS / "tiny.yaml", "--output", run, "--set", "training.batch_size=2",
+                  "--set", "training.epochs=1", "--progress-every", "0.1")
+    assert ran.exit_code == 0, ran
+    lines = ran.stderr.splitlines()
+    end = next(i for i, line in enumerate(lines) if line.startswith("epoch 1/1  loss "))
+    inside = [line for line in lines[:end] if re.fullmatch(r"epoch 1/1  step \d+/576(  loss \S+)?  \(\d+\.\ds\)", line)]
+    assert inside, ran.stderr
+    assert all("\r" not in line and "\x1b" not in line for line in lines)
+    predicted = run_cli("predict", run, "builtin:digits/test", "--output", tmp_path / "p.csv",
+                        "--progress-every", "0.1")
+    assert predicted.exit_code == 0, predicted
+    assert re.search(r"^predict: still running on builtin:digits/test \(\d+s so far\)$", predicted.stderr, re.M), \
+        predicted.stderr
+    quiet = run_cli("predict", run, "builtin:digits/test", "--output", tmp_path / "q.csv", "--progress-every", "0.1",
+                    "--quiet")
+    assert quiet.exit_code == 0 and quiet.stderr == ""

@@ -37,6 +37,7 @@ class TrainRequest:
     parent: dict | None = None
     replace: bool = False  # --force: remove the old run in run_dir once this one is ready to write
     epochs_before: int | None = None  # resume raising training.epochs: the epochs the run was started with
+    progress_every: float | None = None  # --progress-every: seconds between progress lines inside an epoch
 
 
 @dataclass
@@ -243,7 +244,7 @@ def _fit(request: TrainRequest, model, prepared, encoding: str, batch: int, prog
         every_steps=config.training.checkpoint_every_steps, early_stopping=early, first_step=first_step,
         facts=model_facts(prepared),
     )
-    progress_bar = cb.Progress(epochs, steps, first_step)
+    progress_bar = cb.Progress(epochs, steps, first_step, every=request.progress_every)
     summaries = cb.EpochSummaries(run_dir / files.LOGS)
     callbacks = [guard, interrupt] + ([early] if early is not None else []) + [keeper, summaries, progress_bar]
     val_ds = None

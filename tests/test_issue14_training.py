@@ -380,3 +380,52 @@ def test_progress_every_prints_lines_inside_an_epoch_and_while_predicting(tmp_pa
     quiet = run_cli("predict", run, "builtin:digits/test", "--output", tmp_path / "q.csv", "--progress-every", "0.1",
                     "--quiet")
     assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+# ---- 11: a diverged run is answered with what can work, not with --resume ---------------------------
+
+DIVERGING = """
+name: diverging
+data: {train: builtin:diabetes/train, validation: 0.2, label: target, task: regression}
+model:
+  layers:
+    - {type: Dense, units: 16, activation: relu}
+    - {type: Dense, units: 1}
+optimizer:
+  type: sgd
+  # fine for the first epoch (9 steps), then a million times larger: loss becomes inf in epoch 2
+  learning_rate: {type: ExponentialDecay, initial_learning_rate: 0.0001, decay_steps: 9, decay_rate: 1.0e+6,
+                  staircase: true}
+loss: mse
+metrics: [mae]
+training: {epochs: 4, batch_size: 32}
+"""
+
+
+@pytest.mark.slow
+def test_a_run_that_diverged_before_any_epoch_suggests_a_new_run_with_a_lower_rate(write, tmp_path):
+    run = tmp_path / "run"
+    config = write("d.yaml", DIVERGING.replace("initial_learning_rate: 0.0001", "initial_learning_rate: 1000.0"))
+    ran = run_cli("train", config, "--output", run)
+    assert ran.exit_code == 6, ran
+    retry = f"mlcli train {run}/config.yaml --output {run}-retry --set optimizer.learning_rate.initial_learning_rate=100"
+    assert "--resume would repeat the same steps from the same state and diverge again" in ran.stderr
+    assert retry in ran.stderr
+    evaluated = run_cli("evaluate", run)
+    refused(evaluated, 2, "the run has no model.keras yet (status: diverged)",
+            "--resume would repeat the same steps", retry)
+    assert "mlcli train --resume" not in evaluated.stderr
+    again = run_cli(*retry.split()[1:], "--set", "training.epochs=1")  # the suggestion is a command mlcli takes
+    assert again.exit_code in (0, 6), again
+
+
+@pytest.mark.slow
+def test_evaluate_on_a_diverged_run_with_a_model_says_what_it_holds(write, tmp_path):
+    run = tmp_path / "run"
+    assert run_cli("train", write("d.yaml", DIVERGING), "--output", run).exit_code == 6
+    ran = run_cli("evaluate", run)
+    assert ran.exit_code == 0, ran
+    assert "this run diverged (loss inf at epoch 2); model.keras holds its last finite state, after epoch 1." \
+        in ran.stderr or "this run diverged (loss nan at epoch 2)" in ran.stderr
+    assert f"mlcli train {run}/config.yaml --output {run}-retry --set " \
+           "optimizer.learning_rate.initial_learning_rate=1e-05" in ran.stderr

@@ -20,6 +20,7 @@ from mlcli.errors import ConfigError, Diverged, Interrupted
 from mlcli.model.heads import check_output_width
 from mlcli.model.memory import check_fits_in_memory
 from mlcli.run import files
+from mlcli.run.diverged import restart_hint
 from mlcli.run.history import read_history
 from mlcli.run.lock import hold_lock
 from mlcli.run.manifest import check_same_data, now, read_manifest, start_manifest, write_manifest
@@ -310,7 +311,7 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, batch: int, f
             f"loss became {where['loss']} at epoch {where['epoch']}, step {where['step']}; "
             + (f"the last good state ({resume.describe(point)[len('resuming after '):]}) is kept in {run_dir}"
                if point else "no epoch had finished, so there is no model to keep"),
-            hint="lower optimizer.learning_rate, check the data for extreme values, or use normalize: standard",
+            hint=restart_hint(run_dir),
         )
         error.document = document
         raise error

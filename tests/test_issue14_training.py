@@ -8,16 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import CONFIGS, run_cli
-
-
-def refused(ran, code: int, *texts: str) -> None:
-    """A user error: the exit code, the message, and no traceback."""
-    assert ran.exit_code == code, ran
-    assert ran.exception is None, ran
-    assert "Traceback" not in ran.stderr, ran
-    for text in texts:
-        assert text in ran.stderr, (text, str(ran))
-
+from test_finetune import refused
+from test_reliability import DIVERGING  # epoch 1 fine, loss inf in epoch 2
 
 # ---- 1: a label is never a feature -----------------------------------------------------------------
 
@@ -383,24 +375,6 @@ def test_progress_every_prints_lines_inside_an_epoch_and_while_predicting(tmp_pa
 
 
 # ---- 11: a diverged run is answered with what can work, not with --resume ---------------------------
-
-DIVERGING = """
-name: diverging
-data: {train: builtin:diabetes/train, validation: 0.2, label: target, task: regression}
-model:
-  layers:
-    - {type: Dense, units: 16, activation: relu}
-    - {type: Dense, units: 1}
-optimizer:
-  type: sgd
-  # fine for the first epoch (9 steps), then a million times larger: loss becomes inf in epoch 2
-  learning_rate: {type: ExponentialDecay, initial_learning_rate: 0.0001, decay_steps: 9, decay_rate: 1.0e+6,
-                  staircase: true}
-loss: mse
-metrics: [mae]
-training: {epochs: 4, batch_size: 32}
-"""
-
 
 @pytest.mark.slow
 def test_a_run_that_diverged_before_any_epoch_suggests_a_new_run_with_a_lower_rate(write, tmp_path):

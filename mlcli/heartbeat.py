@@ -26,10 +26,6 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    @property
-    def active(self) -> bool:
-        return self._thread is not None
-
     def start(self) -> None:
         if self.every is None or self._thread is not None or console.is_terminal() or console.quiet():
             return

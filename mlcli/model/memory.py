@@ -8,7 +8,8 @@ inside TensorFlow with a ResourceExhaustedError, or first swap the machine to a 
   PReLU (1 per feature); other layers count nothing, and a layer that changes the shape in a way this
   walk does not follow leaves the next Dense's inputs unknown (only its units are counted then);
 - four bytes per parameter for the weights, as many for their gradients, and as many again for each
-  slot the optimizer keeps per weight (Adam: 2, SGD with momentum: 1, ...);
+  slot the optimizer keeps per weight (Adam: 2, SGD with momentum: 1, ...) — for a finetune run, the
+  parent's kept layers count their weights only, as if frozen (they exist already: the parent fits);
 - the outputs of every counted layer for one training batch, kept for the backward pass, and their
   gradients.
 
@@ -45,7 +46,7 @@ class LayerSize:
 
 def configured_layers(loaded: LoadedConfig, finetune: bool) -> list[tuple[tuple, LayerSpec]]:
     """(key, spec) of each layer of the model a run builds: model.layers, with finetune.head applied
-    for a finetune run (its kept layers come from the parent and are already real)."""
+    for a finetune run (its kept layers come from the parent: their keys are model.layers's)."""
     config = loaded.config
     layers = [(("model", "layers", i), spec) for i, spec in enumerate(config.model.layers)]
     head = config.finetune.head
@@ -94,10 +95,12 @@ def check_fits_in_memory(loaded: LoadedConfig, input_shape: tuple[int, ...], *, 
     if not sizes:
         return
     parameters = sum(size.parameters for size in sizes)
+    # a finetune run's kept parent layers (keys under model.layers) are counted as frozen
+    trained = sum(size.parameters for size in sizes if not (finetune and size.key[0] == "model"))
     slots = optimizer_slots(loaded)
     batch = loaded.config.training.batch_size
     activations = 2 * batch * sum(size.outputs for size in sizes) * _BYTES
-    needed = parameters * _BYTES * (2 + slots) + activations
+    needed = (parameters + trained * (1 + slots)) * _BYTES + activations
     available = memory_limit()
     if available is None or needed <= available:
         return

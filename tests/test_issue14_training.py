@@ -389,6 +389,8 @@ def test_a_run_that_diverged_before_any_epoch_suggests_a_new_run_with_a_lower_ra
     refused(evaluated, 2, "the run has no model.keras yet (status: diverged)",
             "--resume would repeat the same steps", retry)
     assert "mlcli train --resume" not in evaluated.stderr
+    resumed = run_cli("train", "--resume", run, "--set", "optimizer.learning_rate.initial_learning_rate=100")
+    refused(resumed, 2, "--resume needs the same one", "--resume would repeat the same steps", retry)
     again = run_cli(*retry.split()[1:], "--set", "training.epochs=1")  # the suggestion is a command mlcli takes
     assert again.exit_code in (0, 6), again
 

@@ -10,6 +10,7 @@ from mlcli.config import LoadedConfig, load_config
 from mlcli.config.yamlio import read_yaml_file
 from mlcli.errors import ConfigError, UsageError
 from mlcli.run import files
+from mlcli.run.diverged import restart_hint
 from mlcli.run.manifest import check_resume_config, read_manifest
 from mlcli.run.output import claim_output, default_run_dir
 from mlcli.training.train import TrainRequest, TrainResult, run_training
@@ -109,7 +110,13 @@ def _continue_or_report(kind: str, loaded: LoadedConfig, run_dir: Path, parent: 
         return RunPlan(kind, loaded, run_dir, resume=True, parent=manifest.get("parent") or parent,
                        epochs_before=before)
     if manifest.get("config_hash"):
-        check_resume_config(run_dir, loaded)
+        try:
+            check_resume_config(run_dir, loaded)
+        except ConfigError as exc:
+            if manifest.get("status") != "diverged":
+                raise
+            # e.g. a lower learning rate: not a resume, but a new run is what can work
+            raise ConfigError(exc.problems, hint=restart_hint(run_dir)) from None
     if manifest.get("status") == "completed" and (run_dir / files.MODEL).is_file():
         return RunPlan(kind, loaded, run_dir, resume=True, finished=finished_result(run_dir), parent=parent)
     return RunPlan(kind, loaded, run_dir, resume=True, parent=manifest.get("parent") or parent)

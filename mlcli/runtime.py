@@ -86,6 +86,28 @@ class DeviceChoice:
         return [f"/{self.kind}:{index}" for index in range(self.count)]
 
 
+def cpu_device_limit() -> int:
+    """The most logical CPU devices cpu:N may ask for: the CPUs this process may run on (at least 2, so
+    that a mirrored run can be tried anywhere). Each device gets its own threads: thousands of them
+    leave TensorFlow stuck setting them up."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(2, cpus)
+
+
+def cpu_count_problem(requested: str) -> str | None:
+    """Why runtime.device cpu:N asks for too many devices, or None. Checked before TensorFlow starts."""
+    if not requested.startswith("cpu:"):
+        return None
+    count, limit = int(requested.split(":", 1)[1]), cpu_device_limit()
+    if count <= limit:
+        return None
+    return (f"cpu:{count} asks for {count} logical CPU devices but this machine has {os.cpu_count()} CPU(s) — "
+            f"use at most cpu:{limit} (--device cpu:{limit})")
+
+
 def visible_gpus() -> list:
     tf = import_tensorflow()
     with quiet_native_stderr():
@@ -177,13 +199,35 @@ def choose_precision(requested: str, device: DeviceChoice) -> str:
     return precision_for(requested, device, gpu_capabilities(device) if needs_details else [])
 
 
-def seed_everything(seed: int, deterministic: bool) -> None:
-    tf = import_tensorflow()
+def seed_everything(seed: int) -> None:
+    import_tensorflow()
     import keras  # deferred: loads TensorFlow; import_tensorflow above did it quietly
 
     keras.utils.set_random_seed(seed)
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
+
+
+@contextlib.contextmanager
+def run_settings(precision: str, deterministic: bool):
+    """Keras's global dtype policy and TensorFlow's op determinism for one run, put back when it ends.
+
+    Both are process-wide: without this, the first deterministic or mixed-precision run would decide
+    them for every later run in the process (tests, notebooks, a sweep of runs).
+    """
+    import_tensorflow()
+    import keras  # deferred: loads TensorFlow; import_tensorflow above did it quietly
+
+    # deferred: TensorFlow's module; is_op_determinism_enabled is not in tf.config's public API
+    from tensorflow.python.framework import config as tf_config
+
+    policy = keras.mixed_precision.global_policy()
+    was_deterministic = tf_config.is_op_determinism_enabled()
+    keras.mixed_precision.set_global_policy(precision)
+    (tf_config.enable_op_determinism if deterministic else tf_config.disable_op_determinism)()
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+        (tf_config.enable_op_determinism if was_deterministic else tf_config.disable_op_determinism)()
 
 
 def nvidia_smi() -> str | None:

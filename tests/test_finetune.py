@@ -528,15 +528,22 @@ def test_the_parents_columns_in_another_order_are_a_data_error(base, tmp_path):
             f"feature column 1 is {header[1]!r} here but {header[0]!r}", "data.features")
 
 
-def test_keeping_the_output_layer_for_other_classes_is_said(base, tmp_path):
-    out = tmp_path / "ft"
-    ran = run_cli("finetune", "--from", base, "--output", out, "--set", "data.classes=[5,6,7,8,9]",
-                  "--set", "finetune.freeze=[0,1]", "--set", "training.epochs=1")
-    ok(ran)
-    assert "the parent's output layer is kept: its outputs, trained for classes [0, 1, 2, 3, 4], now stand for " \
-           "[5, 6, 7, 8, 9]" in ran.stderr
-    assert json.loads((out / "labels.json").read_text()) == [5, 6, 7, 8, 9]
-    assert_frozen_kept_and_trained_changed(base / "model.keras", out)
+def test_keeping_the_output_layer_for_other_classes_is_refused(base, tmp_path):
+    # Issue 14 item 3: the parent's outputs for 0-4 must not silently become 5-9, nor 4 become 5.
+    for classes, others in (("[5,6,7,8,9]", "5, 6, 7, 8, 9"), ("[0,1,2,3,5]", "5")):
+        out = tmp_path / f"ft{len(others)}"
+        refused(run_cli("finetune", "--from", base, "--output", out, "--set", f"data.classes={classes}",
+                        "--set", "finetune.freeze=[0,1]", "--set", "training.epochs=1"), 2,
+                f"--from {(base / 'model.keras').resolve()}: finetune.head: the parent's output layer is kept "
+                "(no finetune.head), and its 5 outputs stand for classes 0, 1, 2, 3, 4; this data's labels include "
+                f"{others}, which none of them stands for — a new head is needed: finetune.head: {{replace: 1, "
+                f"layers: [{{type: Dense, units: {classes.count(',') + 1}, activation: softmax}}]}}")
+        assert not out.exists()
+    # The shipped example's config with its head taken away: the same refusal, placed at the config.
+    refused(run_cli("finetune", CONFIGS / "digits_finetune.yaml", "--from", base, "--set", "finetune.head=null",
+                    "--output", tmp_path / "example"), 2,
+            "digits_finetune.yaml: finetune.head: the parent's output layer is kept", "a new head is needed")
+    assert not (tmp_path / "example").exists()
 
 
 def test_renamed_feature_columns_are_fed_by_position_and_said(base, tmp_path):

@@ -228,8 +228,10 @@ def test_a_live_run_holds_its_directory_and_a_dead_one_does_not(config, tmp_path
     process.kill()
     process.communicate(timeout=60)
     assert json.loads((run / "run.json").read_text())["status"] == "running"  # what a SIGKILL leaves
-    done = run_process("train", config, "--output", run, "--resume", "--set", "training.epochs=1", "--quiet")
-    assert done.returncode == 2 and "training.epochs: 200 -> 1" in done.stderr  # config differs
+    # config differs (training.epochs is the one key a resume may change: issue 14)
+    done = run_process("train", config, "--output", run, "--resume", "--set", "training.epochs=200",
+                       "--set", "training.batch_size=32", "--quiet")
+    assert done.returncode == 2 and "training.batch_size: 16 -> 32" in done.stderr
     done = run_process("train", config, "--output", run, "--resume", "--set", "training.epochs=200",
                        "--set", "training.early_stopping.patience=0", "--quiet")
     assert done.returncode == 2 and "training.early_stopping.patience: 5 -> 0" in done.stderr

@@ -25,6 +25,7 @@ from mlcli.data.labels import loss_family
 from mlcli.data.sources import sha256
 from mlcli.errors import UsageError
 from mlcli.run import files
+from mlcli.run.diverged import restart_hint
 from mlcli.run.manifest import has_manifest, read_manifest, run_status
 
 STANDALONE_LABEL = "label"  # the label column `evaluate` reads for a standalone .keras file (.npz: y)
@@ -149,10 +150,15 @@ def locate(path: Path, flag: str) -> tuple[Path, Path | None]:
                              hint="pass a directory written by `mlcli train`, or a .keras file")
         model = path / files.MODEL
         if not model.is_file():
-            hint = f"finish it with `mlcli train --resume {path}`"
+            status = run_status(path)
+            if status == "diverged":  # no epoch finished; --resume would diverge again
+                hint = restart_hint(path)
+            else:
+                kind = "finetune" if status != "unknown" and read_manifest(path).get("parent") else "train"
+                hint = f"finish it with `mlcli {kind} --resume {path}`"
             if (path / files.BEST).is_file():
                 hint += f", or use its best checkpoint: {path / files.BEST}"
-            raise UsageError(f"{flag} {path}: the run has no {files.MODEL} yet (status: {run_status(path)})",
+            raise UsageError(f"{flag} {path}: the run has no {files.MODEL} yet (status: {status})",
                              hint=hint)
         return model.resolve(), path.resolve()
     if path.suffix.lower() != ".keras":

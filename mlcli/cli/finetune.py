@@ -14,6 +14,7 @@ from mlcli.cli.options import (
     force_option,
     json_option,
     output_option,
+    progress_every_option,
     quiet_option,
     resume_option,
     seed_option,
@@ -48,6 +49,7 @@ def finetune(
     unsafe: bool = unsafe_option(),
     fail_under: Optional[List[str]] = fail_under_option(),
     fail_over: Optional[List[str]] = fail_over_option(),
+    progress_every: Optional[float] = progress_every_option(),
 ) -> None:
     """Fine-tune a trained model: freeze most of it, replace its head, train the rest on new data."""
     use_settings(Settings(quiet=quiet, json=json_, verbose=verbose, unsafe=unsafe))
@@ -55,4 +57,4 @@ def finetune(
         raise UsageError(f"--resume {config} continues from the parent recorded in its run.json; drop --from",
                          hint=f"mlcli finetune --resume {config}")
     run_training("finetune", config, from_, output, set_ or [], resume, force, device, seed, json_,
-                 fail_under, fail_over)
+                 fail_under, fail_over, progress_every)

@@ -50,6 +50,13 @@ def seed_option() -> Any:
     return typer.Option(None, "--seed", help="Override the config's seed.")
 
 
+def progress_every_option() -> Any:
+    return typer.Option(
+        None, "--progress-every", metavar="SECONDS", min=0.1,
+        help="When stderr is not a terminal (CI logs), a plain progress line at least every SECONDS.",
+    )
+
+
 def json_option(help: str = _JSON_HELP) -> Any:
     return typer.Option(False, "--json", help=help)
 

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from mlcli import console
-from mlcli.cli.options import json_option, output_option, quiet_option, unsafe_option, verbose_option
+from mlcli.cli.options import (
+    json_option,
+    output_option,
+    progress_every_option,
+    quiet_option,
+    unsafe_option,
+    verbose_option,
+)
 from mlcli.errors import UsageError
+from mlcli.heartbeat import Heartbeat
 from mlcli.settings import Settings, use_settings
 
 
@@ -34,6 +43,7 @@ def predict(
     quiet: bool = quiet_option(),
     verbose: bool = verbose_option(),
     unsafe: bool = unsafe_option(),
+    progress_every: Optional[float] = progress_every_option(),
 ) -> None:
     """Predict for every row of INPUT, streaming: prediction in the original labels, prob_<label> per class."""
     # deferred: the predict stage imports numpy and pydantic, and TensorFlow and pyarrow when it runs
@@ -44,9 +54,12 @@ def predict(
     if json_ and to_stdout(output):
         raise UsageError("--json needs --output FILE: without it, stdout holds the predictions themselves (CSV)",
                          hint=f"mlcli predict {checkpoint} {input_} --output predictions.csv --json")
+    started = time.monotonic()
     try:
-        result = run_predict(checkpoint, input_, output, batch_size, keep or [], not no_probabilities,
-                             unsafe=unsafe)
+        with Heartbeat(progress_every, lambda: f"predict: still running on {input_} "
+                                               f"({time.monotonic() - started:.0f}s so far)"):
+            result = run_predict(checkpoint, input_, output, batch_size, keep or [], not no_probabilities,
+                                 unsafe=unsafe)
     except BrokenPipeError:
         # `mlcli predict ... | head`: the reader has all it wants; that is not an error.
         _silence_stdout()

@@ -29,6 +29,13 @@ def render_training(result) -> None:
     params = result.parameters
     if params:
         console.info(f"parameters: {params['trainable']:,} trainable, {params['non_trainable']:,} non-trainable")
+    restored = result.model_epoch not in (None, result.epochs_completed)  # early stopping's best weights
     if result.best:
-        console.info(f"best epoch: {result.best['epoch']} ({result.best['monitor']} {result.best['value']:.4f})")
+        line = f"best epoch: {result.best['epoch']} ({result.best['monitor']} {result.best['value']:.4f})"
+        if restored and result.model_epoch != result.best["epoch"]:
+            line += (f", kept in best.keras; model.keras and metrics.json hold epoch {result.model_epoch}, "
+                     "the best by early stopping")
+        console.info(line)
+    elif restored:
+        console.info(f"model.keras and metrics.json hold epoch {result.model_epoch}, the best by early stopping")
     console.info(f"run directory: {result.run_dir}")

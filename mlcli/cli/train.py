@@ -21,6 +21,7 @@ from mlcli.cli.options import (
     json_option,
     output_option,
     parse_gates,
+    progress_every_option,
     quiet_option,
     resume_option,
     seed_option,
@@ -54,9 +55,10 @@ def _sigterm_interrupts():
 def run_training(
     kind: str, config: Optional[Path], parent: Optional[Path], output: Optional[Path], sets: list[str],
     resume: bool, force: bool, device: Optional[str], seed: Optional[int], json_: bool,
-    fail_under: list[str] | None, fail_over: list[str] | None,
+    fail_under: list[str] | None, fail_over: list[str] | None, progress_every: float | None = None,
 ) -> None:
-    """train and finetune after their settings are active: plan, run, render, then the gates."""
+    """train and finetune after their settings are active: plan, run, render, then the gates.
+    `progress_every`: --progress-every, seconds between progress lines inside long epochs."""
     if resume and force:
         raise UsageError("--resume and --force contradict each other: continue the run, or replace it")
     under = parse_gates(fail_under, "--fail-under")
@@ -70,7 +72,8 @@ def run_training(
 
     with _sigterm_interrupts():
         try:
-            result = _plan_and_run(kind, config, parent, output, overrides, resume, force, under, over, json_)
+            result = _plan_and_run(kind, config, parent, output, overrides, resume, force, under, over, json_,
+                                   progress_every)
         except ConfigError as exc:
             # `--device tpu` is reported as the flag the user typed, not as the --set it became.
             raise ConfigError([replace(p, source=flags.get(p.source, p.source)) for p in exc.problems],
@@ -81,7 +84,7 @@ def run_training(
     check_gates(result.metrics, under, over)
 
 
-def _plan_and_run(kind, config, parent, output, overrides, resume, force, under, over, json_):
+def _plan_and_run(kind, config, parent, output, overrides, resume, force, under, over, json_, progress_every):
     # deferred: config and the training session import pydantic, numpy and (when run) TensorFlow
     from mlcli.config import check_config
     from mlcli.training import session
@@ -92,7 +95,7 @@ def _plan_and_run(kind, config, parent, output, overrides, resume, force, under,
         return plan.finished
     try:
         return session.execute(plan, command=["mlcli", *sys.argv[1:]] if sys.argv else [],
-                               unsafe=active_settings().unsafe)
+                               unsafe=active_settings().unsafe, progress_every=progress_every)
     except (Diverged, Interrupted) as exc:
         if json_ and getattr(exc, "document", None):
             console.data_json(exc.document)
@@ -115,7 +118,9 @@ def train(
     verbose: bool = verbose_option(),
     fail_under: Optional[List[str]] = fail_under_option(),
     fail_over: Optional[List[str]] = fail_over_option(),
+    progress_every: Optional[float] = progress_every_option(),
 ) -> None:
     """Train a model from a YAML config into a self-describing run directory."""
     use_settings(Settings(quiet=quiet, json=json_, verbose=verbose))
-    run_training("train", config, None, output, set_ or [], resume, force, device, seed, json_, fail_under, fail_over)
+    run_training("train", config, None, output, set_ or [], resume, force, device, seed, json_, fail_under, fail_over,
+                 progress_every)

@@ -8,6 +8,7 @@ from typing import Iterable
 from mlcli.config.keras_checks import keras_problems
 from mlcli.config.load import LoadedConfig
 from mlcli.config.schema import Config
+from mlcli.data.columns import label_role
 from mlcli.errors import ConfigError, ConfigProblem
 from mlcli.model.heads import apply_head
 
@@ -92,10 +93,17 @@ def check_config(loaded: LoadedConfig, gates: Iterable[str] = ()) -> None:
         problems.append(loaded.problem(
             ("loss",), f"{loss} needs class labels but data.task is regression — use e.g. mse or mae",
         ))
-    if len(config.data.label_columns()) > 1 and config.data.task == "classification":
+    labels = config.data.label_columns()
+    if len(labels) > 1 and config.data.task == "classification":
         problems.append(loaded.problem(
             ("data", "label"), "several label columns are for regression — give one label column for classification",
         ))
+    features = config.data.features
+    for index, name in enumerate([features] if isinstance(features, str) else features or []):
+        if name in labels:  # the model would read the answer it is asked to predict
+            key = ("data", "features") if isinstance(features, str) else ("data", "features", index)
+            problems.append(loaded.problem(key, f"{name!r} is {label_role(labels)} (data.label), so it cannot "
+                                                "also be a feature — remove it from data.features"))
 
     problems += keras_problems(loaded)
     for gate in gates:

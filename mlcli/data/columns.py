@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
-from mlcli.errors import DataError
+from mlcli.errors import ConfigError, ConfigProblem, DataError
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ def training_columns(columns: list[str], where: str, *, labels: list[str],
         if missing:
             raise DataError(f"{where}: feature column(s) {', '.join(map(repr, missing))} not found — the columns "
                             f"are: {listing(columns)}{column_hint(missing[0], columns)}")
+    check_features_are_not_labels(names, labels, where)
     if not names:
         raise DataError(f"{where}: no feature columns — the file holds only the label column(s)")
     return _plan(columns, names, list(labels), [])
@@ -65,6 +66,7 @@ def model_columns(columns: list[str], where: str, *, features: list[str] | None,
     column but the label and --keep ones, by position; `width` values in all), `labels` (evaluate) and
     --keep columns."""
     names = _model_features(columns, where, features, width, labels, keep)
+    check_features_are_not_labels(names, labels, where)
     missing = [c for c in names if c not in columns]
     if missing:
         raise DataError(
@@ -100,6 +102,21 @@ def _model_features(columns: list[str], where: str, features: list[str] | None, 
         # A run trained on an .npz array `x`: as a table, its features are columns x_0, x_1, ...
         return [f"{features[0]}_{i}" for i in range(width)]
     return list(features)
+
+
+def label_role(labels: list[str]) -> str:
+    """How a message names one of `labels`: the label, or one of several regression targets."""
+    return "the label" if len(labels) == 1 else "one of the regression targets"
+
+
+def check_features_are_not_labels(features: list[str], labels: list[str], where: str) -> None:
+    """A column (or .npz array) that is both an input and a target lets the model read the answer it
+    is asked to predict: it trains to a perfect score and is useless on new data. Exit 2."""
+    both = [name for name in features if name in labels]
+    if both:
+        raise ConfigError(ConfigProblem(
+            "data.features", f"{where}: {both[0]!r} is {label_role(labels)} (data.label), so it cannot also be a "
+            "feature — list data.features without it"))
 
 
 def _plan(columns: list[str], features: list[str], labels: list[str], keep: list[str]) -> ColumnPlan:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mlcli.data.columns import check_header, listing, training_columns
+from mlcli.data.columns import check_features_are_not_labels, check_header, listing, training_columns
 from mlcli.data.labels import label_array
 from mlcli.data.sources import Source, resolve, sha256
 from mlcli.data.values import check_finite, check_labels_present, check_text, numeric_column
@@ -141,6 +141,7 @@ def _npz_frame(source: Source, role: str, labels: list[str] | None, features) ->
             label_name = "y"  # the contract's .npz default
         if len(labels) > 1:
             raise DataError(f"{role}: {source.spec}: for .npz, data.label names one array (default y)")
+        check_features_are_not_labels([feature_name], [label_name], f"{role}: {source.spec}")
         if label_name not in arrays:
             raise DataError(
                 f"{role}: {source.spec}: no label array {label_name!r} — the arrays are: {listing(list(arrays))}; "

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlcli.data.columns import ColumnPlan, check_header, listing, model_columns
+from mlcli.data.columns import ColumnPlan, check_features_are_not_labels, check_header, listing, model_columns
 from mlcli.data.formats import csv
 from mlcli.data.labels import class_indices, in_classes, label_array, regression_targets
 from mlcli.data.sources import Source, resolve
@@ -108,6 +108,7 @@ class InputReader:
                 raise DataError(f"{where}: no label array {self.labels[0]!r} (or y) — the arrays are: "
                                 f"{listing(list(arrays))}")
             label_columns = [label]
+            check_features_are_not_labels([name], label_columns, where)
         for column in [*label_columns, *self.keep]:
             if column not in arrays:
                 raise DataError(f"{where}: --keep array {column!r} not found — "

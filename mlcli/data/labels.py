@@ -38,10 +38,14 @@ def is_classification_loss(config: Config) -> bool:
 
 
 def infer_task(config: Config, y: np.ndarray, role: str) -> str:
-    if config.data.task != "auto":
-        return config.data.task
-    if is_classification_loss(config):
-        return "classification"
+    """classification or regression; classes must be finite numbers or text (an inf label would be a class)."""
+    task = config.data.task
+    if task == "auto" and is_classification_loss(config):
+        task = "classification"
+    if task == "classification":
+        check_finite_labels(y, role, config.data.label_columns()[0])
+    if task != "auto":
+        return task
     if y.dtype == object:
         raise DataError(
             f"{role}: label column holds text values (e.g. {y[0]!r}) but the loss "
@@ -141,9 +145,25 @@ def regression_targets(y: np.ndarray, role: str, spec: str, names: list[str], ro
     bad = np.argwhere(~np.isfinite(targets))
     if len(bad):
         row, col = int(bad[0][0]), int(bad[0][1])
-        raise DataError(f"{role}: {spec}: label {names[col] if col < len(names) else col!r}, row {row + 1 + row_offset}: "
-                        f"{np.asarray(values[row, col]).item()!r} is not a finite number")
+        raise non_finite_label(f"{role}: {spec}", names[col] if col < len(names) else col, row + 1 + row_offset,
+                               np.asarray(values[row, col]).item())
     return targets
+
+
+def non_finite_label(where: str, name, row: int, value) -> DataError:
+    """A label that is NaN or infinite: not a target a loss can use, nor a class (each NaN would be one)."""
+    return DataError(f"{where}: label {name!r}, row {row}: {value!r} is not a finite number — a label must be a "
+                     "finite number or text (fix or drop the row)")
+
+
+def check_finite_labels(y: np.ndarray, where: str, name) -> None:
+    """Number labels must be finite; `y` holds the label values in file order."""
+    if y.dtype.kind != "f":
+        return
+    bad = np.argwhere(~np.isfinite(y.reshape(len(y), -1)))
+    if len(bad):
+        row = int(bad[0][0])
+        raise non_finite_label(where, name, row + 1, y.reshape(len(y), -1)[row, int(bad[0][1])].item())
 
 
 # ---- what the loss is fed ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mlcli.data.labels import non_finite_label
 from mlcli.data.sources import Source
 from mlcli.errors import DataError
 
@@ -101,11 +102,18 @@ def check_finite(x: np.ndarray, names: list[str], source: Source, role: str, row
 
 
 def check_labels_present(column, name: str, source: Source, role: str, row_offset: int = 0) -> None:
+    """Every row has a label, and a number label is finite (NaN and inf are no class and no target)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     if column.null_count:
         row = int(pc.index(pc.is_null(column), True).as_py())
         raise DataError(f"{role}: {source.spec}: label column {name!r}, row {row + 1 + row_offset}: missing label")
+    if pa.types.is_floating(column.type):
+        finite = pc.is_finite(column)
+        if not pc.all(finite).as_py():
+            row = int(pc.index(finite, False).as_py())
+            raise non_finite_label(f"{role}: {source.spec}", name, row + 1 + row_offset, column[row].as_py())
 
 
 def label_values(column, name: str, task: str, classes: list | None, source: Source, role: str,

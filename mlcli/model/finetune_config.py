@@ -168,5 +168,11 @@ def check_selectors(loaded: LoadedConfig, declared: list[archive.ArchiveLayer]) 
     names = head_names(loaded, [layer.name for layer in kept_layers(declared, replace)])
     layers = apply_head([(layer.name, layer.type) for layer in declared], replace,
                         [(name, spec.type) for name, spec in zip(names, specs)])
+    if not layers:
+        raise ConfigError(loaded.problem(
+            ("finetune", "head"),
+            f"replace: {replace} drops all {len(declared)} of the parent's layers and layers: [] adds none, so "
+            "nothing is left to train — keep some (a smaller replace) or add new ones (finetune.head.layers)",
+        ))
     select_layers(layers, list(loaded.config.finetune.freeze), ("finetune", "freeze"), loaded)
     select_layers(layers, list(loaded.config.finetune.unfreeze), ("finetune", "unfreeze"), loaded)

@@ -21,7 +21,7 @@ from mlcli.data.sources import sha256
 from mlcli.errors import ConfigError, DataError, UsageError, first_line
 from mlcli.model.build import layer_names, user_layers
 from mlcli.model.finetune_config import FLAG, head_names
-from mlcli.model.heads import apply_head, check_output_width, kept_layers, select_layers
+from mlcli.model.heads import apply_head, check_output_width, kept_layers, new_head, no_head_problem, select_layers
 from mlcli.model.layers import build_layer
 from mlcli.model.normalize import NORMALIZE_LAYER
 from mlcli.model.table import display_rows, layer_table, parameter_counts, shape_text, show_table
@@ -46,6 +46,7 @@ def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict, *, unsafe:
     outputs = int(model.output_shape[-1])
     encoding = label_encoding(loaded.config, prepared.task, outputs, len(prepared.classes or []))
     check_output_width(loaded, prepared, encoding, outputs, parent=f"{FLAG} {path}")
+    _check_kept_classes(loaded, parent_facts, prepared, f"{FLAG} {path}")
 
     table = layer_table(model)
     for row in table:
@@ -124,6 +125,13 @@ def _set_trainable(loaded: LoadedConfig, model, normalize: list) -> list:
         layers[index].trainable = False
     for index in select_layers(names, list(finetune.unfreeze), ("finetune", "unfreeze"), loaded):
         layers[index].trainable = True
+    if not any(layer.weights for layer in layers):  # e.g. finetune.head: {replace: 3, layers: [{type: Dropout}]}
+        raise ConfigError(loaded.problem(
+            ("finetune", "head"),
+            f"the model's layers ({', '.join(layer.name for layer in layers)}) have no weights, so there is nothing "
+            "to train — keep some of the parent's layers (a smaller replace) or add one with weights to "
+            "finetune.head.layers, e.g. {type: Dense, units: N}",
+        ))
     if not model.trainable_weights:
         raise ConfigError(loaded.problem(
             ("finetune", "freeze"),
@@ -198,6 +206,30 @@ def _feature_notes(parent_facts: dict, prepared) -> list[str]:
         )
     return [f"the feature columns are named differently from the parent's ({after[0]!r}… vs {before[0]!r}…); "
             "they are fed to it by position"]
+
+
+def _check_kept_classes(loaded: LoadedConfig, parent_facts: dict, prepared, parent: str) -> None:
+    """Keeping the parent's output layer (no finetune.head) keeps what its outputs stand for: the data's
+    classes must be the parent's (data lacking some of them was given the parent's vocabulary when it
+    was read). Other classes would silently take over outputs trained for different ones."""
+    if loaded.config.finetune.head is not None or prepared.classes is None:
+        return
+    before = parent_classes(parent_facts)
+    if before is None or before == prepared.classes:
+        return
+    known = {(type(c), c) for c in before}  # 1 and 1.0 are different labels
+    others = [c for c in prepared.classes if (type(c), c) not in known]
+    raise ConfigError(no_head_problem(
+        loaded,
+        f"the parent's output layer is kept (no finetune.head), and its {len(before)} outputs stand for classes "
+        f"{_listing(before)}; this data's labels include {_listing(others)}, which none of them stands for — a new "
+        f"head is needed: {new_head(len(prepared.classes))}",
+        parent,
+    ))
+
+
+def _listing(classes: list) -> str:
+    return ", ".join(map(repr, classes[:12])) + (", …" if len(classes) > 12 else "")
 
 
 def _label_notes(parent_facts: dict, prepared, replaced: bool) -> list[str]:

@@ -131,11 +131,21 @@ def _finetune_width_problem(loaded: LoadedConfig, mismatch: _WidthMismatch, pare
             f"the new head's last layer has {mismatch.outputs} but the data has {mismatch.data} — "
             f"set its units to {mismatch.needed}",
         )
-    activation = "" if mismatch.kind == "regression" else ", activation: softmax"
     message = (f"the parent's last layer has {mismatch.outputs} but the data has {mismatch.data} — replace it: "
-               f"finetune.head: {{replace: 1, layers: [{{type: Dense, units: {mismatch.needed}{activation}}}]}}")
+               + new_head(mismatch.needed, classification=mismatch.kind != "regression"))
     if head is not None:
         return loaded.problem(("finetune", "head", "replace"), message)
-    # No head was written anywhere: the mismatch is between the parent and the data, so the problem
-    # is placed at CONFIG (or --from), not at the parent's config.yaml, which is not at fault.
+    return no_head_problem(loaded, message, parent)
+
+
+def new_head(units: int, classification: bool = True) -> str:
+    """The finetune.head that replaces the parent's last layer with `units` fresh outputs."""
+    activation = ", activation: softmax" if classification else ""
+    return f"finetune.head: {{replace: 1, layers: [{{type: Dense, units: {units}{activation}}}]}}"
+
+
+def no_head_problem(loaded: LoadedConfig, message: str, parent: str) -> ConfigProblem:
+    """A problem with keeping the parent's output layer when no finetune.head was written anywhere:
+    it is between the parent and the data, so it is placed at CONFIG (or --from), not at the
+    parent's config.yaml, which is not at fault."""
     return ConfigProblem("finetune.head", message, str(loaded.source) if loaded.source else parent)

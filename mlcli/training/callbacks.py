@@ -13,6 +13,7 @@ import keras
 
 from mlcli import console
 from mlcli.checkpoint.archive import save_model
+from mlcli.heartbeat import Heartbeat
 from mlcli.run import files
 from mlcli.run.history import write_history
 
@@ -293,9 +294,10 @@ class EpochSummaries(keras.callbacks.Callback):
 
 
 class Progress(keras.callbacks.Callback):
-    """A live Rich bar on a terminal; one plain line per epoch otherwise; nothing with --quiet."""
+    """A live Rich bar on a terminal; one plain line per epoch otherwise, and with `every` (--progress-every)
+    a line at least that often inside long epochs; nothing with --quiet."""
 
-    def __init__(self, epochs: int, steps: int, first_step: int = 0):
+    def __init__(self, epochs: int, steps: int, first_step: int = 0, every: float | None = None):
         super().__init__()
         self.epochs = epochs
         self.steps = steps
@@ -303,10 +305,19 @@ class Progress(keras.callbacks.Callback):
         self.live = console.is_terminal() and not console.quiet()
         self._bar = None
         self._task = None
-        self._started = 0.0
+        self._started = time.perf_counter()
         self._done = first_step  # steps finished in the current epoch
+        self._epoch = 0
+        self._loss: float | None = None
+        self._heartbeat = Heartbeat(every, self._describe)
+
+    def _describe(self) -> str:
+        loss = f"  loss {self._loss:.4f}" if self._loss is not None else ""
+        return (f"epoch {self._epoch + 1}/{self.epochs}  step {self._done}/{self.steps}{loss}  "
+                f"({time.perf_counter() - self._started:.1f}s)")
 
     def on_train_begin(self, logs=None):
+        self._heartbeat.start()
         if self.live and self._bar is None:  # once, though a mid-epoch resume calls fit twice
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
             from rich.progress import Progress as RichProgress
@@ -319,13 +330,15 @@ class Progress(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
+        self._epoch, self._loss = epoch, None
         if self._bar is not None:
             self._task = self._bar.add_task(f"epoch {epoch + 1}/{self.epochs}", total=self.steps, metrics="")
 
     def on_train_batch_end(self, batch, logs=None):
         self._done = min(int(batch) + 1 + self.offset, self.steps)
+        loss = (logs or {}).get("loss")
+        self._loss = float(loss) if loss is not None else None
         if self._bar is not None and self._task is not None:
-            loss = (logs or {}).get("loss")
             self._bar.update(self._task, completed=self._done,
                              metrics=f"loss {float(loss):.4f}" if loss is not None else "")
 
@@ -340,8 +353,10 @@ class Progress(keras.callbacks.Callback):
             self._bar.update(self._task, completed=self.steps, metrics=text)
         elif not console.quiet():
             console.info(f"epoch {epoch + 1}/{self.epochs}  {text}  ({seconds:.1f}s)")
+            self._heartbeat.printed()
 
     def close(self) -> None:
+        self._heartbeat.stop()
         if self._bar is not None:
             self._bar.stop()
             self._bar = None

@@ -116,11 +116,13 @@ class Distribution:
         return self.strategy.scope() if self.distributed else contextlib.nullcontext()
 
     def prepare_model(self, model) -> None:
-        """Keras 3 cannot fit under MultiWorkerMirroredStrategy (keras-team/keras#20585): before the first
-        step it reduces a whole (features, targets) batch across workers in one call, which the strategy
-        rejects. That reduction only serves to learn the batch's shapes and dtypes, so the model is built
-        from this worker's own first batch instead; the training steps are Keras's, unchanged."""
-        if self.kind != "multi_worker":
+        """Before the first step of fit and evaluate, Keras 3 reduces a whole (features, targets) batch
+        across the replicas in one call, only to learn its shapes and dtypes: MirroredStrategy fails when
+        the replicas' parts differ in size (a last or only batch that does not split evenly, e.g. 33 rows
+        on 2 replicas: "AddN [17,13] != [16,13]"), and MultiWorkerMirroredStrategy rejects the call
+        outright (keras-team/keras#20585). So the model is built from the first replica's part of the
+        first batch instead; the training steps are Keras's, unchanged."""
+        if not self.distributed:
             return
         import tensorflow as tf
         from keras import tree
@@ -140,7 +142,20 @@ class Distribution:
                 model._symbolic_build(data_batch=data_batch)
 
         model._maybe_symbolic_build = symbolic_build
-        _mean_of_scalars_across_workers()
+        if self.kind == "multi_worker":
+            _mean_of_scalars_across_workers()
+
+    def global_batch(self, requested: int) -> int:
+        """training.batch_size rounded up to a multiple of the replicas, with a note when it changes.
+
+        Each replica averages the loss over its own rows and the replicas' gradients are summed, so a
+        step is the one-device step on the same rows only when every replica gets as many rows."""
+        batch = -(-requested // self.replicas) * self.replicas
+        if batch != requested:
+            self.notes.append(f"training.batch_size {requested} -> {batch}: a global batch is split evenly across "
+                              f"the {self.replicas} replicas ({batch // self.replicas} rows each), so that each step "
+                              "is the one-device step on its rows")
+        return batch
 
     def steps_per_execution(self, config, rows: int) -> int:
         """training.steps_per_execution; auto runs about 4,096 rows per TensorFlow call (same math).
@@ -161,8 +176,8 @@ class Distribution:
                 value = max(d for d in range(1, min(value, every) + 1) if every % d == 0)
         return max(1, min(int(value), steps))
 
-    def facts(self, batch_size: int, steps_per_execution: int) -> dict:
-        """run.json's "distribute" record."""
+    def facts(self, batch_size: int, steps_per_execution: int, requested: int | None = None) -> dict:
+        """run.json's "distribute" record; `requested`: training.batch_size when global_batch rounded it."""
         facts = {
             "strategy": _STRATEGY.get(self.kind),
             "replicas": self.replicas,
@@ -171,6 +186,8 @@ class Distribution:
             "per_replica_batch_size": -(-batch_size // self.replicas),
             "steps_per_execution": steps_per_execution,
         }
+        if requested is not None and requested != batch_size:
+            facts["requested_batch_size"] = requested
         if self.role is not None:
             facts.update(workers=self.role.workers, task={"type": self.role.task_type, "index": self.role.index},
                          chief=self.role.is_chief)

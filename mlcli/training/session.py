@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlcli.config import LoadedConfig, load_config
-from mlcli.errors import UsageError
+from mlcli.config.yamlio import read_yaml_file
+from mlcli.errors import ConfigError, UsageError
 from mlcli.run import files
+from mlcli.run.diverged import restart_hint
 from mlcli.run.manifest import check_resume_config, read_manifest
 from mlcli.run.output import claim_output, default_run_dir
 from mlcli.training.train import TrainRequest, TrainResult, run_training
@@ -23,6 +25,7 @@ class RunPlan:
     finished: object | None = None  # a TrainResult when the run had already completed
     parent: dict | None = None  # finetune: the parent checkpoint
     replace: bool = False  # --force on a run directory: its files go when the new run starts writing
+    epochs_before: int | None = None  # --resume raising training.epochs: what the run was started with
 
 
 def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path | None,
@@ -99,11 +102,59 @@ def _check_cluster(loaded: LoadedConfig, resume: bool) -> bool:
 
 def _continue_or_report(kind: str, loaded: LoadedConfig, run_dir: Path, parent: dict | None) -> RunPlan:
     manifest = read_manifest(run_dir)
+    before = _saved_epochs(run_dir) if manifest.get("config_hash") else None
+    if before is not None and before != loaded.config.training.epochs:
+        # training.epochs is the one key a resume may change: any other difference is still refused.
+        check_resume_config(run_dir, _with_epochs(loaded, before))
+        _check_more_epochs(run_dir, loaded.config.training.epochs)
+        return RunPlan(kind, loaded, run_dir, resume=True, parent=manifest.get("parent") or parent,
+                       epochs_before=before)
     if manifest.get("config_hash"):
-        check_resume_config(run_dir, loaded)
+        try:
+            check_resume_config(run_dir, loaded)
+        except ConfigError as exc:
+            if manifest.get("status") != "diverged":
+                raise
+            # e.g. a lower learning rate: not a resume, but a new run is what can work
+            raise ConfigError(exc.problems, hint=restart_hint(run_dir)) from None
     if manifest.get("status") == "completed" and (run_dir / files.MODEL).is_file():
         return RunPlan(kind, loaded, run_dir, resume=True, finished=finished_result(run_dir), parent=parent)
     return RunPlan(kind, loaded, run_dir, resume=True, parent=manifest.get("parent") or parent)
+
+
+def _saved_epochs(run_dir: Path) -> int | None:
+    """training.epochs of the run's own config.yaml (None when it cannot say)."""
+    try:
+        saved, _ = read_yaml_file(run_dir / files.CONFIG)
+        epochs = saved["training"]["epochs"]
+    except (ConfigError, OSError, KeyError, TypeError):
+        return None
+    return epochs if isinstance(epochs, int) else None
+
+
+def _with_epochs(loaded: LoadedConfig, epochs: int) -> LoadedConfig:
+    config = loaded.config
+    training = config.training.model_copy(update={"epochs": epochs})
+    return LoadedConfig(config.model_copy(update={"training": training}), loaded.positions, loaded.source)
+
+
+def _check_more_epochs(run_dir: Path, epochs: int) -> None:
+    """A run continues to `epochs` only from where it is: not below the epochs it has finished, and not
+    after early stopping ended it (more epochs would not train it further)."""
+    from mlcli.run import resume
+
+    point = resume.read_progress(run_dir) or {}
+    done, step = int(point.get("epochs_completed", 0)), int(point.get("step", 0))
+    stopped = (point.get("early_stopping") or {}).get("stopped")
+    if stopped:
+        raise UsageError(f"training.epochs {epochs}: early stopping ended {run_dir} after epoch {done}, so more "
+                         "epochs would not train it further",
+                         hint=f"train a new run from it instead: mlcli finetune --from {run_dir} --output NEW_DIR")
+    if epochs < done or (epochs == done and step):
+        raise UsageError(f"training.epochs {epochs}: {run_dir} has already trained "
+                         f"{done} epoch(s){f' and {step} step(s) of the next' if step else ''}, and a resumed run "
+                         "only goes on from there",
+                         hint=f"give training.epochs of at least {done + bool(step)}, or start a new run")
 
 
 def finished_result(run_dir: Path):
@@ -116,17 +167,19 @@ def finished_result(run_dir: Path):
         best=manifest.get("best"), device=manifest.get("device", "unknown"),
         precision=manifest.get("precision", "unknown"), parameters=manifest.get("parameters", {}),
         layers=manifest.get("layers", []), notes=["the run had already finished: nothing to do"],
-        finetune=manifest.get("finetune"),
+        finetune=manifest.get("finetune"), model_epoch=manifest.get("model_epoch"),
     )
 
 
-def execute(plan: RunPlan, command: list[str], *, unsafe: bool = False):
-    """Run the plan. `unsafe` (--unsafe) lets Keras run code stored in a finetune parent's file."""
+def execute(plan: RunPlan, command: list[str], *, unsafe: bool = False, progress_every: float | None = None):
+    """Run the plan. `unsafe` (--unsafe) lets Keras run code stored in a finetune parent's file;
+    `progress_every` (--progress-every): seconds between progress lines inside long epochs."""
     make_model = None
     if plan.kind == "finetune":
         from mlcli.model.finetune_model import model_from_parent
 
         make_model = model_from_parent(plan.parent, unsafe=unsafe)
     request = TrainRequest(plan.loaded, plan.run_dir, command, resume=plan.resume, make_model=make_model,
-                           parent=plan.parent, replace=plan.replace)
+                           parent=plan.parent, replace=plan.replace, epochs_before=plan.epochs_before,
+                           progress_every=progress_every)
     return run_training(request)

@@ -16,12 +16,14 @@ from typing import Any, Callable
 from mlcli.checkpoint.archive import model_facts, save_model
 from mlcli.config import LoadedConfig, to_dict
 from mlcli.config.yamlio import dump_yaml
-from mlcli.errors import Diverged, Interrupted
+from mlcli.errors import ConfigError, Diverged, Interrupted
 from mlcli.model.heads import check_output_width
+from mlcli.model.memory import check_fits_in_memory
 from mlcli.run import files
+from mlcli.run.diverged import restart_hint
 from mlcli.run.history import read_history
 from mlcli.run.lock import hold_lock
-from mlcli.run.manifest import check_same_data, now, start_manifest, write_manifest
+from mlcli.run.manifest import check_same_data, now, read_manifest, start_manifest, write_manifest
 from mlcli.run.output import remove_replaced_run
 
 
@@ -35,6 +37,8 @@ class TrainRequest:
     make_model: Callable[[LoadedConfig, Any], tuple[Any, dict]] | None = None
     parent: dict | None = None
     replace: bool = False  # --force: remove the old run in run_dir once this one is ready to write
+    epochs_before: int | None = None  # resume raising training.epochs: the epochs the run was started with
+    progress_every: float | None = None  # --progress-every: seconds between progress lines inside an epoch
 
 
 @dataclass
@@ -51,6 +55,7 @@ class TrainResult:
     notes: list[str] = field(default_factory=list)
     finetune: dict | None = None
     distribute: dict | None = None  # strategy, replicas, batch per replica (run.json's "distribute")
+    model_epoch: int | None = None  # the epoch whose weights model.keras and metrics.json hold
 
     def document(self) -> dict:
         """The --json document of docs/contract.md §1 (plus the parameter counts and layer table)."""
@@ -69,6 +74,8 @@ class TrainResult:
             doc["finetune"] = self.finetune
         if self.distribute is not None:
             doc["distribute"] = self.distribute
+        if self.model_epoch is not None:
+            doc["model_epoch"] = self.model_epoch
         return doc
 
 
@@ -76,28 +83,29 @@ def run_training(request: TrainRequest) -> TrainResult:
     from mlcli import runtime
     from mlcli.training import distribute
 
+    loaded = request.loaded
+    too_many = runtime.cpu_count_problem(loaded.config.runtime.device)
+    if too_many:
+        raise ConfigError(loaded.problem(("runtime", "device"), too_many))
     runtime.import_tensorflow()
-    import keras
-
     from mlcli.data.load import prepare_data
     from mlcli.model.compile import build_loss, build_metrics, build_optimizer
 
-    loaded = request.loaded
     config = loaded.config
 
     device = runtime.select_device(config.runtime.device)
     # Before TensorFlow runs any op: MultiWorkerMirroredStrategy sets up the collectives when created.
     distribution = distribute.create(config.runtime, device)
     precision = runtime.choose_precision(config.runtime.precision, device)
-    keras.mixed_precision.set_global_policy(precision)
-    runtime.seed_everything(config.seed, config.runtime.deterministic)
-
-    # Every Keras name is resolved before any data is read: a typo costs no time.
-    build_optimizer(loaded), build_loss(loaded), build_metrics(loaded)
-    prepared = prepare_data(config, _parent_classes(request))
-    if not distribution.writes_run_dir:  # another worker than the chief: see train_in_scratch
-        return distribute.train_in_scratch(_train, request, prepared, device, precision, distribution)
-    return _train(request, prepared, device, precision, distribution)
+    with runtime.run_settings(precision, config.runtime.deterministic):
+        runtime.seed_everything(config.seed)
+        # Every Keras name is resolved before any data is read: a typo costs no time.
+        build_optimizer(loaded), build_loss(loaded), build_metrics(loaded)
+        prepared = prepare_data(config, _parent_classes(request))
+        check_fits_in_memory(loaded, prepared.input_shape, finetune=request.parent is not None)
+        if not distribution.writes_run_dir:  # another worker than the chief: see train_in_scratch
+            return distribute.train_in_scratch(_train, request, prepared, device, precision, distribution)
+        return _train(request, prepared, device, precision, distribution)
 
 
 def _parent_classes(request: TrainRequest) -> list | None:
@@ -145,13 +153,14 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
         encoding = label_encoding(config, prepared.task, outputs, len(prepared.classes or []))
         check_output_width(loaded, prepared, encoding, outputs)
         spe = distribution.steps_per_execution(config, prepared.train.rows)
+        batch = distribution.global_batch(config.training.batch_size)
         model.compile(optimizer=build_optimizer(loaded), loss=build_loss(loaded), metrics=build_metrics(loaded),
                       steps_per_execution=spe)
         if progress is not None:
             extras = resume.restore_point(model, run_dir, progress)
             notes.append(resume.describe(progress))
         distribution.prepare_model(model)
-    notes += [n for n in [distribution.describe(config.training.batch_size), *distribution.notes] if n]
+    notes += [n for n in [distribution.describe(batch), *distribution.notes] if n]
 
     if not request.resume:
         stack.enter_context(hold_lock(run_dir))
@@ -162,14 +171,19 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
     history = read_history(run_dir / files.HISTORY)[:first_epoch] if progress else []
     manifest = start_manifest(request, prepared, device.describe(), precision, model, now(), finetune_facts,
                               progress)
-    manifest["distribute"] = distribution.facts(config.training.batch_size, spe)
-    if progress is None:
+    manifest["distribute"] = distribution.facts(batch, spe, requested=config.training.batch_size)
+    if request.epochs_before is not None:  # the one key a resume may change: the run goes on to more epochs
+        manifest["epochs_changed"] = [*read_manifest(run_dir).get("epochs_changed", []),
+                                      {"from": request.epochs_before, "to": config.training.epochs, "at": now()}]
+        notes.append(f"training.epochs {request.epochs_before} -> {config.training.epochs}: the run continues "
+                     f"after epoch {len(history)}, its history going on")
+    if progress is None or request.epochs_before is not None:
         files.write_text(run_dir / files.CONFIG, dump_yaml(to_dict(config)))
-        if prepared.classes is not None:
-            files.write_json(run_dir / files.LABELS, prepared.classes)
+    if progress is None and prepared.classes is not None:
+        files.write_json(run_dir / files.LABELS, prepared.classes)
     write_manifest(run_dir, manifest)
     try:
-        fitted = _fit(request, model, prepared, encoding, progress, extras, history)
+        fitted = _fit(request, model, prepared, encoding, batch, progress, extras, history)
     except KeyboardInterrupt:
         manifest.update(status="interrupted", ended_at=now(), epochs_completed=len(history),
                         interrupted={"signal": "SIGINT", "epochs_completed": len(history)})
@@ -180,7 +194,7 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
         manifest.update(status="failed", ended_at=now(), epochs_completed=len(history))
         write_manifest(run_dir, manifest)
         raise
-    return _finish(request, model, prepared, encoding, fitted, manifest, history,
+    return _finish(request, model, prepared, encoding, batch, fitted, manifest, history,
                    device.describe(), precision, notes, finetune_facts)
 
 
@@ -193,9 +207,9 @@ class _Fitted:
     interrupt: Any
 
 
-def _fit(request: TrainRequest, model, prepared, encoding: str, progress: dict | None, extras: dict,
+def _fit(request: TrainRequest, model, prepared, encoding: str, batch: int, progress: dict | None, extras: dict,
          history: list[dict]) -> _Fitted:
-    """model.fit over the remaining epochs; a mid-epoch resume first finishes its epoch."""
+    """model.fit over the remaining epochs, `batch` rows a step; a mid-epoch resume first finishes its epoch."""
     import tensorflow as tf
 
     from mlcli.data.pipeline import evaluation_dataset, first_rows, steps_per_epoch, training_dataset
@@ -204,7 +218,6 @@ def _fit(request: TrainRequest, model, prepared, encoding: str, progress: dict |
 
     config = request.loaded.config
     run_dir = request.run_dir
-    batch = config.training.batch_size
     epochs = config.training.epochs
     num_classes = len(prepared.classes or [])
     first_epoch = int(progress["epochs_completed"]) if progress else 0
@@ -233,7 +246,7 @@ def _fit(request: TrainRequest, model, prepared, encoding: str, progress: dict |
         every_steps=config.training.checkpoint_every_steps, early_stopping=early, first_step=first_step,
         facts=model_facts(prepared),
     )
-    progress_bar = cb.Progress(epochs, steps, first_step)
+    progress_bar = cb.Progress(epochs, steps, first_step, every=request.progress_every)
     summaries = cb.EpochSummaries(run_dir / files.LOGS)
     callbacks = [guard, interrupt] + ([early] if early is not None else []) + [keeper, summaries, progress_bar]
     val_ds = None
@@ -275,7 +288,7 @@ def _resume_command(request: TrainRequest) -> str:
     return f"mlcli {'finetune' if request.parent else 'train'} --resume {request.run_dir}"
 
 
-def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitted, manifest: dict,
+def _finish(request: TrainRequest, model, prepared, encoding: str, batch: int, fitted: _Fitted, manifest: dict,
             history: list[dict], device: str, precision: str, notes: list[str], finetune_facts) -> TrainResult:
     """Write what the outcome calls for; raise Diverged / Interrupted for those outcomes."""
     from mlcli.data.pipeline import evaluation_dataset
@@ -299,7 +312,7 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
             f"loss became {where['loss']} at epoch {where['epoch']}, step {where['step']}; "
             + (f"the last good state ({resume.describe(point)[len('resuming after '):]}) is kept in {run_dir}"
                if point else "no epoch had finished, so there is no model to keep"),
-            hint="lower optimizer.learning_rate, check the data for extreme values, or use normalize: standard",
+            hint=restart_hint(run_dir),
         )
         error.document = document
         raise error
@@ -316,33 +329,34 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, fitted: _Fitt
 
     from mlcli.use.plots import start_run_plots
 
-    best_epoch = fitted.early.restore_best() if fitted.early is not None else None
+    # model.keras holds the last epoch, or the one early stopping put back (restore_best_weights)
+    model_epoch = (fitted.early.restore_best() if fitted.early is not None else None) or completed
     # The pictures render while the model is saved and tested (they only read it). They never fail a
     # finished run. A streamed split is not held in memory: no confusion matrix for it, the curves only.
     painter = start_run_plots(run_dir, history, model,
                               None if prepared.train.streamed else prepared, config)
     save_model(model, run_dir / files.MODEL, model_facts(prepared))
-    metrics = _final_metrics(history, best_epoch)
+    metrics = _final_metrics(history, model_epoch)
     if prepared.test is not None:
-        test_ds = evaluation_dataset(prepared.test, batch_size=max(config.training.batch_size, 256),
+        test_ds = evaluation_dataset(prepared.test, batch_size=max(batch, 256),
                                      encoding=encoding, num_classes=len(prepared.classes or []))
         scores = model.evaluate(test_ds, verbose=0, return_dict=True)
         metrics.update({f"test_{k}": float(scores[k]) for k in sorted(scores, key=lambda k: (k != "loss", k))})
     files.write_json(run_dir / files.METRICS, metrics)
     painter.join()
-    manifest.update(status="completed", ended_at=now(), metrics=metrics)
+    manifest.update(status="completed", ended_at=now(), metrics=metrics, model_epoch=model_epoch)
     write_manifest(run_dir, manifest)
     return TrainResult(
         run_dir=run_dir, status="completed", epochs_completed=completed, metrics=metrics, best=fitted.best,
         device=device, precision=precision, parameters=manifest["parameters"], layers=manifest["layers"],
-        notes=notes, finetune=manifest.get("finetune"), distribute=manifest["distribute"],
+        notes=notes, finetune=manifest.get("finetune"), distribute=manifest["distribute"], model_epoch=model_epoch,
     )
 
 
-def _final_metrics(history: list[dict], best_epoch: int | None) -> dict[str, float]:
+def _final_metrics(history: list[dict], model_epoch: int) -> dict[str, float]:
     """Train/val metrics of the epoch whose weights model.keras holds (the restored best, or the last)."""
     if not history:
         return {}
-    row = next((r for r in history if r["epoch"] == best_epoch), history[-1])
+    row = next((r for r in history if r["epoch"] == model_epoch), history[-1])
     return {k: float(v) for k, v in row.items() if k not in ("epoch", "learning_rate", "seconds")
             and isinstance(v, (int, float)) and math.isfinite(float(v))}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mlcli.config import LoadedConfig
 from mlcli.model.heads import apply_head, check_output_width
+from mlcli.model.memory import check_fits_in_memory
 
 
 def validate_deep(loaded: LoadedConfig) -> str:
@@ -24,6 +25,7 @@ def validate_deep(loaded: LoadedConfig) -> str:
     prepared = prepare_data(loaded.config)
     note = ""
     head = loaded.config.finetune.head
+    check_fits_in_memory(loaded, prepared.input_shape, finetune=head is not None)
     if head is not None:  # a finetune config: check the model it describes, with the new head on
         layers = apply_head(loaded.config.model.layers, head.replace, head.layers)
         model_section = loaded.config.model.model_copy(update={"layers": layers})

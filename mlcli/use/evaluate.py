@@ -20,6 +20,7 @@ from mlcli.data.inputs import InputReader
 from mlcli.data.labels import class_indices, regression_targets
 from mlcli.data.split import Split
 from mlcli.errors import DataError, UsageError
+from mlcli.run.diverged import restart_hint
 from mlcli.use.inference import Inference, default_batch_size
 from mlcli.use.plots import write_confusion
 from mlcli.use.scores import confusion_matrix, macro_average, per_class
@@ -108,6 +109,15 @@ def choose_data(ckpt: Checkpoint, data: str | None) -> _Data:
                      hint="pass --data SOURCE")
 
 
+def _diverged_note(ckpt: Checkpoint) -> list[str]:
+    """A run that diverged kept its last finite state in model.keras: say so, and what can do better."""
+    where = ckpt.manifest.get("diverged")  # {} for a standalone .keras file
+    if ckpt.manifest.get("status") != "diverged" or not where or ckpt.model_path.name != "model.keras":
+        return []
+    return [f"this run diverged (loss {where['loss']} at epoch {where['epoch']}); model.keras holds its last "
+            f"finite state, after epoch {ckpt.manifest.get('epochs_completed')}. {restart_hint(ckpt.run_dir)}"]
+
+
 def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: list[str],
              plot: Path | None = None, *, labels: list[str] | None = None, unsafe: bool = False) -> EvalResult:
     """`labels` (--label) name the label column(s) of `data`; `unsafe` (--unsafe) lets Keras run Python
@@ -125,7 +135,7 @@ def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: 
         reader = _reader(ckpt, chosen)  # columns checked before TensorFlow starts
     model, ckpt = load_model(ckpt, unsafe=unsafe)
     compile_for_evaluation(model, ckpt)
-    notes = list(ckpt.notes)
+    notes = list(ckpt.notes) + _diverged_note(ckpt)
     if chosen.spec is not None:
         reader = reader or _reader(ckpt, chosen)
         reader.classes = ckpt.classes  # a standalone model's classes are known once it is loaded

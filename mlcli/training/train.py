@@ -13,15 +13,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from mlcli import console
 from mlcli.checkpoint.archive import model_facts, save_model
 from mlcli.config import LoadedConfig, to_dict
 from mlcli.config.yamlio import dump_yaml
-from mlcli.errors import Diverged, Interrupted
+from mlcli.errors import Diverged, Interrupted, StorageError
 from mlcli.model.heads import check_output_width
 from mlcli.run import files
 from mlcli.run.history import read_history
 from mlcli.run.lock import hold_lock
-from mlcli.run.manifest import check_same_data, now, start_manifest, write_manifest
+from mlcli.run.manifest import (
+    check_same_data,
+    has_manifest,
+    now,
+    record_failure,
+    start_manifest,
+    write_manifest,
+)
 from mlcli.run.output import remove_replaced_run
 
 
@@ -162,25 +170,32 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
     history = read_history(run_dir / files.HISTORY)[:first_epoch] if progress else []
     manifest = start_manifest(request, prepared, device.describe(), precision, model, now(), finetune_facts)
     manifest["distribute"] = distribution.facts(config.training.batch_size, spe)
-    if progress is None:
-        files.write_text(run_dir / files.CONFIG, dump_yaml(to_dict(config)))
-        if prepared.classes is not None:
-            files.write_json(run_dir / files.LABELS, prepared.classes)
-    write_manifest(run_dir, manifest)
     try:
+        if progress is None:
+            files.write_text(run_dir / files.CONFIG, dump_yaml(to_dict(config)))
+            if prepared.classes is not None:
+                files.write_json(run_dir / files.LABELS, prepared.classes)
+        write_manifest(run_dir, manifest)
         fitted = _fit(request, model, prepared, encoding, progress, extras, history)
+        return _finish(request, model, prepared, encoding, fitted, manifest, history,
+                       device.describe(), precision, notes, finetune_facts)
+    except (Diverged, Interrupted):
+        raise  # _finish has recorded the outcome
     except KeyboardInterrupt:
         manifest.update(status="interrupted", ended_at=now(), epochs_completed=len(history),
                         interrupted={"signal": "SIGINT", "epochs_completed": len(history)})
         write_manifest(run_dir, manifest)
         raise Interrupted(f"stopped after {len(history)} finished epoch(s); the last saved state is in {run_dir}",
                           hint=f"continue with: {_resume_command(request)}") from None
-    except BaseException:
-        manifest.update(status="failed", ended_at=now(), epochs_completed=len(history))
-        write_manifest(run_dir, manifest)
+    except BaseException as exc:
+        saved = resume.read_progress(run_dir)  # what --resume continues from: a failed write may have lost an epoch
+        epochs = int(saved["epochs_completed"]) if saved else 0
+        if has_manifest(run_dir) and not record_failure(run_dir, manifest, exc, epochs):
+            console.error(f"note: {run_dir / files.RUN} could not record the failure either: it keeps its last "
+                          "complete version")
+        if isinstance(exc, StorageError):
+            exc.hint = f"free space on that disk, then continue with: {_resume_command(request)}"
         raise
-    return _finish(request, model, prepared, encoding, fitted, manifest, history,
-                   device.describe(), precision, notes, finetune_facts)
 
 
 @dataclass

@@ -69,13 +69,13 @@ def check_writable_folder(folder: Path, subject: str) -> None:
         existing = folder
         while not existing.exists():  # the nearest folder that is there is where the first mkdir writes
             existing = existing.parent
-        longest = os.pathconf(existing, "PC_NAME_MAX") if existing.is_dir() else None
+        if not existing.is_dir():
+            raise UsageError(f"{subject}: cannot write there ({os.path.abspath(existing)} is a file, not a folder)",
+                             hint="choose a path whose folders are folders")
+        longest = os.pathconf(existing, "PC_NAME_MAX")
     except OSError as exc:  # e.g. a name too long
         raise write_error(exc, subject) from None
     where = os.path.abspath(existing)
-    if longest is None:
-        raise UsageError(f"{subject}: cannot write there ({where} is a file, not a folder)",
-                         hint="choose a path whose folders are folders")
     if any(len(os.fsencode(name)) > longest for name in folder.parts[len(existing.parts):]):
         raise UsageError(f"{subject}: cannot write there ({os.strerror(errno.ENAMETOOLONG)}: a name in it is longer "
                          f"than the {longest} bytes {where} allows)", hint="choose a shorter name")

@@ -54,11 +54,11 @@ def claim_output(output: Path, force: bool) -> bool:
     return holds_run
 
 
-def remove_replaced_run(directory: Path) -> list[str]:
+def remove_replaced_run(directory: Path) -> None:
     """--force: the old run's files go, now that the new run holds the lock and is about to write.
 
     Only what a run writes is removed (RUN_FILES, RUN_FOLDERS, a killed writer's temporary files); a file
-    the user put there (notes.txt) stays, and is named on stderr. Returns the names kept.
+    the user put there (notes.txt) stays, and is named on stderr.
     """
     kept = []
     for entry in sorted(directory.iterdir()):
@@ -73,5 +73,3 @@ def remove_replaced_run(directory: Path) -> list[str]:
                 kept.append(entry.name)
     if kept:
         console.info(f"--force: kept {len(kept)} file(s) mlcli did not write in {directory}: {', '.join(kept)}")
-    return kept
-

@@ -188,14 +188,27 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
         raise Interrupted(f"stopped after {len(history)} finished epoch(s); the last saved state is in {run_dir}",
                           hint=f"continue with: {_resume_command(request)}") from None
     except BaseException as exc:
-        saved = resume.read_progress(run_dir)  # what --resume continues from: a failed write may have lost an epoch
-        epochs = int(saved["epochs_completed"]) if saved else 0
-        if has_manifest(run_dir) and not record_failure(run_dir, manifest, exc, epochs):
-            console.error(f"note: {run_dir / files.RUN} could not record the failure either: it keeps its last "
-                          "complete version")
-        if isinstance(exc, StorageError):
-            exc.hint = f"free space on that disk, then continue with: {_resume_command(request)}"
+        _record_failure(request, manifest, exc)
         raise
+
+
+def _record_failure(request: TrainRequest, manifest: dict, exc: BaseException) -> None:
+    """run.json says `failed` and why, once the run has written one; a full disk's hint is the command
+    that continues the run once there is room."""
+    from mlcli.run import resume  # deferred: imports numpy, like the rest of a run's ending
+
+    run_dir = request.run_dir
+    if isinstance(exc, StorageError):
+        exc.hint = f"free space on that disk, then continue with: {_resume_command(request)}"
+    if not has_manifest(run_dir):
+        return  # stopped before its first run.json: nothing claims to be running
+    try:  # what --resume continues from: a write that failed at an epoch's end lost that epoch
+        saved = resume.read_progress(run_dir)
+    except (OSError, ValueError):
+        saved = None
+    if not record_failure(run_dir, manifest, exc, int(saved["epochs_completed"]) if saved else 0):
+        console.error(f"note: {run_dir / files.RUN} could not record the failure either: it keeps its last "
+                      "complete version")
 
 
 @dataclass

@@ -79,7 +79,9 @@ def data_bytes(data: bytes) -> None:
         sys.stdout.write(data.decode("utf-8"))
         sys.stdout.flush()
         return
-    stream.write(data)
+    view = memoryview(data)
+    while view:  # a raw stdout (PYTHONUNBUFFERED=1) may take part of it; the rest raises if the disk is full
+        view = view[stream.write(view) or 0:]
     stream.flush()
 
 

@@ -6,6 +6,8 @@ stderr and the exit code. Anything else is a bug and keeps its traceback (exit 1
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass
 
 
@@ -122,6 +124,55 @@ class Diverged(MlcliError):
 
     exit_code = 6
     kind = "diverged"
+
+
+class StorageError(MlcliError):
+    """The disk filled up, a quota ran out or the storage failed while writing: not the user's
+    command or data. What was written before is intact; free space and run the command again."""
+
+    exit_code = 7
+    kind = "storage error"
+
+
+# The storage ran out or failed: the same command works once there is room (exit 7). Any other
+# OSError while writing means the place itself cannot be written (exit 2).
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+# What a place that cannot be written answers: read-only, not a directory, a name too long, no permission.
+_PLACE_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR,
+                           errno.ENAMETOOLONG, errno.ELOOP, errno.EEXIST})
+_FREE_SPACE = "free space on that disk (or write somewhere else) and run the command again"
+
+
+def write_error(exc: OSError, subject: str | os.PathLike) -> MlcliError:
+    """An OSError met while writing `subject` (a path, or e.g. "--output out.csv"), as one line
+    naming it and the OS's reason: StorageError (exit 7) for a full disk, else UsageError (exit 2)."""
+    reason = exc.strerror or first_line(exc)
+    if exc.errno in _STORAGE_ERRNOS:
+        return StorageError(f"{subject}: writing failed ({reason})", hint=_FREE_SPACE)
+    return UsageError(f"{subject}: cannot write there ({reason})", hint="choose a place this user can write to")
+
+
+def os_refusal(exc: BaseException) -> OSError | None:
+    """The OS's refusal behind an exception: an OSError, or one of TensorFlow's own errors, which carry
+    only its text (ResourceExhaustedError: "... No space left on device [Op:SaveV2]"); else None."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, MlcliError) or not isinstance(exc, Exception):
+        return None  # already said in mlcli's words; or not an error (KeyboardInterrupt)
+    text = str(exc)
+    code = next((c for c in (*sorted(_STORAGE_ERRNOS), errno.EROFS, errno.EACCES) if os.strerror(c) in text), None)
+    return OSError(code, os.strerror(code)) if code is not None else None
+
+
+def filesystem_error(exc: OSError) -> MlcliError | None:
+    """The error boundary's last resort for an OSError no stage translated: a full disk anywhere, or a
+    named path the OS refused; None for anything else (a bug, which keeps its traceback)."""
+    reason = exc.strerror or first_line(exc)
+    if exc.errno in _STORAGE_ERRNOS:
+        return StorageError(f"{exc.filename or 'a file'}: {reason}", hint=_FREE_SPACE)
+    if exc.errno in _PLACE_ERRNOS and exc.filename:
+        return UsageError(f"{exc.filename}: {reason}")
+    return None
 
 
 class Interrupted(MlcliError):

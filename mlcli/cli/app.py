@@ -16,14 +16,15 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from mlcli import __version__, console
-from mlcli.errors import MlcliError, UsageError, first_line
+from mlcli.errors import MlcliError, UsageError, filesystem_error, first_line
 from mlcli.settings import Settings, command_scope, use_settings
 
 _ARGS = "mlcli.args"  # the command line's arguments, kept in the context for the error boundary
 
 
 class _ErrorBoundary(TyperGroup):
-    """Known errors -> short message on stderr + exit code; unknown ones keep their traceback.
+    """Known errors -> short message on stderr + exit code; unknown ones keep their traceback. An
+    OSError is known when it is a full disk or a named path the OS refused (mlcli.errors.filesystem_error).
 
     Each command runs in its own settings scope, and its error is rendered inside that scope: with the
     command's --quiet and --json, and none of them left over for the next command in this process.
@@ -47,11 +48,12 @@ class _ErrorBoundary(TyperGroup):
             try:
                 return super().invoke(ctx)
             except MlcliError as exc:
-                if os.environ.get("MLCLI_DEBUG") == "1":
-                    traceback.print_exc()
-                console.error(exc.render())
-                console.error_json(exc.error_document())
-                raise typer.Exit(exc.exit_code) from None
+                _fail(exc)
+            except OSError as exc:  # a path the OS refused that no stage named itself, or a full disk
+                known = filesystem_error(exc)
+                if known is None:
+                    raise  # a bug: its traceback is the report
+                _fail(known)
             except KeyboardInterrupt:
                 console.error("interrupted")
                 console.error_json({"status": "interrupted", "exit_code": 130})
@@ -99,6 +101,15 @@ class Command(TyperCommand):
                 name = name if param.required else f"[{name}]"
                 pieces.append(name if param.nargs == 1 else f"{name}...")
         return pieces
+
+
+def _fail(exc: MlcliError) -> None:
+    """The error's message on stderr (and its --json document on stdout), then its exit code."""
+    if os.environ.get("MLCLI_DEBUG") == "1":
+        traceback.print_exc()
+    console.error(exc.render())
+    console.error_json(exc.error_document())
+    raise typer.Exit(exc.exit_code) from None
 
 
 app = typer.Typer(

@@ -60,21 +60,27 @@ def resolve(spec: str, role: str = "data") -> Source:
     if any(ch in spec for ch in "*?["):
         matches = sorted(Path(p) for p in glob.glob(spec))
         if not matches:
-            raise DataError(f"{role}: no file matches {spec!r} — check the pattern (relative to the config file)")
+            raise DataError(f"{role}: no file matches {spec!r} — check the pattern ({_relative_to(role)})")
         names = {formats.of_file(p, role).NAME for p in matches}
         if len(names) > 1:
             raise DataError(f"{role}: {spec!r} matches files of different formats ({', '.join(sorted(names))})")
         return Source(spec, tuple(matches), names.pop())
     path = Path(spec)
     if not path.exists():
-        raise DataError(
-            f"{role}: {spec}: file not found — check the path (paths in a config are relative to the config file)"
-        )
+        raise DataError(f"{role}: {spec}: file not found — check the path ({_relative_to(role)})")
     if path.is_dir():
         raise DataError(f"{role}: {spec}: is a directory — expected a {formats.expected()} file")
     if not os.access(path, os.R_OK):
         raise DataError(f"{role}: {spec}: permission denied — the file is not readable")
     return Source(spec, (path,), formats.of_file(path, role).NAME)
+
+
+def _relative_to(role: str) -> str:
+    """What a relative path is read against: a config's data paths (data.train, ...) the config file,
+    a path on the command line (predict INPUT, evaluate --data) the working directory."""
+    if role.startswith("data."):
+        return "paths in a config are relative to the config file"
+    return f"a path on the command line is relative to the working directory, {os.getcwd()}"
 
 
 def sha256(path: Path) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterator
 
 from mlcli.errors import UsageError
-from mlcli.run.files import LOCK
+from mlcli.run.files import LOCK, writing
 
 
 @contextlib.contextmanager
@@ -19,8 +19,9 @@ def hold_lock(directory: Path) -> Iterator[None]:
     """
     import fcntl
 
-    directory.mkdir(parents=True, exist_ok=True)
-    handle = open(directory / LOCK, "a+")
+    with writing(directory):  # the run directory's first write: a read-only or full disk shows here
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = open(directory / LOCK, "a+")
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -31,10 +32,11 @@ def hold_lock(directory: Path) -> Iterator[None]:
                 f"{directory} is in use by a live run ({holder})",
                 hint="wait for it to finish, or write to another --output",
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
+        with writing(directory / LOCK):
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}")
+            handle.flush()
         yield
     finally:
         handle.close()

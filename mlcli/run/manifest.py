@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mlcli import __version__
 from mlcli.config import LoadedConfig, config_hash, differences, to_dict
-from mlcli.errors import ConfigError, UsageError, first_line
+from mlcli.errors import ConfigError, MlcliError, UsageError, first_line
 from mlcli.run.files import CONFIG, RUN, read_json, write_json
 
 
@@ -36,6 +36,22 @@ def read_manifest(run_dir: Path) -> dict:
 
 def write_manifest(run_dir: Path, manifest: dict) -> None:
     write_json(run_dir / RUN, manifest)
+
+
+def record_failure(run_dir: Path, manifest: dict, error: BaseException, epochs_completed: int) -> bool:
+    """Mark the run `failed`, with the error that ended it ({"error", "exit_code", "message"}, as the
+    --json error document has them). Returns False when run.json cannot be written either (the disk
+    that failed the run is still full): it then keeps its last complete version."""
+    if isinstance(error, MlcliError):
+        failure = {"error": error.kind, "exit_code": error.exit_code, "message": error.message}
+    else:  # a bug: the traceback is on stderr, its last line is here
+        failure = {"error": "internal error", "exit_code": 1, "message": f"{type(error).__name__}: {first_line(error)}"}
+    manifest.update(status="failed", ended_at=now(), epochs_completed=epochs_completed, failure=failure)
+    try:
+        write_manifest(run_dir, manifest)
+    except MlcliError:
+        return False
+    return True
 
 
 def run_status(run_dir: Path) -> str:

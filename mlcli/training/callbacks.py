@@ -272,24 +272,27 @@ class EpochSummaries(keras.callbacks.Callback):
         if not self._writers:  # once, though a mid-epoch resume calls fit twice
             import tensorflow as tf
 
-            self._writers = {name: tf.summary.create_file_writer(str(self.log_dir / name))
-                             for name in ("train", "validation")}
+            with files.writing(self.log_dir):
+                self._writers = {name: tf.summary.create_file_writer(str(self.log_dir / name))
+                                 for name in ("train", "validation")}
 
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf
 
         logs = dict(logs or {})
         logs.setdefault("learning_rate", current_learning_rate(self.model))
-        for key, value in logs.items():
-            side, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
-            with self._writers[side].as_default():
-                tf.summary.scalar(f"epoch_{name}", float(value), step=epoch)
-        for writer in self._writers.values():
-            writer.flush()
+        with files.writing(self.log_dir):
+            for key, value in logs.items():
+                side, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+                with self._writers[side].as_default():
+                    tf.summary.scalar(f"epoch_{name}", float(value), step=epoch)
+            for writer in self._writers.values():
+                writer.flush()
 
     def close(self) -> None:
-        for writer in self._writers.values():
-            writer.close()
+        with files.writing(self.log_dir):
+            for writer in self._writers.values():
+                writer.close()
         self._writers = {}
 
 

@@ -80,6 +80,7 @@ def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path |
         run_dir = output if output is not None else Path("runs") / name
         if files.is_run(run_dir):
             return _continue_or_report(kind, loaded, run_dir, parent_facts)
+        files.check_writable_folder(run_dir, f"run directory {run_dir}")
         return RunPlan(kind, loaded, run_dir, resume=False, parent=parent_facts)
     if output is not None:
         replace = claim_output(output, force)

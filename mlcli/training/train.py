@@ -13,17 +13,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from mlcli import console
 from mlcli.checkpoint.archive import model_facts, save_model
 from mlcli.config import LoadedConfig, to_dict
 from mlcli.config.yamlio import dump_yaml
-from mlcli.errors import ConfigError, Diverged, Interrupted
+from mlcli.errors import ConfigError, Diverged, Interrupted, StorageError
 from mlcli.model.heads import check_output_width
 from mlcli.model.memory import check_fits_in_memory
 from mlcli.run import files
 from mlcli.run.diverged import restart_hint
 from mlcli.run.history import read_history
 from mlcli.run.lock import hold_lock
-from mlcli.run.manifest import check_same_data, now, read_manifest, start_manifest, write_manifest
+from mlcli.run.manifest import (
+    check_same_data,
+    has_manifest,
+    now,
+    read_manifest,
+    record_failure,
+    start_manifest,
+    write_manifest,
+)
 from mlcli.run.output import remove_replaced_run
 
 
@@ -177,25 +186,45 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
                                       {"from": request.epochs_before, "to": config.training.epochs, "at": now()}]
         notes.append(f"training.epochs {request.epochs_before} -> {config.training.epochs}: the run continues "
                      f"after epoch {len(history)}, its history going on")
-    if progress is None or request.epochs_before is not None:
-        files.write_text(run_dir / files.CONFIG, dump_yaml(to_dict(config)))
-    if progress is None and prepared.classes is not None:
-        files.write_json(run_dir / files.LABELS, prepared.classes)
-    write_manifest(run_dir, manifest)
     try:
+        if progress is None or request.epochs_before is not None:
+            files.write_text(run_dir / files.CONFIG, dump_yaml(to_dict(config)))
+        if progress is None and prepared.classes is not None:
+            files.write_json(run_dir / files.LABELS, prepared.classes)
+        write_manifest(run_dir, manifest)
         fitted = _fit(request, model, prepared, encoding, batch, progress, extras, history)
+        return _finish(request, model, prepared, encoding, batch, fitted, manifest, history,
+                       device.describe(), precision, notes, finetune_facts)
+    except (Diverged, Interrupted):
+        raise  # _finish has recorded the outcome
     except KeyboardInterrupt:
         manifest.update(status="interrupted", ended_at=now(), epochs_completed=len(history),
                         interrupted={"signal": "SIGINT", "epochs_completed": len(history)})
         write_manifest(run_dir, manifest)
         raise Interrupted(f"stopped after {len(history)} finished epoch(s); the last saved state is in {run_dir}",
                           hint=f"continue with: {_resume_command(request)}") from None
-    except BaseException:
-        manifest.update(status="failed", ended_at=now(), epochs_completed=len(history))
-        write_manifest(run_dir, manifest)
+    except BaseException as exc:
+        _record_failure(request, manifest, exc)
         raise
-    return _finish(request, model, prepared, encoding, batch, fitted, manifest, history,
-                   device.describe(), precision, notes, finetune_facts)
+
+
+def _record_failure(request: TrainRequest, manifest: dict, exc: BaseException) -> None:
+    """run.json says `failed` and why, once the run has written one; a full disk's hint is the command
+    that continues the run once there is room."""
+    from mlcli.run import resume  # deferred: imports numpy, like the rest of a run's ending
+
+    run_dir = request.run_dir
+    if isinstance(exc, StorageError):
+        exc.hint = f"free space on that disk, then continue with: {_resume_command(request)}"
+    if not has_manifest(run_dir):
+        return  # stopped before its first run.json: nothing claims to be running
+    try:  # what --resume continues from: a write that failed at an epoch's end lost that epoch
+        saved = resume.read_progress(run_dir)
+    except (OSError, ValueError):
+        saved = None
+    if not record_failure(run_dir, manifest, exc, int(saved["epochs_completed"]) if saved else 0):
+        console.error(f"note: {run_dir / files.RUN} could not record the failure either: it keeps its last "
+                      "complete version")
 
 
 @dataclass

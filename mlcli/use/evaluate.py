@@ -21,6 +21,7 @@ from mlcli.data.labels import class_indices, regression_targets
 from mlcli.data.split import Split
 from mlcli.errors import DataError, UsageError
 from mlcli.run.diverged import restart_hint
+from mlcli.run.files import check_writable_folder
 from mlcli.use.inference import Inference, default_batch_size
 from mlcli.use.plots import write_confusion
 from mlcli.use.scores import confusion_matrix, macro_average, per_class
@@ -175,13 +176,15 @@ def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: 
 
 
 def check_plot_path(plot: Path, ckpt: Checkpoint) -> None:
-    """--plot FILE: a .png for a classifier, in a folder that exists — checked before any work."""
+    """--plot FILE: a .png for a classifier, in a folder that exists and can be written — checked before
+    any work."""
     if ckpt.task != "classification":
         raise UsageError(f"--plot {plot}: a confusion matrix needs a classification model; this one is regression")
     if plot.suffix.lower() != ".png":
         raise UsageError(f"--plot {plot}: expected a .png file name")
     if not plot.parent.is_dir():
         raise UsageError(f"--plot {plot}: the folder {plot.parent} does not exist")
+    check_writable_folder(plot.parent, f"--plot {plot}")
 
 
 def _reader(ckpt: Checkpoint, chosen: _Data) -> InputReader:

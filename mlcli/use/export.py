@@ -27,7 +27,7 @@ import numpy as np
 from mlcli import __version__
 from mlcli.checkpoint.checkpoint import Checkpoint, open_checkpoint
 from mlcli.checkpoint.load import load_model
-from mlcli.errors import DataError, UsageError
+from mlcli.errors import DataError, UsageError, os_refusal, write_error
 from mlcli.run import files
 from mlcli.use import export_formats as formats
 
@@ -74,16 +74,18 @@ def export(checkpoint: Path, fmt: str, output: Path, *, tolerance: float = TOLER
         x, rows_from = synthetic_rows(model, PARITY_ROWS)
     reference = np.asarray(model(x, training=False)).reshape(len(x), -1)
 
-    try:
+    subject = f"--output {output}"
+    with files.writing(subject):
         output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--output {output}: its folder cannot be created ({exc.strerror or exc})") from None
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
     try:
         artifact = staging / output.name
         try:
             facts = formats.write(fmt, model, artifact, verbose)
         except Exception as exc:  # the converter's own error: this model does not fit the format
+            refused = os_refusal(exc)
+            if refused is not None:  # a full disk while the converter writes is not the converter's fault
+                raise write_error(refused, subject) from exc
             text = str(exc).strip().splitlines()
             raise formats.ExportFailed(
                 f"the {fmt} converter could not write {ckpt.model_path.name}: {type(exc).__name__}: "
@@ -93,20 +95,25 @@ def export(checkpoint: Path, fmt: str, output: Path, *, tolerance: float = TOLER
         ran = formats.run(fmt, artifact, x, verbose)
         parity = compare(fmt, reference, ran.outputs, tolerance, rows_from)
         signature = build_signature(fmt, output, ckpt, model, ran, parity, facts)
-        if fmt == "savedmodel":
-            files.write_json(artifact / SIGNATURE, signature)
-            _replace_directory(artifact, output)
-        else:
-            os.replace(artifact, output)
-            files.write_json(signature_path, signature)
+        with files.writing(subject):
+            # signature.json is written in the staging folder too: only renames, which need no space,
+            # put the pair in place, so a full disk never leaves an artifact without its signature.
+            staged_signature = (artifact if fmt == "savedmodel" else staging) / SIGNATURE
+            staged_signature.write_text(files.json_text(signature), encoding="utf-8")
+            if fmt == "savedmodel":
+                _replace_directory(artifact, output)
+            else:
+                os.replace(artifact, output)
+                os.replace(staged_signature, signature_path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(fmt, output, signature_path, signature, notes)
 
 
 def check_output(fmt: str, output: Path) -> Path:
-    """The output path fits the format and replaces nothing mlcli did not write; returns where
-    signature.json goes (inside a SavedModel directory, beside a .tflite/.onnx file)."""
+    """The output path fits the format, can be written, and replaces nothing mlcli did not write;
+    returns where signature.json goes (inside a SavedModel directory, beside a .tflite/.onnx file)."""
+    files.check_writable_folder(output.parent, f"--output {output}")
     if fmt == "savedmodel":
         if output.is_file():
             raise UsageError(f"--output {output}: is a file — a SavedModel is a directory",

@@ -21,7 +21,7 @@ from mlcli import console
 from mlcli.run import files
 from mlcli.use.scores import confusion_matrix
 
-PLOTS = "plots"
+PLOTS = files.PLOTS
 CURVES = "curves.png"
 CONFUSION = "confusion.png"
 _NOT_METRICS = {"epoch", "learning_rate", "seconds"}

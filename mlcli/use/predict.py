@@ -28,6 +28,7 @@ from mlcli.checkpoint.load import load_model
 from mlcli.data.background import in_background, prefetch
 from mlcli.data.inputs import InputReader
 from mlcli.errors import DataError, UsageError
+from mlcli.run.files import check_writable_folder, writing
 from mlcli.use.inference import Inference, default_batch_size
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -63,6 +64,7 @@ def output_format(output: Path | None) -> str:
                          ".csv, .parquet or .jsonl (or no --output for CSV on stdout)")
     if output.is_dir():
         raise UsageError(f"--output {output}: is a directory — expected a file name")
+    check_writable_folder(output.parent, f"--output {output}")  # before TensorFlow starts
     return fmt
 
 
@@ -224,25 +226,26 @@ def _empty_table(keep: list[str], names: list[str], labels, probabilities: bool)
 @contextlib.contextmanager
 def _open_writer(fmt: str, output: Path | None):
     if to_stdout(output):
-        writer = _Writer(fmt, console.data_bytes, None)
+        writer = _Writer(fmt, console.data_bytes, None, "stdout")
         yield writer
         writer.close()
         return
-    try:
+    subject = f"--output {output}"
+    with writing(subject):
         output.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    except OSError as exc:
-        raise UsageError(f"--output {output}: cannot write there ({exc.strerror or exc})",
-                         hint="choose a writable place for the predictions") from None
-    os.close(fd)
+    handle = os.fdopen(fd, "wb")
     try:
-        with open(tmp, "wb") as handle:
-            writer = _Writer(fmt, handle.write, handle)
-            yield writer
-            writer.close()
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, output)
+        writer = _Writer(fmt, handle.write, handle, subject)
+        yield writer
+        writer.close()
+        with writing(subject):
+            handle.close()
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, output)
     except BaseException:
+        with contextlib.suppress(OSError):  # a failed flush here must not hide what stopped the writing
+            handle.close()
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
@@ -255,14 +258,20 @@ def _umask() -> int:
 
 
 class _Writer:
-    def __init__(self, fmt: str, write, handle):
-        self.fmt, self.emit, self.handle = fmt, write, handle
+    """Appends tables to `write` in the output format; an OSError names `subject` (--output FILE, or stdout)."""
+
+    def __init__(self, fmt: str, write, handle, subject: str):
+        self.fmt, self.emit, self.handle, self.subject = fmt, write, handle, subject
         self.started = False
         self.parquet = None
         self.pending: list = []
         self.pending_rows = 0
 
     def write(self, table) -> None:
+        with writing(self.subject):
+            self._write(table)
+
+    def _write(self, table) -> None:
         if self.fmt == "csv":
             self._csv(table)
         elif self.fmt == "jsonl":
@@ -310,10 +319,13 @@ class _Writer:
         self.pending, self.pending_rows = [], 0
 
     def close(self) -> None:
-        if self.fmt == "parquet":
-            self._flush_parquet()
-            if self.parquet is not None:
-                self.parquet.close()
+        with writing(self.subject):
+            if self.fmt == "parquet":
+                self._flush_parquet()
+                if self.parquet is not None:
+                    self.parquet.close()
+            if self.handle is not None:
+                self.handle.flush()  # the last buffered bytes: a full disk shows here, not at close
 
 
 def _jsonl(table) -> bytes:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from mlcli.config.schema import Config
+from mlcli.data.feature_types import FeaturePlan
 from mlcli.data.prepare import Prepared, prepare
 from mlcli.data.sources import resolve
 from mlcli.data.stream_scan import prepare_stream
+from mlcli.errors import ConfigError
 
 STREAM_ABOVE_BYTES = 1 << 30  # data.stream: auto
 
@@ -25,11 +27,20 @@ def should_stream(config: Config) -> tuple[bool, str | None]:
                   "chunks (data.stream: auto; set data.stream: false to load it into memory)")
 
 
-def prepare_data(config: Config, vocabulary: list | None = None) -> Prepared:
-    """The splits a run trains on: in memory (mlcli.data.prepare), or streamed from disk."""
+def prepare_data(config: Config, vocabulary: list | None = None, plans: list[FeaturePlan] | None = None,
+                 typed: bool = True) -> Prepared:
+    """The splits a run trains on: in memory (mlcli.data.prepare), or streamed from disk. `plans` and
+    `typed` fix the feature types (mlcli.data.prepare.read_train)."""
     stream, why = should_stream(config)
     if not stream:
-        return prepare(config, vocabulary)
+        return prepare(config, vocabulary, plans, typed)
+    if plans is not None or config.data.feature_specs() or config.data.missing not in ("auto", "error"):
+        raise ConfigError("data.stream: typed features (declared types, data.missing filling or dropping values, or "
+                          "a typed parent model) are not supported with data.stream yet" + (f" — {why}" if why else ""),
+                          hint="set data.stream: false to load the table into memory")
+    if config.data.missing_label != "error":
+        raise ConfigError("data.stream: data.missing_label: drop is not supported with data.stream yet",
+                          hint="set data.stream: false, or drop the rows without a label from the files")
     prepared = prepare_stream(config, vocabulary)
     if why:
         prepared.train.notes.append(why)

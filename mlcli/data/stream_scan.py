@@ -32,7 +32,7 @@ def prepare_stream(config: Config, vocabulary: list | None = None) -> Prepared:
     """The first pass over data.train (and the validation/test files): checks, counts, labels, statistics."""
     data = config.data
     labels = data.label_columns()
-    train = ChunkSource(data.train, "data.train", labels=labels, features=data.features)
+    train = ChunkSource(data.train, "data.train", labels=labels, features=data.feature_columns(), exclude=data.exclude)
     task = data.task if data.task != "auto" else None
     if task == "classification" and len(labels) > 1:
         raise DataError("data.label: several label columns are for regression — give one label column")

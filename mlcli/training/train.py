@@ -23,6 +23,7 @@ from mlcli.run.history import read_history
 from mlcli.run.lock import hold_lock
 from mlcli.run.manifest import check_same_data, now, start_manifest, write_manifest
 from mlcli.run.output import remove_replaced_run
+from mlcli.training.class_weights import by_label, class_weights
 
 
 @dataclass
@@ -94,7 +95,11 @@ def run_training(request: TrainRequest) -> TrainResult:
 
     # Every Keras name is resolved before any data is read: a typo costs no time.
     build_optimizer(loaded), build_loss(loaded), build_metrics(loaded)
-    prepared = prepare_data(config, _parent_classes(request))
+    prepared = prepare_data(config, _parent_classes(request), **_parent_features(request))
+    if prepared.features is not None:
+        from mlcli.data.feature_report import show_features
+
+        show_features(prepared.features)
     if not distribution.writes_run_dir:  # another worker than the chief: see train_in_scratch
         return distribute.train_in_scratch(_train, request, prepared, device, precision, distribution)
     return _train(request, prepared, device, precision, distribution)
@@ -107,6 +112,17 @@ def _parent_classes(request: TrainRequest) -> list | None:
     from mlcli.model.finetune_model import parent_classes
 
     return parent_classes(request.parent)
+
+
+def _parent_features(request: TrainRequest) -> dict:
+    """finetune: the data is read the way the parent was trained — its typed features' plans, or the
+    plain float path for a plain parent."""
+    if request.parent is None:
+        return {}
+    from mlcli.model.finetune_model import parent_feature_plans
+
+    plans = parent_feature_plans(request.parent)
+    return {"plans": plans} if plans is not None else {"typed": False}
 
 
 def _train(request: TrainRequest, prepared, device, precision: str, distribution) -> TrainResult:
@@ -139,11 +155,13 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
             notes.extend(finetune_facts.get("notes", []))
         else:  # streamed data brings its statistics, computed chunk by chunk, instead of its rows
             model = build_model(loaded, prepared.input_shape, prepared.train.normalization_input,
-                                output_float32=precision != "float32", feature_names=prepared.feature_names)
+                                output_float32=precision != "float32", feature_names=prepared.feature_names,
+                                features=prepared.features)
 
         outputs = int(model.output_shape[-1])
         encoding = label_encoding(config, prepared.task, outputs, len(prepared.classes or []))
         check_output_width(loaded, prepared, encoding, outputs)
+        weights = class_weights(loaded, prepared)
         spe = distribution.steps_per_execution(config, prepared.train.rows)
         model.compile(optimizer=build_optimizer(loaded), loss=build_loss(loaded), metrics=build_metrics(loaded),
                       steps_per_execution=spe)
@@ -162,13 +180,14 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
     history = read_history(run_dir / files.HISTORY)[:first_epoch] if progress else []
     manifest = start_manifest(request, prepared, device.describe(), precision, model, now(), finetune_facts)
     manifest["distribute"] = distribution.facts(config.training.batch_size, spe)
+    manifest["class_weight"] = by_label(weights, prepared.classes)
     if progress is None:
         files.write_text(run_dir / files.CONFIG, dump_yaml(to_dict(config)))
         if prepared.classes is not None:
             files.write_json(run_dir / files.LABELS, prepared.classes)
     write_manifest(run_dir, manifest)
     try:
-        fitted = _fit(request, model, prepared, encoding, progress, extras, history)
+        fitted = _fit(request, model, prepared, encoding, progress, extras, history, weights)
     except KeyboardInterrupt:
         manifest.update(status="interrupted", ended_at=now(), epochs_completed=len(history),
                         interrupted={"signal": "SIGINT", "epochs_completed": len(history)})
@@ -193,7 +212,7 @@ class _Fitted:
 
 
 def _fit(request: TrainRequest, model, prepared, encoding: str, progress: dict | None, extras: dict,
-         history: list[dict]) -> _Fitted:
+         history: list[dict], weights: dict[int, float] | None) -> _Fitted:
     """model.fit over the remaining epochs; a mid-epoch resume first finishes its epoch."""
     import tensorflow as tf
 
@@ -249,7 +268,7 @@ def _fit(request: TrainRequest, model, prepared, encoding: str, progress: dict |
             encoding=encoding, num_classes=num_classes, first_step=start_step,
         )
         model.fit(dataset, validation_data=val_ds, epochs=end_epoch, initial_epoch=start_epoch,
-                  callbacks=callbacks + extra_callbacks, verbose=0, shuffle=False)
+                  callbacks=callbacks + extra_callbacks, verbose=0, shuffle=False, class_weight=weights)
 
     interrupt.install()
     try:

@@ -99,7 +99,9 @@ def run_training(request: TrainRequest) -> TrainResult:
     if prepared.features is not None:
         from mlcli.data.feature_report import show_features
 
-        show_features(prepared.features)
+        show_features(prepared.features, "features" if request.parent is None else
+                      "features, read as the parent was trained (its vocabularies and statistics stay in the model; "
+                      "these are this data's)")
     if not distribution.writes_run_dir:  # another worker than the chief: see train_in_scratch
         return distribute.train_in_scratch(_train, request, prepared, device, precision, distribution)
     return _train(request, prepared, device, precision, distribution)

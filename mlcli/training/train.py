@@ -16,6 +16,7 @@ from typing import Any, Callable
 from mlcli.checkpoint.archive import model_facts, save_model
 from mlcli.config import LoadedConfig, to_dict
 from mlcli.config.yamlio import dump_yaml
+from mlcli.data.feature_report import show_features
 from mlcli.errors import Diverged, Interrupted
 from mlcli.model.heads import check_output_width
 from mlcli.run import files
@@ -97,8 +98,6 @@ def run_training(request: TrainRequest) -> TrainResult:
     build_optimizer(loaded), build_loss(loaded), build_metrics(loaded)
     prepared = prepare_data(config, _parent_classes(request), **_parent_features(request))
     if prepared.features is not None:
-        from mlcli.data.feature_report import show_features
-
         show_features(prepared.features, "features" if request.parent is None else
                       "features, read as the parent was trained (its vocabularies and statistics stay in the model; "
                       "these are this data's)")

@@ -27,17 +27,16 @@ def _run(tmp_path, extra: str, rows=None, *args):
     return ran
 
 
-@pytest.mark.parametrize("extra, line, message", [
-    ("  features: [plan, {name: plan, type: categorical}]", 6,
+@pytest.mark.parametrize("extra, line, message", [  # the template's data.exclude is on line 8
+    ("  features: [plan, {name: plan, type: categorical}]", 9,
      "data.features: lists a column twice ('plan') — name each column once"),
-    ("  features: [plan, review]\n  exclude: [id, review]", 6,
-     "data.exclude.1: 'review' is also listed in data.features"),
-    ("  features:\n    - {name: plan, type: categorical, missing: median}", 8,
+    ("  features: [plan, id]", 8, "data.exclude.0: 'id' is also listed in data.features"),
+    ("  features:\n    - {name: plan, type: categorical, missing: median}", 10,
      "data.features.0.missing: missing: median cannot apply to a categorical feature — expected one of auto, "
      "error, drop, most_frequent, category"),
-    ("  features:\n    - {name: charges, type: numeric, max_tokens: 10}", 8,
+    ("  features:\n    - {name: charges, type: numeric, max_tokens: 10}", 10,
      "data.features.0.max_tokens: max_tokens applies to categorical and text features, not numeric"),
-    ("  features:\n    - {name: plan, type: category}", 8,
+    ("  features:\n    - {name: plan, type: category}", 10,
      "data.features.0.type: got 'category' — expected one of 'numeric', 'categorical', 'binary', 'text' or 'date'"),
 ])
 def test_config_errors_name_the_line(tmp_path, extra, line, message):

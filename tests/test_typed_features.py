@@ -96,8 +96,8 @@ def test_the_feature_table_is_printed_and_recorded(mixed_run):
         "plan": "categorical", "region": "categorical", "charges": "numeric", "auto_pay": "binary",
         "signup": "date", "review": "text"}
     assert all(f["inferred"] for f in features)
-    # statistics of the training split only: 90 rows, 25% held out for validation
-    assert by_name["charges"]["rows"] == 68 and 0 < by_name["charges"]["missing_count"] < 10
+    # statistics of the training split only: 90 rows, 23 held out for validation (25% of each class)
+    assert by_name["charges"]["rows"] == 67 and 0 < by_name["charges"]["missing_count"] < 10
     assert by_name["charges"]["indicator"] is True and by_name["plan"]["vocabulary_size"] == 3
     assert by_name["region"]["vocabulary_size"] == 4  # north, south, east and the missing value ""
 
@@ -142,7 +142,7 @@ def test_predict_and_evaluate_read_raw_tables_by_column(mixed_run, tmp_path):
     # without --data: the run's own validation split, rebuilt with the run's feature types
     again = run_cli("evaluate", run, "--json")
     assert again.exit_code == 0, again
-    assert json.loads(again.stdout)["samples"] == 22
+    assert json.loads(again.stdout)["samples"] == 23
 
 
 def test_predictions_match_plain_keras_and_the_run_learned(mixed_run):
@@ -235,7 +235,7 @@ def test_class_weights_balanced_and_by_label(tmp_path):
     assert ran.exit_code == 0, ran
     weights = json.loads((run / "run.json").read_text())["class_weight"]
     assert set(weights) == {"no", "yes"} and weights["yes"] > 1 > weights["no"]  # a third of the rows are yes
-    ran, run = train(tmp_path, epochs=1, training=", class_weight: {yes: 3}", name="mapped")
+    ran, run = train(tmp_path, epochs=1, training=', class_weight: {"yes": 3}', name="mapped")  # yes: unquoted is YAML's true
     assert ran.exit_code == 0, ran
     assert json.loads((run / "run.json").read_text())["class_weight"] == {"no": 1.0, "yes": 3.0}
     ran, _ = train(tmp_path, epochs=1, training=", class_weight: {maybe: 3}", name="unknown")
@@ -270,12 +270,18 @@ def test_validate_deep_prints_the_feature_table(tmp_path):
 
 
 def test_a_plain_numeric_table_keeps_the_plain_model(tmp_path):
-    ran, run = train(tmp_path, [{"a": str(i % 7), "b": str(i % 5), "label": str(i % 2)} for i in range(40)],
+    ran, run = train(tmp_path, [{"id": f"r{i}", "a": str(i % 7), "b": str(i % 5), "label": str(i % 2)}
+                                for i in range(40)],
                      extra="", epochs=1)
     assert ran.exit_code == 0, ran
     manifest = json.loads((run / "run.json").read_text())
     assert manifest["features"] == ["a", "b"]  # names: the float path, one Normalization layer
     assert "features\n" not in ran.stderr
+    import zipfile
+
+    architecture = json.loads(zipfile.ZipFile(run / "model.keras").read("config.json"))
+    assert architecture["class_name"] == "Sequential"
+    assert [layer["class_name"] for layer in architecture["config"]["layers"]][:2] == ["InputLayer", "Normalization"]
 
 
 def test_export_and_stream_refuse_typed_models_for_now(mixed_run, tmp_path):

@@ -24,7 +24,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from mlcli.config.schema import POLICIES, DataConfig
+from mlcli.config.schema import OPTIONS, POLICIES, DataConfig
+from mlcli.data.values import number_kind
 from mlcli.errors import ConfigError, DataError
 
 NUMBER_SHARE = 0.95  # a text column this much numbers is a numeric column with bad values
@@ -95,8 +96,6 @@ def _plan(column, name: str, spec, data: DataConfig, where: str) -> FeaturePlan:
 
 
 def _check_options(spec, kind_type: str, name: str) -> None:
-    from mlcli.config.schema import OPTIONS
-
     for option in spec.options():
         if kind_type not in OPTIONS[option]:
             raise ConfigError(f"data.features: column {name!r} was inferred {kind_type}, but {option} applies to "
@@ -110,12 +109,8 @@ def value_kind(column, name: str, where: str) -> str:
     kind = column.type
     if pa.types.is_dictionary(kind):
         kind = kind.value_type
-    if pa.types.is_boolean(kind):
-        return "bool"
-    if pa.types.is_integer(kind):
-        return "int"
-    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        return "float"
+    if number_kind(kind) is not None:
+        return number_kind(kind)
     if pa.types.is_date(kind) or pa.types.is_timestamp(kind):
         return "date"
     if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):

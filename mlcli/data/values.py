@@ -159,17 +159,25 @@ def labels_as(column, kind: str | None) -> np.ndarray:
     return np.asarray(column.to_pylist(), dtype=object)  # text; a lookup names any value that fits nothing
 
 
-def column_kind(column) -> str:
-    """The label kind of an Arrow column: its type, or for CSV text the weakest kind every value fits."""
+def number_kind(kind) -> str | None:
+    """bool, int or float for an Arrow type of true/false values or numbers, else None."""
     import pyarrow as pa
 
-    kind = column.type
     if pa.types.is_boolean(kind):
         return "bool"
     if pa.types.is_integer(kind):
         return "int"
     if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         return "float"
+    return None
+
+
+def column_kind(column) -> str:
+    """The label kind of an Arrow column: its type, or for CSV text the weakest kind every value fits."""
+    import pyarrow as pa
+
+    if number_kind(column.type) is not None:
+        return number_kind(column.type)
     if not _is_text(column):
         return "str"
     for name, target in (("int", pa.int64()), ("float", pa.float64())):

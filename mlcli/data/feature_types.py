@@ -76,29 +76,29 @@ def _plan(column, name: str, spec, data: DataConfig, where: str) -> FeaturePlan:
     declared = spec.type if spec is not None else None
     notes: tuple[str, ...] = ()
     if declared is None:
-        kind_type, note = infer_type(column, kind, name, where)
+        feature_type, note = infer_type(column, kind, name, where)
         notes = (note,) if note else ()
     else:
         check_declared(column, kind, declared, name, where)
-        kind_type = declared
+        feature_type = declared
     missing = spec.missing if spec is not None and spec.missing is not None else None
-    if missing is not None and missing not in POLICIES[kind_type]:
+    if missing is not None and missing not in POLICIES[feature_type]:
         # The schema checks a declared type's policy; here the type was inferred.
-        raise ConfigError(f"data.features: column {name!r} was inferred {kind_type}, which cannot use missing: "
-                          f"{missing}", hint=f"expected one of {', '.join(POLICIES[kind_type])}, or declare its type")
+        raise ConfigError(f"data.features: column {name!r} was inferred {feature_type}, which cannot use missing: "
+                          f"{missing}", hint=f"expected one of {', '.join(POLICIES[feature_type])}, or declare its type")
     if missing is None:
-        missing = data.missing if data.missing in POLICIES[kind_type] else _FALLBACK
+        missing = data.missing if data.missing in POLICIES[feature_type] else _FALLBACK
         if data.missing != missing:
-            notes += (f"data.missing: {data.missing} does not apply to a {kind_type} column: it follows auto",)
+            notes += (f"data.missing: {data.missing} does not apply to a {feature_type} column: it follows auto",)
     if spec is not None and declared is None:
-        _check_options(spec, kind_type, name)
-    return FeaturePlan(name, kind_type, declared is None, missing, kind, spec.options() if spec else {}, notes)
+        _check_options(spec, feature_type, name)
+    return FeaturePlan(name, feature_type, declared is None, missing, kind, spec.options() if spec else {}, notes)
 
 
-def _check_options(spec, kind_type: str, name: str) -> None:
+def _check_options(spec, feature_type: str, name: str) -> None:
     for option in spec.options():
-        if kind_type not in OPTIONS[option]:
-            raise ConfigError(f"data.features: column {name!r} was inferred {kind_type}, but {option} applies to "
+        if feature_type not in OPTIONS[option]:
+            raise ConfigError(f"data.features: column {name!r} was inferred {feature_type}, but {option} applies to "
                               f"{' and '.join(OPTIONS[option])} features", hint="declare its type, or remove the option")
 
 

@@ -295,6 +295,11 @@ def test_export_and_stream_refuse_typed_models_for_now(mixed_run, tmp_path):
     streamed = run_cli("train", config, "--output", tmp_path / "s")
     assert streamed.exit_code == 2, streamed
     assert "not supported with data.stream yet" in streamed.stderr
+    config.write_text(config.read_text().replace("  missing: median", ""))  # inferred types only
+    streamed = run_cli("train", config, "--output", tmp_path / "s")
+    assert streamed.exit_code == 2, streamed
+    assert "column 'plan' holds categorical values, and typed features are not supported with data.stream yet" \
+        in streamed.stderr
 
 
 def test_the_shipped_churn_config_learns(tmp_path):

@@ -25,8 +25,8 @@ import re
 from dataclasses import dataclass, field
 
 from mlcli.config.schema import OPTIONS, POLICIES, DataConfig
-from mlcli.data.values import number_kind
-from mlcli.errors import ConfigError, DataError
+from mlcli.data.values import as_numbers, number_kind
+from mlcli.errors import ConfigError, ConfigProblem, DataError
 
 NUMBER_SHARE = 0.95  # a text column this much numbers is a numeric column with bad values
 FEW_VALUES = 20  # up to this many distinct values, text is always categorical (even "Bank transfer (automatic)")
@@ -71,6 +71,21 @@ def plan_features(table, names: list[str], data: DataConfig, where: str) -> list
     return None if plain else plans
 
 
+def refuse_typed_columns(table, names: list[str], where: str) -> None:
+    """data.stream reads numbers only for now: a column the first chunk shows to be categories, text or
+    dates is exit 2 saying so, before a per-value error about its first word."""
+    for name in names:
+        column = as_numbers(table.column(name))  # CSV chunks are text: numbers and true/false as they read
+        if not _present_text(column):
+            continue  # nothing to judge by in this chunk
+        feature_type, _ = infer_type(column, value_kind(column, name, where), name, where)
+        if feature_type not in ("numeric", "binary"):
+            raise ConfigError(ConfigProblem("data.stream", f"column {name!r} holds {feature_type} values, and typed "
+                                            "features are not supported with data.stream yet", where),
+                              hint="set data.stream: false to load the table into memory, or leave the column out "
+                                   "(data.exclude)")
+
+
 def _plan(column, name: str, spec, data: DataConfig, where: str) -> FeaturePlan:
     kind = value_kind(column, name, where)
     declared = spec.type if spec is not None else None
@@ -84,22 +99,24 @@ def _plan(column, name: str, spec, data: DataConfig, where: str) -> FeaturePlan:
     missing = spec.missing if spec is not None and spec.missing is not None else None
     if missing is not None and missing not in POLICIES[feature_type]:
         # The schema checks a declared type's policy; here the type was inferred.
-        raise ConfigError(f"data.features: column {name!r} was inferred {feature_type}, which cannot use missing: "
-                          f"{missing}", hint=f"expected one of {', '.join(POLICIES[feature_type])}, or declare its type")
+        raise ConfigError(ConfigProblem("data.features", f"column {name!r} was inferred {feature_type}, which cannot "
+                                        f"use missing: {missing}", where),
+                          hint=f"expected one of {', '.join(POLICIES[feature_type])}, or declare its type")
     if missing is None:
         missing = data.missing if data.missing in POLICIES[feature_type] else _FALLBACK
         if data.missing != missing:
             notes += (f"data.missing: {data.missing} does not apply to a {feature_type} column: it follows auto",)
     if spec is not None and declared is None:
-        _check_options(spec, feature_type, name)
+        _check_options(spec, feature_type, name, where)
     return FeaturePlan(name, feature_type, declared is None, missing, kind, spec.options() if spec else {}, notes)
 
 
-def _check_options(spec, feature_type: str, name: str) -> None:
+def _check_options(spec, feature_type: str, name: str, where: str) -> None:
     for option in spec.options():
         if feature_type not in OPTIONS[option]:
-            raise ConfigError(f"data.features: column {name!r} was inferred {feature_type}, but {option} applies to "
-                              f"{' and '.join(OPTIONS[option])} features", hint="declare its type, or remove the option")
+            raise ConfigError(ConfigProblem("data.features", f"column {name!r} was inferred {feature_type}, but {option} "
+                                            f"applies to {' and '.join(OPTIONS[option])} features", where),
+                              hint="declare its type, or remove the option")
 
 
 def value_kind(column, name: str, where: str) -> str:

@@ -7,7 +7,7 @@ from mlcli.data.feature_types import FeaturePlan
 from mlcli.data.prepare import Prepared, prepare
 from mlcli.data.sources import resolve
 from mlcli.data.stream_scan import prepare_stream
-from mlcli.errors import ConfigError
+from mlcli.errors import ConfigError, ConfigProblem
 
 STREAM_ABOVE_BYTES = 1 << 30  # data.stream: auto
 
@@ -34,12 +34,16 @@ def prepare_data(config: Config, vocabulary: list | None = None, plans: list[Fea
     stream, why = should_stream(config)
     if not stream:
         return prepare(config, vocabulary, plans, typed)
+    # data.stream: true with declared types is refused by the config checks; here data.stream: auto
+    # chose to stream a large file, or a setting only the typed path follows is on.
     if plans is not None or config.data.feature_specs() or config.data.missing not in ("auto", "error"):
-        raise ConfigError("data.stream: typed features (declared types, data.missing filling or dropping values, or "
-                          "a typed parent model) are not supported with data.stream yet" + (f" — {why}" if why else ""),
+        raise ConfigError(ConfigProblem("data.stream", "typed features (declared types, data.missing filling or "
+                                        "dropping values, or a typed parent model) are not supported with data.stream "
+                                        "yet" + (f" — {why}" if why else ""), f"data.train: {config.data.train}"),
                           hint="set data.stream: false to load the table into memory")
     if config.data.missing_label != "error":
-        raise ConfigError("data.stream: data.missing_label: drop is not supported with data.stream yet",
+        raise ConfigError(ConfigProblem("data.missing_label", "drop is not supported with data.stream yet",
+                                        f"data.train: {config.data.train}"),
                           hint="set data.stream: false, or drop the rows without a label from the files")
     prepared = prepare_stream(config, vocabulary)
     if why:

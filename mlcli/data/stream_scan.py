@@ -12,6 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from mlcli.config.schema import Config
+from mlcli.data.feature_types import refuse_typed_columns
 from mlcli.data.labels import (
     adopt_vocabulary,
     in_classes,
@@ -89,6 +90,8 @@ def _scan_train(config: Config, train: ChunkSource, task: str | None, fraction: 
     for unit, offset, table in train.chunks():
         if unit.path not in file_starts:
             file_starts[unit.path] = rows - offset
+        if rows == 0:
+            refuse_typed_columns(table, train.feature_names, f"data.train: {train.spec}")
         x = train.features(table, unit, offset)
         label_columns = [table.column(name) for name in train.label_names]
         raw = train.labels(table, unit, offset)

@@ -319,3 +319,24 @@ def _gunzip(path: Path) -> str:
     import gzip
 
     return gzip.decompress(path.read_bytes()).decode("utf-8")
+
+
+def test_a_killed_typed_run_resumes_to_the_same_history(tmp_path):
+    from conftest import run_process
+
+    data = tmp_path / "mixed.csv"
+    data.write_text(table_text(mixed_rows()))
+    config = tmp_path / "c.yaml"
+    config.write_text(CONFIG.format(train=data, validation="0.25", extra="", epochs=3, training="")
+                      + "runtime: {deterministic: true}\n")
+    assert run_process("train", config, "--output", tmp_path / "reference", "--quiet").returncode == 0
+    killed = run_process("train", config, "--output", tmp_path / "run", "--quiet",
+                         env={"MLCLI_TEST_KILL_AT": "state-before-progress:2"})
+    assert killed.returncode != 0
+    done = run_process("train", "--resume", tmp_path / "run", "--quiet")
+    assert done.returncode == 0, done.stderr
+
+    def history(run):
+        return [line.split(",")[:5] for line in (run / "history.csv").read_text().splitlines()]
+
+    assert history(tmp_path / "run") == history(tmp_path / "reference")

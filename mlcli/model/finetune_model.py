@@ -241,15 +241,18 @@ def _parent_features(parent_facts: dict) -> list | None:
     return feature_names(read_manifest(Path(parent_facts["run_dir"])).get("features"))
 
 
-def parent_feature_plans(parent_facts: dict) -> list[FeaturePlan] | None:
-    """A typed parent's feature plans (its run's run.json, else the mlcli.json inside the file), so new
-    data is read the way the parent was trained; None for a plain parent."""
+def parent_feature_types(parent_facts: dict) -> dict:
+    """How new data is read for the parent (mlcli.data.load.prepare_data's `plans` or `typed`): a typed
+    parent's feature plans (its run's run.json, else the mlcli.json inside the file), or the plain
+    float path for a plain parent."""
     if parent_facts.get("run_dir"):
         records = typed_features(read_manifest(Path(parent_facts["run_dir"])).get("features"))
     else:
         facts = read_archive_facts(Path(parent_facts["path"]))
         records = typed_features(facts["features"]) if facts else None
-    return [FeaturePlan.from_record(r) for r in records] if records else None
+    if records is None:
+        return {"typed": False}
+    return {"plans": [FeaturePlan.from_record(r) for r in records]}
 
 
 def _parent_labels(parent_facts: dict):

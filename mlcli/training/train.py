@@ -18,6 +18,7 @@ from mlcli.config import LoadedConfig, to_dict
 from mlcli.config.yamlio import dump_yaml
 from mlcli.data.feature_report import show_features
 from mlcli.errors import Diverged, Interrupted
+from mlcli.model.finetune_model import parent_feature_types
 from mlcli.model.heads import check_output_width
 from mlcli.run import files
 from mlcli.run.history import read_history
@@ -96,7 +97,9 @@ def run_training(request: TrainRequest) -> TrainResult:
 
     # Every Keras name is resolved before any data is read: a typo costs no time.
     build_optimizer(loaded), build_loss(loaded), build_metrics(loaded)
-    prepared = prepare_data(config, _parent_classes(request), **_parent_features(request))
+    # finetune reads its data the way the parent was trained (typed or plain)
+    parent_types = parent_feature_types(request.parent) if request.parent is not None else {}
+    prepared = prepare_data(config, _parent_classes(request), **parent_types)
     if prepared.features is not None:
         show_features(prepared.features, "features" if request.parent is None else
                       "features, read as the parent was trained (its vocabularies and statistics stay in the model; "
@@ -113,17 +116,6 @@ def _parent_classes(request: TrainRequest) -> list | None:
     from mlcli.model.finetune_model import parent_classes
 
     return parent_classes(request.parent)
-
-
-def _parent_features(request: TrainRequest) -> dict:
-    """finetune: the data is read the way the parent was trained — its typed features' plans, or the
-    plain float path for a plain parent."""
-    if request.parent is None:
-        return {}
-    from mlcli.model.finetune_model import parent_feature_plans
-
-    plans = parent_feature_plans(request.parent)
-    return {"plans": plans} if plans is not None else {"typed": False}
 
 
 def _train(request: TrainRequest, prepared, device, precision: str, distribution) -> TrainResult:

@@ -24,7 +24,7 @@ from mlcli.data.labels import (
 )
 from mlcli.data.split import Split
 from mlcli.data.stream import StreamSplit
-from mlcli.errors import DataError
+from mlcli.errors import ConfigError, ConfigProblem, DataError
 
 
 @dataclass
@@ -105,6 +105,12 @@ def read_train(config: Config, plans: list[FeaturePlan] | None = None, typed: bo
         choose = (lambda table, names: plan_features(table, names, data, where)) if typed else _fixed(None)
     frame = load_frame(data.train, "data.train", labels=data.label_columns(), features=features, exclude=exclude,
                        choose_types=choose, missing_label=data.missing_label)
+    wanted = plans is not None or (typed and (data.feature_specs() or data.missing not in ("auto", "error")))
+    if wanted and frame.plans is None:
+        # Only an array file has no columns to type.
+        raise ConfigError(ConfigProblem("data.features", "typed features (declared types, or data.missing filling "
+                                        "or dropping values) need a table — an .npz file holds arrays", where),
+                          hint="give data.train as .csv or .parquet, or leave data.features and data.missing as they are")
     return keep_classes(frame, data.classes, "data.train")
 
 

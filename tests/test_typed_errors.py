@@ -129,3 +129,14 @@ def test_errors_with_json_are_one_document(tmp_path):
     assert ran.exit_code == 3, ran
     document = json.loads(ran.stdout)
     assert document["exit_code"] == 3 and "row 5: '2023-13-01' is not a date" in document["message"]
+
+
+def test_typed_features_need_a_table(tmp_path):
+    from conftest import REPO
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data: {{train: {REPO / 'tests/corpus/data/47-good.npz'}, label: y, missing: median}}\n"
+                      "model: {layers: [{type: Dense, units: 2, activation: softmax}]}\n")
+    ran = run_cli("train", config, "--output", tmp_path / "run")
+    assert ran.exit_code == 2, ran
+    assert "typed features (declared types, or data.missing filling or dropping values) need a table" in ran.stderr

@@ -22,8 +22,10 @@ from typing import Any
 from mlcli import limits
 from mlcli.config.keras_checks import keras_index
 from mlcli.errors import DataError, UsageError, first_line
-from mlcli.model.normalize import NORMALIZE_LAYER  # mlcli.model imports TensorFlow only inside functions
+from mlcli.model.features import BODY  # mlcli.model imports TensorFlow only inside functions
+from mlcli.model.normalize import NORMALIZE_LAYER
 from mlcli.run.files import replacing
+from mlcli.run.manifest import typed_features
 
 ARCHIVE_FACTS = "mlcli.json"  # inside a .keras archive: what the model's inputs and outputs mean
 CONFIG = "config.json"
@@ -71,7 +73,8 @@ def read_archive_facts(path: Path, flag: str = "CKPT") -> dict | None:
     features, labels, classes = facts.get("features"), facts.get("labels"), facts.get("classes")
     if not (isinstance(labels, list) and labels and all(isinstance(n, str) for n in labels)):
         return None
-    if features is not None and not (isinstance(features, list) and all(isinstance(n, str) for n in features)):
+    if features is not None and not (isinstance(features, list) and (
+            all(isinstance(n, str) for n in features) or typed_features(features) is not None)):
         return None
     if (facts["task"] == "classification") != isinstance(classes, list) or (classes is not None and not classes):
         return None
@@ -150,14 +153,26 @@ class ArchiveLayer:
 
 
 def declared_layers(architecture: dict) -> list[ArchiveLayer]:
-    """The layers as the user declared them: no input layer, no mlcli normalization."""
+    """The layers as the user declared them: no input layer, no mlcli normalization; for a typed
+    model, the layers of its body (its input block is mlcli's)."""
     out = []
-    for item in architecture.get("config", {}).get("layers", []):
+    body = typed_body(architecture)
+    layers = body if body is not None else architecture.get("config", {}).get("layers", [])
+    for item in layers:
         config = item.get("config", {})
         if item.get("class_name") == "InputLayer" or config.get("name") == NORMALIZE_LAYER:
             continue
         out.append(ArchiveLayer(str(config.get("name")), str(item.get("class_name")), config))
     return out
+
+
+def typed_body(architecture: dict) -> list | None:
+    """The body's layer records of a typed model (mlcli.model.features); None for a plain Sequential."""
+    for item in architecture.get("config", {}).get("layers", []):
+        config = item.get("config") or {}
+        if config.get("name") == BODY and isinstance(config.get("layers"), list):
+            return config["layers"]
+    return None
 
 
 def has_normalization(architecture: dict) -> bool:
@@ -211,8 +226,9 @@ def _plain(value: Any) -> bool:
 
 def model_facts(prepared) -> dict:
     """What a .keras file needs to be used away from its run directory: the input columns in model
-    order, the label column(s) and the class vocabulary in output order (as run.json records them)."""
-    return {"task": prepared.task, "features": prepared.feature_names, "labels": prepared.label_names,
+    order (typed features: each one's record, as run.json has them), the label column(s) and the
+    class vocabulary in output order."""
+    return {"task": prepared.task, "features": prepared.feature_facts(), "labels": prepared.label_names,
             "classes": prepared.classes}
 
 

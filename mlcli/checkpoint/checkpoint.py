@@ -26,7 +26,7 @@ from mlcli.data.sources import sha256
 from mlcli.errors import UsageError
 from mlcli.run import files
 from mlcli.run.diverged import restart_hint
-from mlcli.run.manifest import has_manifest, read_manifest, run_status
+from mlcli.run.manifest import feature_names, has_manifest, read_manifest, run_status, typed_features
 
 STANDALONE_LABEL = "label"  # the label column `evaluate` reads for a standalone .keras file (.npz: y)
 _DEFAULT_METRICS = {"classification": ["accuracy"], "regression": ["mae"]}
@@ -46,6 +46,12 @@ class Checkpoint:
     manifest: dict = field(default_factory=dict)  # the run's run.json; {} for a standalone file
     notes: tuple[str, ...] = ()
     input_shape: tuple[int, ...] | None = None  # per row, from the archive (so inputs are checked before TF)
+    typed: list[dict] | None = None  # typed features' records (run.json's features), in input order; None: plain
+
+    @property
+    def input_known(self) -> bool:
+        """Whether the input columns can be checked before the model is loaded."""
+        return self.input_shape is not None or self.typed is not None
 
     @property
     def standalone(self) -> bool:
@@ -180,9 +186,11 @@ def _run_checkpoint(model_path: Path, run_dir: Path, architecture: dict) -> Chec
         from mlcli.data.labels import is_classification_loss
 
         task = "classification" if is_classification_loss(config) else "regression"
-    features = manifest.get("features")
+    typed = typed_features(manifest.get("features"))
+    features = feature_names(manifest.get("features"))
     if features is None and config.data.features is not None:
-        features = [config.data.features] if isinstance(config.data.features, str) else list(config.data.features)
+        columns = config.data.feature_columns()
+        features = [columns] if isinstance(columns, str) else list(columns)
     labels = manifest.get("labels") or config.data.label_columns()
     classes = None
     if task == "classification":
@@ -195,7 +203,7 @@ def _run_checkpoint(model_path: Path, run_dir: Path, architecture: dict) -> Chec
             raise UsageError(f"{run_dir}: a classification run without {files.LABELS} — "
                              "the run directory is incomplete")
     return Checkpoint(model_path, run_dir, architecture, task, features, list(labels), classes, loaded=loaded,
-                      manifest=manifest, input_shape=archive.input_shape(architecture))
+                      manifest=manifest, input_shape=archive.input_shape(architecture), typed=typed)
 
 
 def _standalone_checkpoint(model_path: Path, architecture: dict) -> Checkpoint:
@@ -204,8 +212,9 @@ def _standalone_checkpoint(model_path: Path, architecture: dict) -> Checkpoint:
     facts = archive.read_archive_facts(model_path)
     if facts is not None:  # saved by mlcli: its columns and labels travel inside the file
         return Checkpoint(
-            model_path, None, architecture, facts["task"], facts["features"], list(facts["labels"]),
+            model_path, None, architecture, facts["task"], feature_names(facts["features"]), list(facts["labels"]),
             facts["classes"], compile_config=compile_config, input_shape=shape,
+            typed=typed_features(facts["features"]),
             notes=(f"{model_path} is not inside a run directory: its input columns and labels come from the "
                    f"{archive.ARCHIVE_FACTS} mlcli saved inside it",),
         )

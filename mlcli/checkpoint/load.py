@@ -6,6 +6,7 @@ it. Every stage that loads a model takes it as a parameter, so nothing else can 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,7 +29,10 @@ def load_keras(path: Path, *, compile: bool, unsafe: bool, what: str = "CKPT"):
     import keras  # deferred: imports TensorFlow
 
     try:
-        return keras.saving.load_model(path, compile=compile, safe_mode=not unsafe)
+        with warnings.catch_warnings():
+            # A typed model's input for a column named a/b is named a_b (Keras refuses '/'): not news.
+            warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
+            return keras.saving.load_model(path, compile=compile, safe_mode=not unsafe)
     except Exception as exc:  # noqa: BLE001 — a user's file can fail in any of Keras's ways
         text = str(exc)
         if "safe_mode" in text or "arbitrary code" in text:
@@ -46,6 +50,8 @@ def load_model(ckpt: Checkpoint, *, unsafe: bool):
     tells: its exact input shape, and a standalone classifier's classes (0..n-1)."""
     import_tensorflow()
     model = load_keras(ckpt.model_path, compile=False, unsafe=unsafe)
+    if ckpt.typed is not None:  # named raw columns: the records say what each input is
+        return model, ckpt
     shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
     if shape is None or any(d is None for d in shape):
         raise UsageError(f"CKPT {ckpt.model_path}: the model's input shape {model.input_shape} is not one fixed "

@@ -112,5 +112,32 @@ def check_config(loaded: LoadedConfig, gates: Iterable[str] = ()) -> None:
                 "", f"gate metric {gate!r} is never computed by this config — expected one of {', '.join(names)}",
                 "--fail-under/--fail-over",
             ))
+    problems += _feature_problems(loaded)
     if problems:
         raise ConfigError(problems)
+
+
+def _feature_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
+    """data.features against data.exclude and data.label; typed columns against data.stream; class
+    weights against the task."""
+    data = loaded.config.data
+    problems = []
+    listed = data.feature_columns()
+    listed = [listed] if isinstance(listed, str) else list(listed or [])
+    labels = data.label_columns()
+    for index, name in enumerate(data.exclude):
+        if name in listed:
+            problems.append(loaded.problem(("data", "exclude", index), f"{name!r} is also listed in data.features "
+                                           "— a column is either a feature or excluded; remove it from one of them"))
+        elif name in labels:
+            problems.append(loaded.problem(("data", "exclude", index), f"{name!r} is the label column — the label is "
+                                           "never a feature already; remove it from data.exclude"))
+    if data.stream is True and data.feature_specs():
+        first = next(i for i, item in enumerate(data.features) if not isinstance(item, str))
+        problems.append(loaded.problem(("data", "features", first), "typed features ({name, type, ...}) are not "
+                                       "supported with data.stream: true yet — set data.stream: false (or auto) to "
+                                       "load the table into memory"))
+    if loaded.config.training.class_weight is not None and data.task == "regression":
+        problems.append(loaded.problem(("training", "class_weight"), "class weights are for classification but "
+                                       "data.task is regression — remove training.class_weight"))
+    return problems

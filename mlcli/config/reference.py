@@ -90,6 +90,10 @@ def _walk(node: dict, path: tuple[str, ...], defs: dict, defaults: Any, rows: li
             item = _resolve(items, defs)
             _walk(item, key + ("[]",), defs, None, rows)
             rows.append((_key(key + ("[]", "*")), "any", "", _FREE))
+        for option in prop.get("anyOf", []):  # a list whose items may be mappings (data.features): their keys
+            for item in option.get("items", {}).get("anyOf", []):
+                if "$ref" in item:
+                    _walk(_resolve(item, defs), key + ("[]",), defs, None, rows)
 
 
 def _resolve(node: dict, defs: dict) -> dict:

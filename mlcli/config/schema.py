@@ -12,7 +12,7 @@ import math
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
 # The patterns below are written in the subset of regex syntax that Python and JSON Schema (ECMA 262)
@@ -125,6 +125,100 @@ class MetricSpec(_KerasObject):
 # What the `_columns` validator below accepts as a list, said for the JSON Schema.
 ColumnList = Annotated[list[str], Field(min_length=1, json_schema_extra={"uniqueItems": True})]
 
+FeatureType = Literal["numeric", "categorical", "binary", "text", "date"]
+MissingPolicy = Literal["auto", "error", "drop", "median", "mean", "most_frequent", "category"]
+
+# Which missing-value policies each feature type can follow: a mean of categories, or a category
+# "missing" in a column of numbers, has no meaning.
+POLICIES: dict[str, tuple[str, ...]] = {
+    "numeric": ("auto", "error", "drop", "median", "mean", "most_frequent"),
+    "categorical": ("auto", "error", "drop", "most_frequent", "category"),
+    "binary": ("auto", "error", "drop", "most_frequent", "category"),
+    "text": ("auto", "error", "drop"),
+    "date": ("auto", "error", "drop", "median"),
+}
+# The keys of a feature mapping that only one kind of feature reads.
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "normalize": ("numeric", "date"),
+    "max_tokens": ("categorical", "text"),
+    "min_frequency": ("categorical", "text"),
+    "encoding": ("categorical",),
+    "embedding_dim": ("categorical", "text"),
+    "output": ("text",),
+    "sequence_length": ("text",),
+    "format": ("date",),
+}
+
+
+def _feature_name(item: Any) -> str | None:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, FeatureSpec):
+        return item.name
+    name = item.get("name") if isinstance(item, dict) else None
+    return name if isinstance(name, str) else None
+
+
+class FeatureSpec(_Section):
+    """One feature column with its type and how it is encoded inside the model."""
+
+    name: str = Field(min_length=1, description="The column.")
+    type: Union[FeatureType, None] = Field(
+        None, description="numeric | categorical | binary | text | date; null: inferred from the training data."
+    )
+    missing: Union[MissingPolicy, None] = Field(None, description="This column's missing-value policy; null: data.missing.")
+    normalize: Union[Literal["standard", "minmax", "none"], None] = Field(
+        None, description="numeric and date: null follows data.normalize."
+    )
+    max_tokens: Union[int, None] = Field(
+        None, ge=1, description="categorical, text: keep at most this many of the most frequent values (text: 20000 "
+        "when null); the rest go to the out-of-vocabulary slot."
+    )
+    min_frequency: Union[int, None] = Field(
+        None, ge=1, description="categorical, text: values seen fewer times in the training split go to the "
+        "out-of-vocabulary slot (null: 1)."
+    )
+    encoding: Union[Literal["one_hot", "embedding"], None] = Field(
+        None, description="categorical: one_hot (null) or a trained embedding of embedding_dim values."
+    )
+    embedding_dim: Union[int, None] = Field(
+        None, ge=1, description="categorical with encoding: embedding, text with output: sequence (null: "
+        "min(50, 1.6 * vocabulary^0.56), the fastai rule of thumb)."
+    )
+    output: Union[Literal["tf_idf", "multi_hot", "count", "sequence"], None] = Field(
+        None, description="text: tf_idf (null), multi_hot, count (bags of words), or sequence (token ids, "
+        "embedded and averaged)."
+    )
+    sequence_length: Union[int, None] = Field(
+        None, ge=1, description="text with output: sequence: tokens kept per value (null: 32)."
+    )
+    format: Union[str, None] = Field(
+        None, description="date: a strptime format such as %d/%m/%Y (null: ISO 8601, 2024-01-31)."
+    )
+
+    @field_validator("missing")
+    @classmethod
+    def _policy_fits_the_type(cls, value: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("type")
+        if value is not None and kind is not None and value not in POLICIES[kind]:
+            raise _reject(f"missing: {value} cannot apply to a {kind} feature — expected one of "
+                          f"{', '.join(POLICIES[kind])}")
+        return value
+
+    @field_validator(*OPTIONS)
+    @classmethod
+    def _option_fits_the_type(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = info.data.get("type")
+        readers = OPTIONS[info.field_name]
+        if value is not None and kind is not None and kind not in readers:
+            raise _reject(f"{info.field_name} applies to {' and '.join(readers)} features, not {kind} — remove it, "
+                          f"or declare the type it is meant for")
+        return value
+
+    def options(self) -> dict[str, Any]:
+        """The declared encoding options (those not left null)."""
+        return {key: getattr(self, key) for key in OPTIONS if getattr(self, key) is not None}
+
 
 class DataConfig(_Section):
     """Where the data comes from and how it is prepared."""
@@ -143,9 +237,25 @@ class DataConfig(_Section):
         "label",
         description="Label column; a list for several regression targets; for .npz the array name (default y).",
     )
-    features: Union[ColumnList, str, None] = Field(
+    features: Union[Annotated[list[Union[str, FeatureSpec]], Field(min_length=1)], str, None] = Field(
         None,
-        description="Feature columns; default every other column. For .npz the array name (default x).",
+        description="Feature columns, each a bare name (type inferred) or {name, type, ...}; default every other "
+        "column. For .npz the array name (default x).",
+    )
+    exclude: list[str] = Field(
+        default_factory=list, description="Columns never used as features (with features: null, e.g. an id column)."
+    )
+    missing: MissingPolicy = Field(
+        "auto",
+        description="Default missing-value policy of every feature: auto (numeric: median plus a was-missing "
+        "indicator; categorical: its own category; text: empty) | error | drop (the row, counted) | median | mean "
+        "| most_frequent | category. A table of numbers only, with no feature declared, keeps the plain float "
+        "path, where a gap is an error unless this is set to a filling policy.",
+    )
+    missing_label: Literal["error", "drop"] = Field(
+        "error",
+        description="Rows whose label is missing: error (exit 3 naming the row) or drop them (the count is "
+        "reported and recorded in run.json).",
     )
     task: Literal["auto", "classification", "regression"] = Field(
         "auto", description="auto: classification for integer/string labels with a classification loss."
@@ -177,7 +287,7 @@ class DataConfig(_Section):
             raise _reject(f"fraction {value} is outside (0, 1) — expected e.g. 0.2, or null for no validation")
         return float(value)
 
-    @field_validator("label", "features", mode="before")
+    @field_validator("label", mode="before")
     @classmethod
     def _columns(cls, value: Any) -> Any:
         if value is None or isinstance(value, str):
@@ -187,6 +297,41 @@ class DataConfig(_Section):
                 raise _reject("lists a column twice — name each column once")
             return value
         raise _reject(f"got {value!r} — expected a column name or a non-empty list of column names")
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _features(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list) and value and all(isinstance(v, (str, dict, FeatureSpec)) for v in value):
+            names = [_feature_name(v) for v in value]
+            twice = [n for n in dict.fromkeys(names) if n is not None and names.count(n) > 1]
+            if twice:
+                raise _reject(f"lists a column twice ({twice[0]!r}) — name each column once")
+            return value
+        raise _reject(f"got {value!r} — expected a column name or a non-empty list of column names "
+                      "or {name, type, ...} mappings")
+
+    @field_validator("exclude", mode="before")
+    @classmethod
+    def _exclude(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]  # one column is a list of one
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise _reject(f"got {value!r} — expected a list of column names")
+        return value
+
+    def feature_columns(self) -> list[str] | str | None:
+        """data.features as column names (a spec by its name); None: every column but the label(s)."""
+        if self.features is None or isinstance(self.features, str):
+            return self.features
+        return [_feature_name(item) for item in self.features]
+
+    def feature_specs(self) -> dict[str, FeatureSpec]:
+        """The features declared as mappings, by column name."""
+        if not isinstance(self.features, list):
+            return {}
+        return {item.name: item for item in self.features if isinstance(item, FeatureSpec)}
 
     def label_columns(self) -> list[str]:
         return [self.label] if isinstance(self.label, str) else list(self.label)
@@ -249,11 +394,34 @@ class TrainingConfig(_Section):
     checkpoint_every_steps: Union[int, None] = Field(
         None, ge=1, description="Also save resume state every N steps (it is always saved at each epoch end)."
     )
+    class_weight: Union[Literal["balanced"], dict[Union[int, str], float], None] = Field(
+        None,
+        description="Weight of each class in the loss: null (equal), balanced (rows / (classes * rows of the "
+        "class), from the training split), or {label: weight, ...} (labels not listed weigh 1).",
+    )
     steps_per_execution: Union[Annotated[int, Field(ge=1)], Literal["auto"]] = Field(
         "auto",
         description="Optimizer steps per TensorFlow call. The math is the same for any value (same batches, "
         "same updates); larger values cut Python overhead for small models. auto: about 4,096 rows per call.",
     )
+
+    @field_validator("class_weight", mode="before")
+    @classmethod
+    def _class_weight_kind(cls, value: Any) -> Any:
+        if value is None or value == "balanced" or isinstance(value, dict):
+            return value
+        raise _reject(f"got {value!r} — expected balanced, a mapping {{label: weight, ...}}, or null")
+
+    @field_validator("class_weight")
+    @classmethod
+    def _class_weight(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            if not value:
+                raise _reject("is empty — expected {label: weight, ...}, balanced, or null")
+            bad = [(label, weight) for label, weight in value.items() if not (weight > 0 and weight < float("inf"))]
+            if bad:
+                raise _reject(f"weight {bad[0][1]!r} for label {bad[0][0]!r} — expected a number greater than 0")
+        return value
 
     @field_validator("steps_per_execution", mode="before")
     @classmethod

@@ -40,14 +40,19 @@ def check_header(columns: list[str], where: str) -> None:
 
 
 def training_columns(columns: list[str], where: str, *, labels: list[str],
-                     features: list[str] | str | None) -> ColumnPlan:
-    """data.label must be there; data.features too, or (None) every column that is not a label."""
+                     features: list[str] | str | None, exclude: list[str] = ()) -> ColumnPlan:
+    """data.label must be there; data.features too, or (None) every column that is neither a label
+    nor in data.exclude."""
     missing_labels = [c for c in labels if c not in columns]
     if missing_labels:
         raise DataError(f"{where}: label column {missing_labels[0]!r} not found — the columns are: "
                         f"{listing(columns)}{column_hint(missing_labels[0], columns)}; set data.label to the right one")
+    unknown = [c for c in exclude if c not in columns]
+    if unknown:
+        raise DataError(f"{where}: data.exclude names {unknown[0]!r}, which is not a column — the columns are: "
+                        f"{listing(columns)}{column_hint(unknown[0], columns)}")
     if features is None:
-        names = [c for c in columns if c not in labels]
+        names = [c for c in columns if c not in labels and c not in exclude]
     else:
         names = [features] if isinstance(features, str) else list(features)
         missing = [c for c in names if c not in columns]

@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from mlcli.data.columns import ColumnPlan, check_features_are_not_labels, check_header, listing, model_columns
+from mlcli.data.feature_types import FeaturePlan
 from mlcli.data.formats import csv
 from mlcli.data.labels import class_indices, in_classes, label_array, regression_targets
 from mlcli.data.sources import Source, resolve
-from mlcli.data.values import as_numbers, check_finite, label_values, numeric_column
+from mlcli.data.typed_values import check_missing, model_input, row_count, rows_to_drop, take_rows
+from mlcli.data.values import as_numbers, check_finite, label_missing, label_values, numeric_column
 from mlcli.errors import DataError, first_line
 
 STDIN = "-"
@@ -30,7 +32,7 @@ STDIN = "-"
 
 @dataclass
 class Batch:
-    x: np.ndarray  # float32 (rows, *input_shape)
+    x: np.ndarray | dict  # float32 (rows, *input_shape); typed features: {column: values}
     y: np.ndarray | None  # class indices (int32) or regression targets (float32, (rows, targets))
     kept: list  # the --keep columns (pyarrow arrays), in the order asked
     rows: int  # rows in this batch (after any label filter)
@@ -51,12 +53,21 @@ class _Part:
 class InputReader:
     """Open `spec` (a path, glob, builtin:NAME[/SPLIT] or - for CSV on stdin) for batch reading."""
 
-    def __init__(self, spec: str, role: str, *, features: list[str] | None, input_shape: tuple[int, ...],
+    def __init__(self, spec: str, role: str, *, features: list[str] | None, input_shape: tuple[int, ...] | None,
                  labels: list[str] | None, keep: list[str] = (), task: str = "classification",
-                 classes: list | None = None, only_classes: list | None = None, batch_rows: int = 65536):
+                 classes: list | None = None, only_classes: list | None = None, batch_rows: int = 65536,
+                 typed: list[dict] | None = None, drop_missing: bool = False, missing_label: str = "error"):
+        """`typed`: a typed model's feature records (run.json's features), read as training read them;
+        `drop_missing`: rows missing a `missing: drop` feature are left out and counted (evaluate, as
+        training did) instead of being an error (predict owes every row a prediction);
+        `missing_label`: the run's data.missing_label (drop: rows without a label are left out, counted)."""
         self.spec, self.role = spec, role
         self.model_features = features
-        self.input_shape = tuple(input_shape)
+        self.plans = [FeaturePlan.from_record(r) for r in typed] if typed is not None else None
+        self.drop_missing = drop_missing
+        self.missing_label = missing_label
+        self.dropped = 0  # rows left out for a missing value (drop_missing, missing_label: drop)
+        self.input_shape = tuple(input_shape) if self.plans is None else (len(self.plans),)
         self.width = int(np.prod(self.input_shape))
         self.labels = list(labels or [])
         self.keep = list(dict.fromkeys(keep))
@@ -90,6 +101,9 @@ class InputReader:
 
     def _plan_npz(self, source: Source, arrays: dict) -> ColumnPlan:
         where = f"{self.role}: {source.spec}"
+        if self.plans is not None:
+            raise DataError(f"{where}: the model takes named columns of several types, which an .npz file does not "
+                            "hold", hint="give a .csv or .parquet table with the model's columns")
         wanted = self.model_features[0] if self.model_features and len(self.model_features) == 1 else "x"
         name = wanted if wanted in arrays else "x"
         if name not in arrays:
@@ -140,7 +154,8 @@ class InputReader:
                 yield {name: part.arrays[name][start:start + self.batch_rows] for name in plan.needed}
             return
         # Features that are also --keep columns stay text: kept columns are copied as written.
-        numeric = [c for c in plan.features if c not in plan.keep and c not in plan.labels]
+        numbers = plan.features if self.plans is None else [p.name for p in self.plans if p.type == "numeric"]
+        numeric = [c for c in numbers if c not in plan.keep and c not in plan.labels]
         try:
             yield from part.source.format_module.batches(part.path, part.header, plan.needed, numeric,
                                                          self.batch_rows)
@@ -158,37 +173,84 @@ class InputReader:
             check_finite(x, [f"{features[0]}_{i}" for i in range(self.width)], source, role, offset)
             kept = [_arrow(table[name]) for name in self.keep]
             labels = [table[name] for name in part.plan.labels]
+        elif self.plans is not None:
+            x, kept, labels = self._typed(part, table, offset)
+            rows = row_count(x)
         else:
+            labelled = self._labelled_rows(table, part)  # the rows in the file, when some are left out
+            if labelled is not None:
+                table = table.take(labelled)
             rows = table.num_rows
             # Column by column into a (features, rows) array, then one transpose: writing each
             # column straight into a (rows, features) array strides through memory (3x slower).
             columns = np.empty((len(features), rows), dtype=np.float32)
             for j, name in enumerate(features):
-                columns[j] = numeric_column(as_numbers(table.column(name)), name, source, role, offset)
+                columns[j] = numeric_column(as_numbers(table.column(name)), name, source, role, offset, labelled)
             x = np.ascontiguousarray(columns.T)
-            check_finite(x, features, source, role, offset)
+            check_finite(x, features, source, role, offset, labelled)
             kept = [table.column(name) for name in self.keep]
             labels = [label_values(table.column(name), name, self.task, self.classes, source, role, offset)
                       for name in part.plan.labels]
         y = None
         if labels:
             y, x, kept, rows = self._targets(labels, x, kept, part, offset)
-        return Batch(x.reshape((rows, *self.input_shape)), y, kept, rows,
-                     kept_as_text=not isinstance(table, dict) and source.format == "csv")
+        if self.plans is None:
+            x = x.reshape((rows, *self.input_shape))
+        return Batch(x, y, kept, rows, kept_as_text=not isinstance(table, dict) and source.format == "csv")
+
+    def _typed(self, part: _Part, table, offset: int):
+        """Typed features, converted as training converted them; rows missing a `missing: drop`
+        feature left out (evaluate) or an error (predict)."""
+        source, role = part.source, self.role
+        x = {p.name: model_input(table.column(p.name), p, source, role, offset) for p in self.plans}
+        check_missing(x, self.plans, source, role, offset)
+        labelled = self._labelled_rows(table, part)
+        if labelled is not None:
+            x, table = take_rows(x, labelled), table.take(labelled)
+        kept = [table.column(name) for name in self.keep]
+        labels = [label_values(table.column(name), name, self.task, self.classes, source, role, offset)
+                  for name in part.plan.labels]
+        drop, counts = rows_to_drop(x, self.plans)
+        if drop.any():
+            if not self.drop_missing:
+                name = next(iter(counts))
+                row = int(np.flatnonzero(drop)[0])
+                raise DataError(f"{role}: {source.spec}: column {name!r}, row {row + 1 + offset}: missing value — the "
+                                "model was trained with missing: drop for this feature, so it has no way to fill it",
+                                hint="fill the value, or leave the row out")
+            index = np.flatnonzero(~drop)
+            self.dropped += int(drop.sum())
+            x = take_rows(x, index)
+            kept = [column.take(index) for column in kept]
+            labels = [values[index] for values in labels]
+        return x, kept, labels
+
+    def _labelled_rows(self, table, part: _Part) -> np.ndarray | None:
+        """missing_label: drop — the rows with every label (None: all of them), the others counted."""
+        if self.missing_label != "drop" or not part.plan.labels:
+            return None
+        missing = np.zeros(table.num_rows, dtype=bool)
+        for name in part.plan.labels:
+            missing |= label_missing(table.column(name))
+        if not missing.any():
+            return None
+        self.dropped += int(missing.sum())
+        return np.flatnonzero(~missing)
 
     def _targets(self, labels: list[np.ndarray], x, kept, part: _Part, offset: int):
         spec = part.source.spec
         if self.task != "classification":
-            return regression_targets(label_array(labels), self.role, spec, part.plan.labels, offset), x, kept, len(x)
+            return (regression_targets(label_array(labels), self.role, spec, part.plan.labels, offset), x, kept,
+                    row_count(x))
         values = labels[0]
         if self.only_classes is not None:
             # data.classes: the run's own test/validation rows are filtered exactly as training filtered them.
             mask = in_classes(values, self.only_classes)
             if not mask.all():
                 index = np.flatnonzero(mask)
-                values, x = values[index], x[index]
+                values, x = values[index], take_rows(x, index)
                 kept = [column.take(index) for column in kept]
-        return class_indices(values, self.classes, self.role, spec, offset), x, kept, len(x)
+        return class_indices(values, self.classes, self.role, spec, offset), x, kept, row_count(x)
 
 
 def _arrow(values: np.ndarray):

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from mlcli import limits
 from mlcli.config.schema import Config, DataConfig
+from mlcli.data.feature_types import FeaturePlan
 from mlcli.data.prepare import Prepared, prepare
 from mlcli.data.sources import Source, resolve
 from mlcli.data.stream_scan import prepare_stream
+from mlcli.errors import ConfigError, ConfigProblem
 
 STREAM_ABOVE_BYTES = 1 << 30  # data.stream: auto
 
@@ -26,11 +28,24 @@ def should_stream(config: Config) -> tuple[bool, str | None]:
     return stream, None
 
 
-def prepare_data(config: Config, vocabulary: list | None = None) -> Prepared:
-    """The splits a run trains on: in memory (mlcli.data.prepare), or streamed from disk."""
+def prepare_data(config: Config, vocabulary: list | None = None, plans: list[FeaturePlan] | None = None,
+                 typed: bool = True) -> Prepared:
+    """The splits a run trains on: in memory (mlcli.data.prepare), or streamed from disk. `plans` and
+    `typed` fix the feature types (mlcli.data.prepare.read_train)."""
     stream, why = should_stream(config)
     if not stream:
-        return prepare(config, vocabulary)
+        return prepare(config, vocabulary, plans, typed)
+    # data.stream: true with declared types is refused by the config checks; here data.stream: auto
+    # chose to stream a large file, or a setting only the typed path follows is on.
+    if plans is not None or config.data.feature_specs() or config.data.missing not in ("auto", "error"):
+        raise ConfigError(ConfigProblem("data.stream", "typed features (declared types, data.missing filling or "
+                                        "dropping values, or a typed parent model) are not supported with data.stream "
+                                        "yet" + (f" — {why}" if why else ""), f"data.train: {config.data.train}"),
+                          hint="set data.stream: false to load the table into memory")
+    if config.data.missing_label != "error":
+        raise ConfigError(ConfigProblem("data.missing_label", "drop is not supported with data.stream yet",
+                                        f"data.train: {config.data.train}"),
+                          hint="set data.stream: false, or drop the rows without a label from the files")
     prepared = prepare_stream(config, vocabulary)
     if why:
         prepared.train.notes.append(why)

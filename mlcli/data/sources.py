@@ -14,7 +14,7 @@ from pathlib import Path
 from mlcli.data import formats
 from mlcli.errors import DataError
 
-BUILTIN_SETS = {"digits": "classification", "diabetes": "regression"}
+BUILTIN_SETS = {"digits": "classification", "diabetes": "regression", "churn": "classification"}
 
 
 @dataclass(frozen=True)

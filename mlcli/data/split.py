@@ -16,7 +16,7 @@ they hold:
     evaluation_dataset(batch_size=, encoding=, num_classes=)
                          batches in row order
 
-x is float32 features; y is class indices (int32) or regression targets (float32, (rows, targets)),
+x is float32 features (typed features: {column: values}, mlcli.data.typed_values); y is class indices (int32) or regression targets (float32, (rows, targets)),
 encoded for the loss inside the datasets (mlcli.data.labels.encode). Call the datasets through
 mlcli.data.pipeline, which adds what every split needs.
 """
@@ -29,6 +29,7 @@ import numpy as np
 
 from mlcli.data.labels import encode
 from mlcli.data.pipeline import steps_per_epoch
+from mlcli.data.typed_values import row_count, take_rows
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Split:
     cheaper than slicing row by row.
     """
 
-    x: np.ndarray
+    x: np.ndarray | dict  # typed features: {column: values}
     y: np.ndarray  # int32 class indices (classification) or float32 (rows, targets) (regression)
     name: str
     notes: list[str] = field(default_factory=list)
@@ -50,14 +51,14 @@ class Split:
 
     @property
     def rows(self) -> int:
-        return int(self.x.shape[0])
+        return row_count(self.x)
 
     @property
     def normalization_input(self) -> np.ndarray:
         return self.x
 
     def head(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.x[:rows], self.y[:rows]
+        return take_rows(self.x, slice(0, rows)), self.y[:rows]
 
     def training_dataset(self, *, batch_size: int, seed: int, shuffle: bool, epoch, encoding: str,
                          num_classes: int, first_step: int = 0):
@@ -66,7 +67,7 @@ class Split:
         tf = import_tensorflow()
         rows = self.rows
         steps = steps_per_epoch(rows, batch_size)
-        x = tf.constant(self.x)
+        x = tf.nest.map_structure(tf.constant, self.x)
         y = tf.constant(self.y)
 
         def epoch_batches(_):
@@ -78,7 +79,8 @@ class Split:
 
             def gather(step):
                 index = order[step * batch_size: (step + 1) * batch_size]
-                return tf.gather(x, index), encode(tf, tf.gather(y, index), encoding, num_classes)
+                return (tf.nest.map_structure(lambda values: tf.gather(values, index), x),
+                        encode(tf, tf.gather(y, index), encoding, num_classes))
 
             return tf.data.Dataset.range(first_step, steps).map(gather, num_parallel_calls=tf.data.AUTOTUNE,
                                                                  deterministic=True)

@@ -12,6 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from mlcli.config.schema import Config
+from mlcli.data.feature_types import refuse_typed_columns
 from mlcli.data.labels import (
     adopt_vocabulary,
     in_classes,
@@ -33,7 +34,7 @@ def prepare_stream(config: Config, vocabulary: list | None = None) -> Prepared:
     """The first pass over data.train (and the validation/test files): checks, counts, labels, statistics."""
     data = config.data
     labels = data.label_columns()
-    train = ChunkSource(data.train, "data.train", labels=labels, features=data.features)
+    train = ChunkSource(data.train, "data.train", labels=labels, features=data.feature_columns(), exclude=data.exclude)
     task = data.task if data.task != "auto" else None
     if task == "classification" and len(labels) > 1:
         raise DataError("data.label: several label columns are for regression — give one label column")
@@ -90,6 +91,8 @@ def _scan_train(config: Config, train: ChunkSource, task: str | None, fraction: 
     for unit, offset, table in train.chunks():
         if unit.path not in file_starts:
             file_starts[unit.path] = rows - offset
+        if rows == 0:
+            refuse_typed_columns(table, train.feature_names, f"data.train: {train.spec}")
         x = train.features(table, unit, offset)
         label_columns = [table.column(name) for name in train.label_names]
         raw = train.labels(table, unit, offset)

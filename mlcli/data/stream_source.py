@@ -32,7 +32,8 @@ class Unit:
 class ChunkSource:
     """data.train / validation / test as chunks: (unit, first row within its file, Arrow table)."""
 
-    def __init__(self, spec: str, role: str, *, labels: list[str], features: list[str] | str | None):
+    def __init__(self, spec: str, role: str, *, labels: list[str], features: list[str] | str | None,
+                 exclude: list[str] = ()):
         self.spec, self.role = spec, role
         self.source = resolve(spec, role)
         if not self.source.format_module.TABULAR:
@@ -49,7 +50,8 @@ class ChunkSource:
                                 "same columns")
             columns = found
             self.units += [Unit(path, group, before) for group, before in self.format.units(path)]
-        self.plan = training_columns(columns, f"{role}: {spec}", labels=list(labels), features=features)
+        self.plan = training_columns(columns, f"{role}: {spec}", labels=list(labels), features=features,
+                                     exclude=list(exclude))
         self.feature_names, self.label_names = self.plan.features, self.plan.labels
 
     def file_source(self, path: Path) -> Source:

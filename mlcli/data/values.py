@@ -20,17 +20,22 @@ _KINDS = ("bool", "int", "float", "str")
 # ---- features --------------------------------------------------------------------------------
 
 
-def numeric_column(column, name: str, source: Source, role: str, row_offset: int = 0) -> np.ndarray:
-    """A column as float64, or a DataError naming the first row that is missing or not a number."""
+def numeric_column(column, name: str, source: Source, role: str, row_offset: int = 0,
+                   rows: np.ndarray | None = None) -> np.ndarray:
+    """A column as float64, or a DataError naming the first row that is missing or not a number.
+
+    `rows`: for a column of some of a file's rows (the others dropped), each value's row in the file."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     kind = column.type
     if column.null_count:
-        row = int(pc.index(pc.is_null(column), True).as_py())
+        row = _file_row(int(pc.index(pc.is_null(column), True).as_py()), rows)
         raise DataError(
             f"{role}: {source.spec}: column {name!r}, row {row + 1 + row_offset}: missing or NaN value — "
-            "every feature needs a number (fill or drop the row)"
+            "every feature needs a number (fill or drop the row)",
+            hint=("to train with missing values, set data.missing: median (or mean, most_frequent, drop)"
+                  if role.startswith("data.") else None),
         )
     if pa.types.is_boolean(kind):  # True/False as 1/0, the same in every reader (Arrow has no zero-copy view)
         return pc.cast(column, pa.float64()).to_numpy()
@@ -45,10 +50,15 @@ def numeric_column(column, name: str, source: Source, role: str, row_offset: int
             out[row] = float(value)
         except (TypeError, ValueError):
             raise DataError(
-                f"{role}: {source.spec}: column {name!r}, row {row + 1 + row_offset}: {value!r} is not a number — "
+                f"{role}: {source.spec}: column {name!r}, row {_file_row(row, rows) + 1 + row_offset}: {value!r} is "
+                "not a number — "
                 "features must be numeric (encode categories as numbers, or list data.features without this column)"
             ) from None
     return out
+
+
+def _file_row(position: int, rows: np.ndarray | None) -> int:
+    return position if rows is None else int(rows[position])
 
 
 def as_numbers(column):
@@ -82,13 +92,14 @@ def check_text(column, name: str, source: Source, role: str, row_offset: int = 0
             ) from None
 
 
-def check_finite(x: np.ndarray, names: list[str], source: Source, role: str, row_offset: int = 0) -> None:
+def check_finite(x: np.ndarray, names: list[str], source: Source, role: str, row_offset: int = 0,
+                 rows: np.ndarray | None = None) -> None:
     finite = np.isfinite(x)
     if finite.all():
         return
     bad = np.argwhere(~finite.reshape(len(x), -1))[0]
-    row, col = int(bad[0]), int(bad[1])
-    value = x.reshape(len(x), -1)[row, col]
+    row, col = _file_row(int(bad[0]), rows), int(bad[1])
+    value = x.reshape(len(x), -1)[int(bad[0]), col]
     name = names[col] if len(names) > col else f"feature {col}"
     what = "NaN" if np.isnan(value) else ("inf" if value > 0 else "-inf")
     note = " (or a value too large for float32)" if np.isinf(value) else ""
@@ -114,6 +125,20 @@ def check_labels_present(column, name: str, source: Source, role: str, row_offse
         if not pc.all(finite).as_py():
             row = int(pc.index(finite, False).as_py())
             raise non_finite_label(f"{role}: {source.spec}", name, row + 1 + row_offset, column[row].as_py())
+
+
+def label_missing(column) -> np.ndarray:
+    """True where a label is missing: null, or an empty string (Arrow's CSV reader gives "" for an
+    empty cell of a text column)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    missing = pc.is_null(column)
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        missing = pc.or_(missing, pc.fill_null(pc.equal(pc.utf8_trim_whitespace(column), ""), False))
+    if pa.types.is_floating(column.type):
+        missing = pc.or_(missing, pc.fill_null(pc.is_nan(column), False))
+    return missing.to_numpy(zero_copy_only=False)
 
 
 def label_values(column, name: str, task: str, classes: list | None, source: Source, role: str,
@@ -142,17 +167,25 @@ def labels_as(column, kind: str | None) -> np.ndarray:
     return np.asarray(column.to_pylist(), dtype=object)  # text; a lookup names any value that fits nothing
 
 
-def column_kind(column) -> str:
-    """The label kind of an Arrow column: its type, or for CSV text the weakest kind every value fits."""
+def number_kind(kind) -> str | None:
+    """bool, int or float for an Arrow type of true/false values or numbers, else None."""
     import pyarrow as pa
 
-    kind = column.type
     if pa.types.is_boolean(kind):
         return "bool"
     if pa.types.is_integer(kind):
         return "int"
     if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         return "float"
+    return None
+
+
+def column_kind(column) -> str:
+    """The label kind of an Arrow column: its type, or for CSV text the weakest kind every value fits."""
+    import pyarrow as pa
+
+    if number_kind(column.type) is not None:
+        return number_kind(column.type)
     if not _is_text(column):
         return "str"
     for name, target in (("int", pa.int64()), ("float", pa.float64())):

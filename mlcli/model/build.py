@@ -1,5 +1,6 @@
 """The model from the config, assembled stage by stage: input -> normalization -> the layers of
-model.layers. Each stage is one function returning its layers; a new stage is one more call in
+model.layers; or, for typed features, their input block (mlcli.model.features) -> model.layers as
+its body. Each stage is one function returning its layers; a new stage is one more call in
 `build_model`."""
 
 from __future__ import annotations
@@ -8,17 +9,29 @@ from typing import Any
 
 from mlcli.config.load import LoadedConfig
 from mlcli.errors import ConfigError, first_line
+from mlcli.model.features import body_of, typed_model
 from mlcli.model.layers import build_layer
 from mlcli.model.normalize import NORMALIZE_LAYER, normalization_layer
 
 
 def build_model(loaded: LoadedConfig, input_shape: tuple[int, ...], train_x,
-                output_float32: bool = False, feature_names: list[str] | None = None):
+                output_float32: bool = False, feature_names: list[str] | None = None, features: list | None = None):
     """Input -> (Normalization) -> the configured layers. The last layer computes in float32 under
-    mixed precision (Keras's advice for softmax)."""
+    mixed precision (Keras's advice for softmax).
+
+    `features`: typed features fitted on the training split (mlcli.data.fit_features): the model is
+    then their input block (mlcli.model.features) with the configured layers as its body."""
     import keras  # deferred: imports TensorFlow
 
     config = loaded.config
+    if features is not None:
+        try:
+            model = typed_model(features, _body(loaded, output_float32), config.name or "mlcli_model")
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(loaded.problem(("model", "layers"),
+                                             f"the layers do not fit together: {first_line(exc)}")) from None
+        _check_one_vector_per_row(loaded, model, input_shape)
+        return model
     layers: list[Any] = [keras.Input(shape=input_shape, name="features")]
     layers += _normalization(loaded, train_x, feature_names)
     layers += _body(loaded, output_float32)
@@ -61,7 +74,11 @@ def _check_one_vector_per_row(loaded: LoadedConfig, model, input_shape: tuple[in
 
 
 def user_layers(model) -> list:
-    """The layers as the user declared them (mlcli's preprocessing layer excluded)."""
+    """The layers as the user declared them (mlcli's preprocessing layer, or a typed model's input
+    block, excluded)."""
+    body = body_of(model)
+    if body is not None:
+        return list(body.layers)
     return [layer for layer in model.layers if layer.name != NORMALIZE_LAYER]
 
 

@@ -44,7 +44,7 @@ def load_finetune_config(config: Path | None, parent: Path, overrides: list[str]
 def open_parent(path: Path) -> Checkpoint:
     """--from CKPT, which must hold a Sequential model (what `mlcli train` writes)."""
     checkpoint = open_checkpoint(path, FLAG)
-    if not checkpoint.is_sequential:
+    if not checkpoint.is_sequential and checkpoint.typed is None:
         raise UsageError(
             f"{FLAG} {checkpoint.model_path}: holds a {checkpoint.architecture.get('class_name')} model — mlcli "
             "fine-tunes Sequential models (what `mlcli train` writes), whose layers can be counted, frozen and "

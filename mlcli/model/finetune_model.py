@@ -16,25 +16,28 @@ import numpy as np
 from mlcli.checkpoint.archive import read_archive_facts
 from mlcli.checkpoint.load import load_keras
 from mlcli.config.load import LoadedConfig
+from mlcli.data.feature_types import FeaturePlan
 from mlcli.data.labels import label_encoding
 from mlcli.data.sources import sha256
 from mlcli.errors import ConfigError, DataError, UsageError, first_line
 from mlcli.model.build import layer_names, user_layers
+from mlcli.model.features import BODY, FEATURES, body_of
 from mlcli.model.finetune_config import FLAG, head_names
 from mlcli.model.heads import apply_head, check_output_width, kept_layers, new_head, no_head_problem, select_layers
 from mlcli.model.layers import build_layer
 from mlcli.model.normalize import NORMALIZE_LAYER
 from mlcli.model.table import display_rows, layer_table, parameter_counts, shape_text, show_table
 from mlcli.run.files import LABELS, read_json
-from mlcli.run.manifest import read_manifest
+from mlcli.run.manifest import feature_names, read_manifest, typed_features
 
 
 def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict, *, unsafe: bool) -> tuple[Any, dict]:
     """(uncompiled model, facts): the parent with its new head, frozen as the config says."""
     path = check_parent_file(parent_facts)
     parent = _load(path, unsafe)
-    expected = tuple(int(d) for d in parent.input_shape[1:])
-    if expected != tuple(prepared.input_shape):
+    typed = body_of(parent) is not None  # the data was read with the parent's own feature types
+    expected = None if typed else tuple(int(d) for d in parent.input_shape[1:])
+    if not typed and expected != tuple(prepared.input_shape):
         raise DataError(
             f"data.train: {loaded.config.data.train}: {shape_text(prepared.input_shape)}, but the parent model "
             f"{path} takes {shape_text(expected)}",
@@ -59,7 +62,7 @@ def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict, *, unsafe:
         "other_non_trainable": counts["non_trainable"] - frozen - normalization, "total": counts["total"],
     }
     head = loaded.config.finetune.head
-    notes = [_freeze_note(path, table), *notes, *_model_notes(layers, normalize)]
+    notes = [_freeze_note(path, table), *notes, *_model_notes(layers, normalize, typed)]
     notes += _label_notes(parent_facts, prepared, replaced=bool(head and head.layers))
     random_frozen = [row["name"] for row in table if row["origin"] == "head" and not row["trainable"] and row["params"]]
     if random_frozen:  # legal, but almost always a selector counted from the end that reached the new head
@@ -67,12 +70,13 @@ def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict, *, unsafe:
         notes.append(f"warning: {', '.join(random_frozen)} {'is' if one else 'are'} new (from finetune.head) and "
                      f"frozen, so {'it keeps its' if one else 'they keep their'} random initial weights — check "
                      "finetune.freeze (indices count the new head's layers too)")
-    show_table(display_rows(table, normalize, normalization, head is not None), totals, path)
+    show_table(display_rows(table, normalize, normalization, head is not None, typed), totals, path)
     facts = {
         "frozen": [row["name"] for row in table if not row["trainable"]],
         "trainable": [row["name"] for row in table if row["trainable"]],
         "head": {"replaced": dropped, "added": added} if head else None,
         "normalization": "kept from the parent" if normalize else None,
+        "input_block": "kept from the parent, frozen" if typed else None,
         "parameters": totals,
         "table": table,
         "notes": notes,
@@ -81,16 +85,19 @@ def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict, *, unsafe:
 
 
 def _assemble(loaded: LoadedConfig, parent, input_shape: tuple) -> tuple[Any, list, list[str], list[str]]:
-    """Input -> the parent's normalization -> its layers but the last `replace` -> the new head.
+    """Input -> the parent's normalization -> its layers but the last `replace` -> the new head; for a
+    typed parent, its input block -> its body with the head applied.
 
-    Returns (model, the normalization layer if any, names dropped, names added). The parent's layer
-    objects are reused, so their weights are the parent's exactly.
+    Returns (model, the kept preprocessing layers with weights, names dropped, names added). The
+    parent's layer objects are reused, so their weights are the parent's exactly.
     """
     import keras  # deferred: imports TensorFlow
 
     head = loaded.config.finetune.head
     declared = user_layers(parent)
-    normalize = [layer for layer in parent.layers if layer.name == NORMALIZE_LAYER]
+    body = body_of(parent)
+    normalize = [layer for layer in parent.layers if layer.name == NORMALIZE_LAYER] if body is None else \
+        [layer for layer in parent.layers if layer is not body and layer.weights]
     replace, specs = (head.replace, list(head.layers)) if head else (0, [])
     kept = kept_layers(declared, replace)
     names = head_names(loaded, [layer.name for layer in kept])
@@ -101,8 +108,13 @@ def _assemble(loaded: LoadedConfig, parent, input_shape: tuple) -> tuple[Any, li
         extra = {"name": name, **({"dtype": "float32"} if mixed and index == len(specs) - 1 else {})}
         added.append(build_layer(spec, ("finetune", "head", "layers", index), loaded, extra))
     try:
-        model = keras.Sequential([keras.Input(shape=input_shape, name="features"), *normalize,
-                                  *apply_head(declared, replace, added)], name=loaded.config.name or parent.name)
+        if body is not None:
+            new_body = keras.Sequential(apply_head(declared, replace, added), name=BODY)
+            model = keras.Model(parent.input, new_body(parent.get_layer(FEATURES).output),
+                                name=loaded.config.name or parent.name)
+        else:
+            model = keras.Sequential([keras.Input(shape=input_shape, name="features"), *normalize,
+                                      *apply_head(declared, replace, added)], name=loaded.config.name or parent.name)
     except (ValueError, TypeError) as exc:
         below = kept[-1].name if kept else "the input"
         raise ConfigError(loaded.problem(
@@ -147,12 +159,16 @@ def _freeze_note(path: Path, table: list[dict]) -> str:
     return f"fine-tuned from {path}: frozen {frozen}; trainable {trainable}"
 
 
-def _model_notes(layers: list, normalize: list) -> list[str]:
+def _model_notes(layers: list, normalize: list, typed: bool) -> list[str]:
     """What the summary must say about normalization (docs/contract.md §1; Keras's transfer-learning guide: show what is frozen)."""
     import keras  # deferred: imports TensorFlow
 
     notes = []
-    if normalize:
+    if typed:
+        notes.append("the typed input block is kept from the parent and frozen: its vocabularies, statistics and "
+                     "embeddings are the parent's, not refitted on this data (selectors reaching an encoder, "
+                     "input:<column>, are not supported yet)")
+    elif normalize:
         notes.append("normalization kept from the parent: mlcli_normalize holds the statistics fitted on the "
                      "parent's training data and is not refitted on this data")
     else:
@@ -186,7 +202,7 @@ def _load(path: Path, unsafe: bool):
     import keras  # deferred: imports TensorFlow
 
     model = load_keras(path, compile=False, unsafe=unsafe, what=FLAG)
-    if not isinstance(model, keras.Sequential):
+    if not isinstance(model, keras.Sequential) and body_of(model) is None:
         raise UsageError(f"{FLAG} {path}: holds a {type(model).__name__} — mlcli fine-tunes Sequential models")
     return model
 
@@ -254,7 +270,21 @@ def _parent_features(parent_facts: dict) -> list | None:
     """The feature columns the parent's run recorded in its run.json; None without a run."""
     if not parent_facts.get("run_dir"):
         return None
-    return read_manifest(Path(parent_facts["run_dir"])).get("features")
+    return feature_names(read_manifest(Path(parent_facts["run_dir"])).get("features"))
+
+
+def parent_feature_types(parent_facts: dict) -> dict:
+    """How new data is read for the parent (mlcli.data.load.prepare_data's `plans` or `typed`): a typed
+    parent's feature plans (its run's run.json, else the mlcli.json inside the file), or the plain
+    float path for a plain parent."""
+    if parent_facts.get("run_dir"):
+        records = typed_features(read_manifest(Path(parent_facts["run_dir"])).get("features"))
+    else:
+        facts = read_archive_facts(Path(parent_facts["path"]))
+        records = typed_features(facts["features"]) if facts else None
+    if records is None:
+        return {"typed": False}
+    return {"plans": [FeaturePlan.from_record(r) for r in records]}
 
 
 def _parent_labels(parent_facts: dict):

@@ -31,10 +31,15 @@ def parameter_counts(model) -> dict[str, int]:
     return {"trainable": trainable, "non_trainable": non_trainable, "total": trainable + non_trainable}
 
 
-def display_rows(table: list[dict], normalize: list, normalization: int, has_head: bool) -> list[dict]:
-    """A finetune run's table as shown: the kept normalization first, then each layer with its state."""
+def display_rows(table: list[dict], normalize: list, normalization: int, has_head: bool,
+                 typed: bool = False) -> list[dict]:
+    """A finetune run's table as shown: the kept normalization (or typed input block) first, then each
+    layer with its state."""
     rows = []
-    if normalize:
+    if typed:
+        rows.append({"index": None, "name": "input block", "type": "typed features", "params": normalization,
+                     "state": "kept from the parent, frozen"})
+    elif normalize:
         rows.append({"index": None, "name": NORMALIZE_LAYER, "type": "Normalization", "params": normalization,
                      "state": "kept from the parent"})
     for row in table:

@@ -110,7 +110,7 @@ def start_manifest(request, prepared, device: str, precision: str, model, starte
         "deterministic": config.runtime.deterministic,
         "data": prepared.files,
         "task": prepared.task,
-        "features": prepared.feature_names,
+        "features": prepared.feature_facts(),
         "labels": prepared.label_names,
         "classes": prepared.classes,
         "rows": {name: getattr(prepared, name).rows for name in ("train", "validation", "test")
@@ -136,6 +136,21 @@ def _resume_point(progress: dict | None) -> dict:
     if progress is None:
         return {"epochs_completed": 0, "step": 0}
     return {"epochs_completed": int(progress["epochs_completed"]), "step": int(progress.get("step", 0))}
+
+
+def feature_names(features: list | None) -> list[str] | None:
+    """run.json's `features` as column names: names already, or typed features' records (mappings
+    with a name each)."""
+    if features is None:
+        return None
+    return [f["name"] if isinstance(f, dict) else f for f in features]
+
+
+def typed_features(features: list | None) -> list[dict] | None:
+    """run.json's `features` records when the run has typed features; None for plain column names."""
+    if isinstance(features, list) and features and all(isinstance(f, dict) and "name" in f for f in features):
+        return features
+    return None
 
 
 def check_same_data(run_dir: Path, prepared) -> None:

@@ -17,7 +17,9 @@ from mlcli import console
 from mlcli.checkpoint.archive import model_facts, save_model
 from mlcli.config import LoadedConfig, to_dict
 from mlcli.config.yamlio import dump_yaml
+from mlcli.data.feature_report import show_features
 from mlcli.errors import ConfigError, Diverged, Interrupted, StorageError
+from mlcli.model.finetune_model import parent_feature_types
 from mlcli.model.heads import check_output_width
 from mlcli.model.memory import check_fits_in_memory
 from mlcli.run import files
@@ -34,6 +36,7 @@ from mlcli.run.manifest import (
     write_manifest,
 )
 from mlcli.run.output import remove_replaced_run
+from mlcli.training.class_weights import by_label, class_weights
 
 
 @dataclass
@@ -110,7 +113,13 @@ def run_training(request: TrainRequest) -> TrainResult:
         runtime.seed_everything(config.seed)
         # Every Keras name is resolved before any data is read: a typo costs no time.
         build_optimizer(loaded), build_loss(loaded), build_metrics(loaded)
-        prepared = prepare_data(config, _parent_classes(request))
+        # finetune reads its data the way the parent was trained (typed or plain)
+        parent_types = parent_feature_types(request.parent) if request.parent is not None else {}
+        prepared = prepare_data(config, _parent_classes(request), **parent_types)
+        if prepared.features is not None:
+            show_features(prepared.features, "features" if request.parent is None else
+                          "features, read as the parent was trained (its vocabularies and statistics stay in the "
+                          "model; these are this data's)")
         check_fits_in_memory(loaded, prepared.input_shape, finetune=request.parent is not None)
         if not distribution.writes_run_dir:  # another worker than the chief: see train_in_scratch
             return distribute.train_in_scratch(_train, request, prepared, device, precision, distribution)
@@ -156,11 +165,13 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
             notes.extend(finetune_facts.get("notes", []))
         else:  # streamed data brings its statistics, computed chunk by chunk, instead of its rows
             model = build_model(loaded, prepared.input_shape, prepared.train.normalization_input,
-                                output_float32=precision != "float32", feature_names=prepared.feature_names)
+                                output_float32=precision != "float32", feature_names=prepared.feature_names,
+                                features=prepared.features)
 
         outputs = int(model.output_shape[-1])
         encoding = label_encoding(config, prepared.task, outputs, len(prepared.classes or []))
         check_output_width(loaded, prepared, encoding, outputs)
+        weights = class_weights(loaded, prepared)
         spe = distribution.steps_per_execution(config, prepared.train.rows)
         batch = distribution.global_batch(config.training.batch_size)
         model.compile(optimizer=build_optimizer(loaded), loss=build_loss(loaded), metrics=build_metrics(loaded),
@@ -181,6 +192,7 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
     manifest = start_manifest(request, prepared, device.describe(), precision, model, now(), finetune_facts,
                               progress)
     manifest["distribute"] = distribution.facts(batch, spe, requested=config.training.batch_size)
+    manifest["class_weight"] = by_label(weights, prepared.classes)
     if request.epochs_before is not None:  # the one key a resume may change: the run goes on to more epochs
         manifest["epochs_changed"] = [*read_manifest(run_dir).get("epochs_changed", []),
                                       {"from": request.epochs_before, "to": config.training.epochs, "at": now()}]
@@ -192,7 +204,7 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
         if progress is None and prepared.classes is not None:
             files.write_json(run_dir / files.LABELS, prepared.classes)
         write_manifest(run_dir, manifest)
-        fitted = _fit(request, model, prepared, encoding, batch, progress, extras, history)
+        fitted = _fit(request, model, prepared, encoding, batch, progress, extras, history, weights)
         return _finish(request, model, prepared, encoding, batch, fitted, manifest, history,
                        device.describe(), precision, notes, finetune_facts)
     except (Diverged, Interrupted):
@@ -237,7 +249,7 @@ class _Fitted:
 
 
 def _fit(request: TrainRequest, model, prepared, encoding: str, batch: int, progress: dict | None, extras: dict,
-         history: list[dict]) -> _Fitted:
+         history: list[dict], weights: dict[int, float] | None) -> _Fitted:
     """model.fit over the remaining epochs, `batch` rows a step; a mid-epoch resume first finishes its epoch."""
     import tensorflow as tf
 
@@ -292,7 +304,7 @@ def _fit(request: TrainRequest, model, prepared, encoding: str, batch: int, prog
             encoding=encoding, num_classes=num_classes, first_step=start_step,
         )
         model.fit(dataset, validation_data=val_ds, epochs=end_epoch, initial_epoch=start_epoch,
-                  callbacks=callbacks + extra_callbacks, verbose=0, shuffle=False)
+                  callbacks=callbacks + extra_callbacks, verbose=0, shuffle=False, class_weight=weights)
 
     interrupt.install()
     try:

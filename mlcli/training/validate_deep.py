@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from mlcli.config import LoadedConfig
+from mlcli.data.feature_report import show_features
 from mlcli.model.heads import apply_head, check_output_width
 from mlcli.model.memory import check_fits_in_memory
+from mlcli.training.class_weights import class_weights
 
 
 def validate_deep(loaded: LoadedConfig) -> str:
@@ -23,6 +25,8 @@ def validate_deep(loaded: LoadedConfig) -> str:
     build_metrics(loaded)
     # The same data path as train: streamed data (data.stream) is scanned chunk by chunk, never loaded.
     prepared = prepare_data(loaded.config)
+    if prepared.features is not None:
+        show_features(prepared.features)
     note = ""
     head = loaded.config.finetune.head
     check_fits_in_memory(loaded, prepared.input_shape, finetune=head is not None)
@@ -33,13 +37,17 @@ def validate_deep(loaded: LoadedConfig) -> str:
         note = (f"; finetune.head applied: the last {head.replace} of model.layers replaced by {len(head.layers)} "
                 "(with --from, mlcli finetune uses the parent's own layers)")
     model = build_model(loaded, prepared.input_shape, prepared.train.normalization_input,
-                        feature_names=prepared.feature_names)
+                        feature_names=prepared.feature_names, features=prepared.features)
     outputs = int(model.output_shape[-1])
     encoding = label_encoding(loaded.config, prepared.task, outputs, len(prepared.classes or []))
     check_output_width(loaded, prepared, encoding, outputs)
+    class_weights(loaded, prepared)
     counts = parameter_counts(model)
     splits = ", ".join(f"{s.name} {s.rows}" for s in (prepared.train, prepared.validation, prepared.test) if s)
     kind = f"{len(prepared.classes)} classes" if prepared.classes else f"{len(prepared.label_names)} target(s)"
     how = " (streamed from disk)" if prepared.train.streamed else ""
-    return (f"deep check passed: {prepared.task} with {kind}; rows{how}: {splits}; input shape {prepared.input_shape}; "
+    inputs = (f"{len(prepared.features)} typed feature column(s)" if prepared.features is not None
+              else f"input shape {prepared.input_shape}")
+    notes = "".join(f"; {n}" for n in prepared.notes)
+    return (f"deep check passed: {prepared.task} with {kind}; rows{how}: {splits}{notes}; {inputs}; "
             f"{counts['trainable']:,} trainable parameters; labels encoded {encoding}{note}")

@@ -16,9 +16,11 @@ import numpy as np
 
 from mlcli.checkpoint.checkpoint import Checkpoint, open_checkpoint
 from mlcli.checkpoint.load import compile_for_evaluation, load_model
+from mlcli.data.feature_types import FeaturePlan
 from mlcli.data.inputs import InputReader
 from mlcli.data.labels import class_indices, regression_targets
 from mlcli.data.split import Split
+from mlcli.data.typed_values import concat_rows
 from mlcli.errors import DataError, UsageError
 from mlcli.run.diverged import restart_hint
 from mlcli.run.files import check_writable_folder
@@ -132,7 +134,7 @@ def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: 
     chosen = choose_data(ckpt, data)
     batch = batch_size or default_batch_size(ckpt)
     reader = None
-    if chosen.spec is not None and ckpt.input_shape is not None:
+    if chosen.spec is not None and ckpt.input_known:
         reader = _reader(ckpt, chosen)  # columns checked before TensorFlow starts
     model, ckpt = load_model(ckpt, unsafe=unsafe)
     compile_for_evaluation(model, ckpt)
@@ -158,6 +160,9 @@ def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: 
     order = ckpt.metric_names()  # loss first, then the config's metrics, as training logs them
     metrics = {name: float(scores[name]) for name in sorted(scores, key=lambda n: (order.index(n) if n in order
                                                                                   else len(order), n))}
+    if reader is not None and reader.dropped:
+        notes.append(f"left out {reader.dropped:,} row(s) missing a label or a value the run dropped rows for "
+                     "(data.missing_label / missing: drop), as training did")
     if chosen.only_classes is not None:
         notes.append(f"only the rows labelled {', '.join(map(repr, chosen.only_classes))} are evaluated (the run's "
                      "data.classes, applied to its own data as training applied it)")
@@ -188,8 +193,10 @@ def check_plot_path(plot: Path, ckpt: Checkpoint) -> None:
 
 
 def _reader(ckpt: Checkpoint, chosen: _Data) -> InputReader:
+    missing_label = ckpt.loaded.config.data.missing_label if ckpt.loaded is not None else "error"
     return InputReader(chosen.spec, chosen.source, features=ckpt.features, input_shape=ckpt.input_shape,
-                       labels=ckpt.labels, task=ckpt.task, classes=ckpt.classes, only_classes=chosen.only_classes)
+                       labels=ckpt.labels, task=ckpt.task, classes=ckpt.classes, only_classes=chosen.only_classes,
+                       typed=ckpt.typed, drop_missing=True, missing_label=missing_label)
 
 
 def _read_split(reader: InputReader) -> Split:
@@ -200,7 +207,7 @@ def _read_split(reader: InputReader) -> Split:
     if not xs:
         which = f" with a label in data.classes {reader.only_classes}" if reader.only_classes is not None else ""
         raise DataError(f"{reader.role}: {reader.source.spec}: has no data rows{which} to evaluate")
-    return Split(np.concatenate(xs), np.concatenate(ys), reader.role)
+    return Split(concat_rows(xs), np.concatenate(ys), reader.role)
 
 
 def _validation_split(ckpt: Checkpoint) -> tuple[Split, str | None]:
@@ -211,7 +218,8 @@ def _validation_split(ckpt: Checkpoint) -> tuple[Split, str | None]:
     config = ckpt.loaded.config
     if any(part.get("streamed") for part in ckpt.manifest.get("data", {}).get("train", [])):
         return _streamed_validation_split(ckpt)
-    train = read_train(config)
+    plans = [FeaturePlan.from_record(r) for r in ckpt.typed] if ckpt.typed is not None else None
+    train = read_train(config, plans, typed=plans is not None)
     _, held = validation_split(config, ckpt.task, train)
     frame = train.take(held)
     if ckpt.features is not None and frame.feature_names != ckpt.features:
@@ -228,7 +236,8 @@ def _validation_split(ckpt: Checkpoint) -> tuple[Split, str | None]:
         y = class_indices(frame.y, ckpt.classes, "data.validation", frame.source.spec)
     else:
         y = regression_targets(frame.y, "data.validation", frame.source.spec, ckpt.labels)
-    return Split(frame.x.reshape((frame.rows, *ckpt.input_shape)), y, "validation"), note
+    x = frame.x if plans is not None else frame.x.reshape((frame.rows, *ckpt.input_shape))
+    return Split(x, y, "validation"), note
 
 
 def _streamed_validation_split(ckpt: Checkpoint) -> tuple[Split, str | None]:

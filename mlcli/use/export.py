@@ -63,6 +63,13 @@ def export(checkpoint: Path, fmt: str, output: Path, *, tolerance: float = TOLER
     output = Path(os.path.abspath(output))
     signature_path = check_output(fmt, output)
     ckpt = open_checkpoint(checkpoint)
+    if ckpt.typed is not None:
+        kinds = ", ".join(f"{f['name']} ({f['type']})" for f in ckpt.typed if f.get("type") != "numeric")
+        kinds = kinds or "numbers that may be missing"
+        raise UsageError(f"--format {fmt}: {ckpt.model_path} takes typed columns ({kinds}), and exporting a typed "
+                         "model is not supported yet, in any format",
+                         hint="use model.keras itself (keras.saving.load_model takes a dict of raw columns) or "
+                              "mlcli predict")
     notes = list(ckpt.notes)
 
     from mlcli.runtime import import_tensorflow

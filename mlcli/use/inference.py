@@ -35,7 +35,7 @@ class Inference:
         self.from_logits = ckpt.from_logits()
         self._function = None
 
-    def outputs(self, x: np.ndarray) -> np.ndarray:
+    def outputs(self, x: np.ndarray | dict) -> np.ndarray:
         """The model's outputs for `x`, computed `batch_size` rows at a time.
 
         All the batches go to TensorFlow together and are run one after another inside a single
@@ -45,6 +45,8 @@ class Inference:
         uses the same kernels) and the padding's outputs are dropped: in inference every Keras layer
         computes each row on its own.
         """
+        if isinstance(x, dict):
+            return self._typed_outputs(x)
         rows, size = len(x), self.batch_size
         if rows == 0:
             return np.zeros((0, self.units), dtype=np.float32)
@@ -53,6 +55,23 @@ class Inference:
         batches[:rows] = x
         out = np.asarray(self._loop(x.shape[1:])(batches.reshape(count, size, *x.shape[1:])))
         return out.reshape(count * size, -1)[:rows]
+
+    def _typed_outputs(self, x: dict) -> np.ndarray:
+        """A typed model's outputs for {column: values}, `batch_size` rows per call of one traced
+        function (a short last batch is its own call: text inputs cannot be padded like numbers)."""
+        import tensorflow as tf
+
+        rows = len(next(iter(x.values())))
+        if self._function is None:
+            model = self.model
+            signature = {name: tf.TensorSpec((None, *values.shape[1:]),
+                                             tf.string if values.dtype == object else tf.float32)
+                         for name, values in x.items()}
+            self._function = tf.function(lambda batch: model(batch, training=False), input_signature=[signature])
+        outs = [np.asarray(self._function({name: tf.constant(values[start:start + self.batch_size])
+                                           for name, values in x.items()}))
+                for start in range(0, rows, self.batch_size)]
+        return np.concatenate(outs).reshape(rows, -1) if outs else np.zeros((0, self.units), dtype=np.float32)
 
     def _loop(self, row_shape: tuple[int, ...]):
         """A tf.function, traced once: the model over (batches, batch_size, *row_shape), in a loop."""

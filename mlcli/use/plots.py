@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from mlcli import console
+from mlcli.data.typed_values import take_rows
 from mlcli.run import files
 from mlcli.use.scores import confusion_matrix
 
@@ -156,7 +157,7 @@ def confusion_png(model, prepared, config) -> bytes | None:
     loss = getattr(config, "loss", None)
     from_logits = bool(loss is not None and not isinstance(loss, str) and loss.arguments().get("from_logits"))
     # Eager forward passes: for a test split this size, tracing model.predict costs more than the math.
-    outputs = np.concatenate([np.asarray(model(split.x[start:start + 4096], training=False))
+    outputs = np.concatenate([np.asarray(model(take_rows(split.x, slice(start, start + 4096)), training=False))
                               for start in range(0, split.rows, 4096)])
     labels = [str(c) for c in prepared.classes]
     counts = confusion_matrix(np.asarray(split.y).reshape(-1), predicted_classes(outputs, from_logits), len(labels))

@@ -85,7 +85,7 @@ def predict(checkpoint: Path, input_spec: str, output: Path | None, batch_size: 
     for note in ckpt.notes:
         console.info(note)
     reader = None
-    if ckpt.input_shape is not None:  # headers and --keep are checked before TensorFlow starts
+    if ckpt.input_known:  # headers and --keep are checked before TensorFlow starts
         reader = _open_input(ckpt, input_spec, keep, probabilities)
     model, ckpt = load_model(ckpt, unsafe=unsafe)
     units = int(np.prod(model.output_shape[1:]))
@@ -115,7 +115,7 @@ def _open_input(ckpt: Checkpoint, spec: str, keep: list[str], probabilities: boo
     if not (ckpt.standalone and ckpt.classes is None):
         _output_names(ckpt, keep, probabilities)
     reader = InputReader(spec, "input", features=ckpt.features, input_shape=ckpt.input_shape, labels=None,
-                         keep=keep, task=ckpt.task, classes=ckpt.classes)
+                         keep=keep, task=ckpt.task, classes=ckpt.classes, typed=ckpt.typed)
     if reader.extra:
         console.info(f"ignoring {len(reader.extra)} input column(s) the model does not use: "
                      f"{', '.join(reader.extra[:12])}{', …' if len(reader.extra) > 12 else ''}")

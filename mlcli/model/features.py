@@ -1,0 +1,162 @@
+"""The typed input block: named raw inputs -> one encoder per feature -> concatenation -> the user's
+Sequential body (model.layers), as one Keras functional model.
+
+Only Keras's own layers and ops are used, so plain `keras.saving.load_model` loads the model (safe
+mode included) and it takes a dict of raw columns, shaped (rows, 1) — a date (rows, 4): year, month,
+day, day of week (mlcli.data.typed_values):
+
+- numeric: a missing value (NaN) filled by its policy, then Normalization; under missing: auto with
+  gaps in training, a was-missing column beside it
+- categorical: StringLookup over the training vocabulary (index 0: out of vocabulary), then one-hot
+  (CategoryEncoding) or an Embedding
+- binary: 0 for the first of its two values, 1 for the second, 0.5 when missing or unseen (with a
+  was-missing column under missing: auto)
+- text: TextVectorization with the training vocabulary (tf_idf, multi_hot, count), or token ids
+  embedded and averaged (output: sequence)
+- date: year, month, day and day of week, filled and normalized like numbers
+
+The body is a nested Sequential named BODY: finetune's selectors index its layers as before.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from typing import Any
+
+import numpy as np
+
+from mlcli.model.normalize import check_normalizable
+
+BODY = "mlcli_body"  # the user's Sequential (model.layers) inside a typed model
+FEATURES = "mlcli_features"  # the concatenation of every encoded feature: the body's input
+_INPUT_NAME_WARNING = "When providing `inputs` as a dict"
+
+
+def typed_model(fitted: list, body_layers: list, name: str):
+    """The functional model: every feature's input and encoder, then the body."""
+    import keras  # deferred: imports TensorFlow
+
+    inputs, encoded = {}, []
+    for index, feature in enumerate(fitted):
+        plan = feature.plan
+        shape = (4,) if plan.type == "date" else (1,)
+        dtype = "float32" if plan.type in ("numeric", "date") else "string"
+        inputs[plan.name] = keras.Input(shape=shape, dtype=dtype, name=input_name(plan.name))
+        encoded += _ENCODERS[plan.type](feature, inputs[plan.name], f"mlcli_{index}_{_safe(plan.name)}")
+    features = keras.layers.Concatenate(name=FEATURES, dtype="float32")(encoded) if len(encoded) > 1 \
+        else keras.layers.Identity(name=FEATURES, dtype="float32")(encoded[0])
+    body = keras.Sequential(body_layers, name=BODY)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_INPUT_NAME_WARNING)  # a column named a/b: input a_b
+        return keras.Model(inputs, body(features), name=name)
+
+
+def body_of(model):
+    """The body (model.layers) of a typed model; None for a plain Sequential."""
+    names = [layer.name for layer in model.layers]
+    return model.get_layer(BODY) if BODY in names else None
+
+
+def input_name(column: str) -> str:
+    """A Keras input name for a column ('/' is the one character Keras refuses in a name)."""
+    return column.replace("/", "_")
+
+
+def _safe(column: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", column)[:40]
+
+
+def _float32(keras, tensor):
+    return keras.ops.cast(tensor, "float32")
+
+
+# ---- one encoder per type: (feature, its input, a name prefix) -> the tensors it adds ------------
+
+def _numeric(feature, value, prefix: str) -> list:
+    import keras  # deferred: imports TensorFlow
+
+    out = value
+    missing = keras.ops.isnan(value)
+    if feature.fill is not None:
+        out = keras.ops.where(missing, np.asarray(feature.fill, dtype="float32"), value)
+    if feature.mean is not None:
+        check_normalizable(feature.normalize, np.asarray(feature.mean), np.asarray(feature.variance),
+                           [feature.name] * len(feature.mean), "the training split")
+        variance = [v if v > 1e-12 else 1.0 for v in feature.variance]  # a constant column: scaled by 1
+        out = keras.layers.Normalization(axis=-1, mean=feature.mean, variance=variance, name=f"{prefix}_normalize",
+                                         dtype="float32")(out)
+    parts = [out]
+    if feature.indicator:
+        parts.append(_float32(keras, keras.ops.any(missing, axis=-1, keepdims=True)))
+    return parts
+
+
+def _categorical(feature, value, prefix: str) -> list:
+    import keras  # deferred: imports TensorFlow
+
+    plan = feature.plan
+    if feature.fill is not None:  # most_frequent: "" is the mask token (index 0), then becomes the fill
+        lookup = keras.layers.StringLookup(vocabulary=feature.vocabulary, mask_token="", num_oov_indices=1,
+                                           output_mode="int", name=f"{prefix}_lookup")
+        index = lookup(value)
+        index = keras.ops.where(keras.ops.equal(index, 0), feature.vocabulary.index(feature.fill) + 2, index)
+        size = len(feature.vocabulary) + 2
+    else:  # index 0: out of vocabulary ("" is a value like any other: missing as its own category)
+        lookup = keras.layers.StringLookup(vocabulary=feature.vocabulary, num_oov_indices=1, output_mode="int",
+                                           name=f"{prefix}_lookup")
+        index = lookup(value)
+        size = len(feature.vocabulary) + 1
+    if plan.options.get("encoding") == "embedding":
+        dim = plan.options.get("embedding_dim") or embedding_size(size)
+        embedded = keras.layers.Embedding(size, dim, name=f"{prefix}_embedding", dtype="float32")(index)
+        return [keras.layers.Flatten(name=f"{prefix}_flatten", dtype="float32")(embedded)]
+    return [keras.layers.CategoryEncoding(num_tokens=size, output_mode="one_hot", name=f"{prefix}_one_hot",
+                                          dtype="float32")(index)]
+
+
+def _binary(feature, value, prefix: str) -> list:
+    import keras  # deferred: imports TensorFlow
+
+    vocabulary = feature.vocabulary
+    lookup = keras.layers.StringLookup(vocabulary=vocabulary, mask_token="", num_oov_indices=1, output_mode="int",
+                                       name=f"{prefix}_lookup")
+    index = lookup(value)  # 0: missing, 1: unseen, 2: the first value, 3: the second
+    if feature.fill is not None:
+        index = keras.ops.where(keras.ops.equal(index, 0), vocabulary.index(feature.fill) + 2, index)
+    positive = len(vocabulary) + 1
+    encoded = _float32(keras, keras.ops.equal(index, positive)) + 0.5 * _float32(keras, keras.ops.less(index, 2))
+    parts = [encoded]
+    if feature.indicator:
+        parts.append(_float32(keras, keras.ops.equal(index, 0)))
+    return parts
+
+
+def _text(feature, value, prefix: str) -> list:
+    import keras  # deferred: imports TensorFlow
+
+    output = feature.plan.options.get("output") or "tf_idf"
+    if output == "sequence":
+        from mlcli.data.fit_features import SEQUENCE_LENGTH
+
+        length = feature.plan.options.get("sequence_length") or SEQUENCE_LENGTH
+        ids = keras.layers.TextVectorization(vocabulary=feature.vocabulary, output_mode="int",
+                                             output_sequence_length=length, name=f"{prefix}_tokens")(value)
+        dim = feature.plan.options.get("embedding_dim") or embedding_size(len(feature.vocabulary) + 2)
+        embedded = keras.layers.Embedding(len(feature.vocabulary) + 2, dim, mask_zero=True,
+                                          name=f"{prefix}_embedding", dtype="float32")(ids)
+        return [keras.layers.GlobalAveragePooling1D(name=f"{prefix}_average", dtype="float32")(embedded)]
+    arguments: dict[str, Any] = {"idf_weights": feature.idf} if output == "tf_idf" else {}
+    bag = keras.layers.TextVectorization(vocabulary=feature.vocabulary, output_mode=output, name=f"{prefix}_words",
+                                         **arguments)(value)
+    return [keras.layers.Flatten(name=f"{prefix}_flatten", dtype="float32")(bag)]
+
+
+def embedding_size(tokens: int) -> int:
+    """fastai's rule of thumb for an embedding's width: min(50, 1.6 * tokens^0.56)."""
+    return max(2, min(50, round(1.6 * math.pow(tokens, 0.56))))
+
+
+_ENCODERS = {"numeric": _numeric, "date": _numeric, "categorical": _categorical, "binary": _binary,
+             "text": _text}

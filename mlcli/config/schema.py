@@ -237,7 +237,8 @@ class DataConfig(_Section):
         "label",
         description="Label column; a list for several regression targets; for .npz the array name (default y).",
     )
-    features: Union[Annotated[list[Union[str, FeatureSpec]], Field(min_length=1)], str, None] = Field(
+    features: Union[Annotated[list[Union[str, FeatureSpec]], Field(min_length=1, json_schema_extra={"uniqueItems": True})],
+                    str, None] = Field(
         None,
         description="Feature columns, each a bare name (type inferred) or {name, type, ...}; default every other "
         "column. For .npz the array name (default x).",

@@ -249,3 +249,41 @@ def test_the_checks_name_a_planted_cycle_and_a_planted_tensorflow(tmp_path):
     assert heavy_on_start_up("pkg.cli", modules, imports) == [
         "pkg.cli -> pkg.a -> pkg.sub.b: pkg.sub.b:1 imports tensorflow at module level"
     ]
+
+
+def _unexplained_function_imports(modules: dict[str, Path]) -> list[str]:
+    """Imports inside functions with no reason written beside them (on the line, or in a comment on
+    the line above the group of imports it starts)."""
+    found = []
+    for name, path in modules.items():
+        lines = path.read_text().split("\n")
+        for function in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                    continue
+                above = node.lineno - 2
+                while above >= 0 and lines[above].lstrip().startswith(("import ", "from ")) and "#" not in lines[above]:
+                    above -= 1
+                if "#" not in lines[node.lineno - 1] and not (above >= 0 and lines[above].lstrip().startswith("#")):
+                    found.append(f"{name}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    return found
+
+
+def test_every_import_inside_a_function_says_why():
+    # Imports inside functions are for deferring TensorFlow, pyarrow and other heavy modules (or an
+    # optional package); anything else belongs at the top of the module, where a reader looks for it.
+    found = _unexplained_function_imports(package_modules(REPO / "mlcli"))
+    assert not found, "imports inside functions without a reason comment:\n" + "\n".join(sorted(set(found)))
+
+
+def test_an_unexplained_function_import_is_found(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text(
+        "def f():\n    import json\n\n\ndef g():\n    # deferred: imports TensorFlow\n"
+        "    import tensorflow\n    import keras\n\n\ndef h():\n    import numpy  # deferred: a reason\n"
+    )
+    assert _unexplained_function_imports(package_modules(package)) == ["pkg.a:2: import json"]

@@ -266,16 +266,16 @@ def test_a_non_deterministic_run_after_a_deterministic_one_runs_non_deterministi
     import keras
     from tensorflow.python.framework import config as tf_config
 
-    from mlcli.data import load
+    from mlcli.training import train
 
     seen = []
-    prepare = load.prepare_data
+    prepare = train.prepare_data
 
     def spy(*args, **kwargs):  # called inside the run, once its settings are in force
         seen.append((tf_config.is_op_determinism_enabled(), keras.mixed_precision.global_policy().name))
         return prepare(*args, **kwargs)
 
-    monkeypatch.setattr(load, "prepare_data", spy)
+    monkeypatch.setattr(train, "prepare_data", spy)  # where the run calls it
     assert not tf_config.is_op_determinism_enabled()
     one = ("--set", "training.epochs=1")
     ran = run_cli("train", CONFIGS / "tiny.yaml", "--output", tmp_path / "a", *one)  # tiny.yaml: deterministic

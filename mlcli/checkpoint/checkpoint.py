@@ -21,7 +21,8 @@ from typing import Any
 
 from mlcli.checkpoint import archive
 from mlcli.config import LoadedConfig, load_config
-from mlcli.data.labels import loss_family
+from mlcli.config.checks import metric_base_names, snake_case
+from mlcli.data.labels import is_classification_loss, label_encoding, loss_family
 from mlcli.data.sources import sha256
 from mlcli.errors import UsageError
 from mlcli.run import files
@@ -92,7 +93,6 @@ class Checkpoint:
     def metric_names(self) -> list[str]:
         """The names Keras reports when evaluating (gates use them); no TensorFlow needed."""
         if self.loaded is not None:
-            from mlcli.config.checks import metric_base_names
 
             return metric_base_names(self.loaded.config)
         return ["loss"] + [_metric_name(m) for m in self.standalone_metrics()]
@@ -120,7 +120,6 @@ class Checkpoint:
     def encoding(self, output_units: int) -> str:
         """How labels are fed to the loss: onehot | sparse | binary | regression (as training did)."""
         if self.loaded is not None:
-            from mlcli.data.labels import label_encoding
 
             return label_encoding(self.loaded.config, self.task, output_units, len(self.classes or []))
         if self.task == "regression":
@@ -183,7 +182,6 @@ def _run_checkpoint(model_path: Path, run_dir: Path, architecture: dict) -> Chec
     config = loaded.config
     task = manifest.get("task") or (config.data.task if config.data.task != "auto" else None)
     if task is None:
-        from mlcli.data.labels import is_classification_loss
 
         task = "classification" if is_classification_loss(config) else "regression"
     typed = typed_features(manifest.get("features"))
@@ -245,7 +243,6 @@ def _metric_name(metric: Any) -> str:
     if isinstance(metric, str):
         return metric
     if isinstance(metric, dict):
-        from mlcli.config.checks import snake_case
 
         return str((metric.get("config") or {}).get("name") or snake_case(str(metric.get("class_name", ""))))
     return str(metric)

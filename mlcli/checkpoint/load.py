@@ -15,6 +15,7 @@ import numpy as np
 from mlcli.checkpoint.archive import check_archive
 from mlcli.checkpoint.checkpoint import Checkpoint
 from mlcli.errors import UsageError, first_line
+from mlcli.model.compile import build_loss, build_metrics
 from mlcli.runtime import import_tensorflow
 
 
@@ -66,7 +67,6 @@ def load_model(ckpt: Checkpoint, *, unsafe: bool):
 def compile_for_evaluation(model, ckpt: Checkpoint) -> None:
     """The run's own loss and metrics, so evaluate reports Keras's names and numbers as training did."""
     if ckpt.loaded is not None:
-        from mlcli.model.compile import build_loss, build_metrics
 
         model.compile(loss=build_loss(ckpt.loaded), metrics=build_metrics(ckpt.loaded))
         return

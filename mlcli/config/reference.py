@@ -135,7 +135,7 @@ def _default(prop: dict, key: tuple[str, ...], defaults: Any, owner: str | None,
     model = getattr(schema_module, owner or "", None)
     if model is None or name not in getattr(model, "model_fields", {}):
         return ""
-    from pydantic_core import to_jsonable_python
+    from pydantic_core import to_jsonable_python  # deferred: only `mlcli schema` renders defaults
 
     return _flow(to_jsonable_python(model.model_fields[name].get_default(call_default_factory=True)))
 

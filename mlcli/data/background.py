@@ -7,6 +7,8 @@ while the next is read: on a 2-core machine, both cores work (pyarrow and numpy 
 from __future__ import annotations
 
 import contextlib
+import queue
+import threading
 
 
 def prefetch(items, depth: int = 2):
@@ -17,9 +19,6 @@ def prefetch(items, depth: int = 2):
     machine does both at once. Memory stays bounded: at most `depth` batches wait. An error in the
     producer is raised in the consumer, at the batch where it happened.
     """
-    import queue
-    import threading
-
     slots: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     end = object()
@@ -64,9 +63,6 @@ def in_background(consume, depth: int = 2):
     At most `depth` items wait (memory stays bounded). An error in `consume` is raised by the next
     submit or on leaving the block; leaving the block waits until every item is consumed.
     """
-    import queue
-    import threading
-
     slots: queue.Queue = queue.Queue(maxsize=depth)
     end = object()
     failed: list[BaseException] = []

@@ -24,6 +24,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from mlcli.config.schema import OPTIONS, POLICIES, DataConfig
 from mlcli.data.values import as_numbers, number_kind
 from mlcli.errors import ConfigError, ConfigProblem, DataError
@@ -121,7 +123,7 @@ def _check_options(spec, feature_type: str, name: str, where: str) -> None:
 
 def value_kind(column, name: str, where: str) -> str:
     """bool | int | float | date | str: what the file's values are (a CSV column as Arrow inferred it)."""
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: imports pyarrow
 
     kind = column.type
     if pa.types.is_dictionary(kind):
@@ -192,8 +194,8 @@ def check_declared(column, kind: str, declared: str, name: str, where: str) -> N
 
 def _present_text(column) -> list[str]:
     """The column's values as stripped text, missing and blank ones left out."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow as pa  # deferred: imports pyarrow
+    import pyarrow.compute as pc  # deferred: imports pyarrow
 
     if pa.types.is_dictionary(column.type):
         column = column.dictionary_decode()
@@ -209,14 +211,12 @@ def _distinct(values: list[str]) -> list[str]:
 
 
 def _number_share(values: list[str]) -> float:
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow as pa  # deferred: imports pyarrow
+    import pyarrow.compute as pc  # deferred: imports pyarrow
 
     matches = pc.match_substring_regex(pa.array(values, pa.string()), _NUMBER)
     return pc.sum(matches).as_py() / len(values)
 
 
 def _median_words(values: list[str]) -> float:
-    import numpy as np
-
     return float(np.median([len(v.split()) for v in values]))

@@ -139,7 +139,7 @@ def _rows_with_labels(table, labels: list[str], source: Source, role: str, missi
 
 def _read_table(source: Source, role: str):
     """A pyarrow Table of a tabular source (several files are concatenated in order)."""
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: imports pyarrow
 
     tables = [source.format_module.read_table(path, role) for path in source.paths]
     if len(tables) == 1:
@@ -157,8 +157,8 @@ def _read_table(source: Source, role: str):
 
 
 def _label_values(table, label_names: list[str], source: Source, role: str) -> np.ndarray:
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow as pa  # deferred: imports pyarrow
+    import pyarrow.compute as pc  # deferred: imports pyarrow
 
     out = []
     for name in label_names:

@@ -145,7 +145,7 @@ class InputReader:
                     yield batch
 
     def _tables(self, part: _Part):
-        import pyarrow as pa
+        import pyarrow as pa  # deferred: imports pyarrow
 
         plan = part.plan
         if part.arrays is not None:
@@ -254,6 +254,6 @@ class InputReader:
 
 
 def _arrow(values: np.ndarray):
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: imports pyarrow
 
     return pa.array(values)

@@ -40,7 +40,7 @@ def _sharded_by_data(dataset):
     """Under MultiWorkerMirroredStrategy, each worker keeps its own part of every global batch (DATA
     sharding): the batches, and so the steps, are those of a one-worker run. Without a strategy, or
     on one machine, the option changes nothing."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: imports TensorFlow
 
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

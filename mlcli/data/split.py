@@ -30,6 +30,7 @@ import numpy as np
 from mlcli.data.labels import encode
 from mlcli.data.pipeline import steps_per_epoch
 from mlcli.data.typed_values import row_count, take_rows
+from mlcli.runtime import import_tensorflow
 
 
 @dataclass
@@ -62,7 +63,6 @@ class Split:
 
     def training_dataset(self, *, batch_size: int, seed: int, shuffle: bool, epoch, encoding: str,
                          num_classes: int, first_step: int = 0):
-        from mlcli.runtime import import_tensorflow
 
         tf = import_tensorflow()
         rows = self.rows
@@ -90,8 +90,6 @@ class Split:
         return dataset.prefetch(tf.data.AUTOTUNE)
 
     def evaluation_dataset(self, *, batch_size: int, encoding: str, num_classes: int):
-        from mlcli.runtime import import_tensorflow
-
         tf = import_tensorflow()
         dataset = tf.data.Dataset.from_tensor_slices((self.x, self.y)).batch(batch_size)
         dataset = dataset.map(lambda x, y: (x, encode(tf, y, encoding, num_classes)))

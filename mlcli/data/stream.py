@@ -28,6 +28,7 @@ import numpy as np
 from mlcli.data.labels import class_indices, encode, in_classes, label_array, regression_targets
 from mlcli.data.pipeline import steps_per_epoch
 from mlcli.data.stream_source import ChunkSource
+from mlcli.runtime import import_tensorflow
 
 SHUFFLE_BUFFER_ROWS = 65_536  # 16 MiB of float32 at 64 features
 _MASK64 = 0xFFFFFFFFFFFFFFFF
@@ -154,7 +155,6 @@ class StreamSplit:
                          num_classes: int, first_step: int = 0):
         """One epoch of global batches in the order fixed by (seed, epoch); `epoch` is the run's
         tf.Variable, read when Keras starts the epoch's iterator (as the in-memory pipeline does)."""
-        from mlcli.runtime import import_tensorflow
 
         tf = import_tensorflow()
         steps = steps_per_epoch(self.rows, batch_size)
@@ -172,8 +172,6 @@ class StreamSplit:
         return dataset.apply(tf.data.experimental.assert_cardinality(steps - first_step)).prefetch(2)
 
     def evaluation_dataset(self, *, batch_size: int, encoding: str, num_classes: int):
-        from mlcli.runtime import import_tensorflow
-
         tf = import_tensorflow()
         dataset = tf.data.Dataset.from_generator(lambda: batches(self.chunks(), batch_size, None),
                                                  output_signature=self._signature(tf))

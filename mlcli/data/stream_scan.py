@@ -133,8 +133,8 @@ def _scan_train(config: Config, train: ChunkSource, task: str | None, fraction: 
 
 
 def _unique_text(column, keep: np.ndarray) -> list:
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow as pa  # deferred: imports pyarrow
+    import pyarrow.compute as pc  # deferred: imports pyarrow
 
     if not keep.all():
         column = column.filter(pa.array(keep))

@@ -60,7 +60,7 @@ class ChunkSource:
 
     def chunks(self, order: np.ndarray | None = None) -> Iterator[tuple[Unit, int, object]]:
         """Every unit's rows in chunks; `order` permutes the units (Parquet row groups, CSV files)."""
-        import pyarrow as pa
+        import pyarrow as pa  # deferred: imports pyarrow
 
         units = self.units if order is None else [self.units[i] for i in order]
         for unit in units:

@@ -47,7 +47,7 @@ def concat_rows(parts: list):
 
 def model_input(column, plan: FeaturePlan, source: Source, role: str, row_offset: int = 0) -> np.ndarray:
     """One column's values as the model's input of that name (see the module docstring)."""
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: imports pyarrow
 
     if pa.types.is_dictionary(column.type):
         column = column.dictionary_decode()
@@ -97,8 +97,8 @@ def rows_to_drop(x: dict, plans: list[FeaturePlan]) -> tuple[np.ndarray, dict[st
 # ---- numbers ----------------------------------------------------------------------------------
 
 def _numbers(column, name: str, source: Source, role: str, row_offset: int) -> np.ndarray:
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow as pa  # deferred: imports pyarrow
+    import pyarrow.compute as pc  # deferred: imports pyarrow
 
     column = as_numbers(column)
     if pa.types.is_null(column.type):
@@ -136,8 +136,8 @@ def category_text(column, kind: str) -> np.ndarray:
 
     `kind` is how the training file held the column: text from a CSV read in batches (evaluate,
     predict) is spelt as training's typed values were (an int column's "007" is "7")."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow as pa  # deferred: imports pyarrow
+    import pyarrow.compute as pc  # deferred: imports pyarrow
 
     kind_of = column.type
     if pa.types.is_null(kind_of):
@@ -159,8 +159,8 @@ def category_text(column, kind: str) -> np.ndarray:
 
 
 def _text(column) -> np.ndarray:
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow as pa  # deferred: imports pyarrow
+    import pyarrow.compute as pc  # deferred: imports pyarrow
 
     if pa.types.is_null(column.type):
         return np.full(len(column), "", dtype=object)
@@ -168,7 +168,7 @@ def _text(column) -> np.ndarray:
 
 
 def _filled(text) -> np.ndarray:
-    import pyarrow.compute as pc
+    import pyarrow.compute as pc  # deferred: imports pyarrow
 
     return np.asarray(pc.fill_null(text, "").to_pylist(), dtype=object)
 
@@ -190,8 +190,8 @@ def _number_spelling(text: str | None) -> str:
 
 
 def _try_cast(column, target):
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow as pa  # deferred: imports pyarrow
+    import pyarrow.compute as pc  # deferred: imports pyarrow
 
     try:
         return pc.cast(column, target)
@@ -202,8 +202,8 @@ def _try_cast(column, target):
 # ---- dates ------------------------------------------------------------------------------------
 
 def _date_parts(column, plan: FeaturePlan, source: Source, role: str, row_offset: int) -> np.ndarray:
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow as pa  # deferred: imports pyarrow
+    import pyarrow.compute as pc  # deferred: imports pyarrow
 
     kind = column.type
     rows = len(column)

@@ -25,8 +25,8 @@ def numeric_column(column, name: str, source: Source, role: str, row_offset: int
     """A column as float64, or a DataError naming the first row that is missing or not a number.
 
     `rows`: for a column of some of a file's rows (the others dropped), each value's row in the file."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow as pa  # deferred: imports pyarrow
+    import pyarrow.compute as pc  # deferred: imports pyarrow
 
     kind = column.type
     if column.null_count:
@@ -64,7 +64,7 @@ def _file_row(position: int, rows: np.ndarray | None) -> int:
 def as_numbers(column):
     """A CSV text column as float64 when Arrow can parse every value; else unchanged, so
     numeric_column's per-value reading names the first bad row exactly as the in-memory reader does."""
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: imports pyarrow
 
     if not _is_text(column):
         return column
@@ -77,7 +77,7 @@ def as_numbers(column):
 
 def check_text(column, name: str, source: Source, role: str, row_offset: int = 0) -> None:
     """pyarrow reads text that is not UTF-8 as raw bytes: say so, naming the first bad row."""
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: imports pyarrow
 
     if not (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
         return
@@ -114,8 +114,8 @@ def check_finite(x: np.ndarray, names: list[str], source: Source, role: str, row
 
 def check_labels_present(column, name: str, source: Source, role: str, row_offset: int = 0) -> None:
     """Every row has a label, and a number label is finite (NaN and inf are no class and no target)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow as pa  # deferred: imports pyarrow
+    import pyarrow.compute as pc  # deferred: imports pyarrow
 
     if column.null_count:
         row = int(pc.index(pc.is_null(column), True).as_py())
@@ -130,8 +130,8 @@ def check_labels_present(column, name: str, source: Source, role: str, row_offse
 def label_missing(column) -> np.ndarray:
     """True where a label is missing: null, or an empty string (Arrow's CSV reader gives "" for an
     empty cell of a text column)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow as pa  # deferred: imports pyarrow
+    import pyarrow.compute as pc  # deferred: imports pyarrow
 
     missing = pc.is_null(column)
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
@@ -151,7 +151,7 @@ def label_values(column, name: str, task: str, classes: list | None, source: Sou
 def labels_as(column, kind: str | None) -> np.ndarray:
     """A label column's values: as typed (Parquet), or CSV text read as `kind` (int, float, bool, str),
     or as the weakest kind that fits this column when `kind` is None."""
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: imports pyarrow
 
     if pa.types.is_dictionary(column.type):
         column = column.dictionary_decode()
@@ -169,7 +169,7 @@ def labels_as(column, kind: str | None) -> np.ndarray:
 
 def number_kind(kind) -> str | None:
     """bool, int or float for an Arrow type of true/false values or numbers, else None."""
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: imports pyarrow
 
     if pa.types.is_boolean(kind):
         return "bool"
@@ -182,7 +182,7 @@ def number_kind(kind) -> str | None:
 
 def column_kind(column) -> str:
     """The label kind of an Arrow column: its type, or for CSV text the weakest kind every value fits."""
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: imports pyarrow
 
     if number_kind(column.type) is not None:
         return number_kind(column.type)
@@ -210,14 +210,14 @@ def weakest(kinds) -> str:
 
 
 def _is_text(column) -> bool:
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: imports pyarrow
 
     return pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
 
 
 def _cast(column, target):
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow as pa  # deferred: imports pyarrow
+    import pyarrow.compute as pc  # deferred: imports pyarrow
 
     try:
         return pc.cast(column, target)

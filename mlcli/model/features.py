@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from mlcli.data.fit_features import SEQUENCE_LENGTH
 from mlcli.model.normalize import check_normalizable
 
 BODY = "mlcli_body"  # the user's Sequential (model.layers) inside a typed model
@@ -138,7 +139,6 @@ def _text(feature, value, prefix: str) -> list:
 
     output = feature.plan.options.get("output") or "tf_idf"
     if output == "sequence":
-        from mlcli.data.fit_features import SEQUENCE_LENGTH
 
         length = feature.plan.options.get("sequence_length") or SEQUENCE_LENGTH
         ids = keras.layers.TextVectorization(vocabulary=feature.vocabulary, output_mode="int",

@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import re
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -117,7 +118,6 @@ def fault_point(name: str) -> None:
         return
     remaining = point[1] - 1
     if remaining <= 0:
-        import signal
 
         os.kill(os.getpid(), signal.SIGKILL)
     os.environ[KILL_AT] = f"{name}:{remaining}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 from pathlib import Path
 from typing import Iterator
@@ -17,8 +18,6 @@ def hold_lock(directory: Path) -> Iterator[None]:
 
     The kernel releases a flock when its process dies, so a killed run never blocks the next one.
     """
-    import fcntl
-
     with writing(directory):  # the run directory's first write: a read-only or full disk shows here
         directory.mkdir(parents=True, exist_ok=True)
         handle = open(directory / LOCK, "a+")

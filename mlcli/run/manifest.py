@@ -11,7 +11,9 @@ from pathlib import Path
 
 from mlcli import __version__
 from mlcli.config import LoadedConfig, config_hash, differences, to_dict
-from mlcli.errors import ConfigError, MlcliError, UsageError, first_line
+from mlcli.config.yamlio import read_yaml_file
+from mlcli.errors import ConfigError, DataError, MlcliError, UsageError, first_line
+from mlcli.model.table import layer_table, parameter_counts
 from mlcli.run.files import CONFIG, RUN, read_json, write_json
 
 
@@ -68,8 +70,8 @@ def now() -> str:
 
 
 def versions() -> dict[str, str]:
-    import keras
-    import tensorflow as tf
+    import keras  # deferred: imports TensorFlow
+    import tensorflow as tf  # deferred: imports TensorFlow
 
     return {"mlcli": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
             "python": platform.python_version()}
@@ -80,7 +82,6 @@ def check_resume_config(run_dir: Path, loaded: LoadedConfig) -> None:
     saved = read_manifest(run_dir).get("config_hash")
     if saved == config_hash(loaded.config):
         return
-    from mlcli.config.yamlio import read_yaml_file
 
     old, _ = read_yaml_file(run_dir / CONFIG)
     lines = differences(old, to_dict(loaded.config)) or ["(the configs differ)"]
@@ -95,7 +96,6 @@ def start_manifest(request, prepared, device: str, precision: str, model, starte
                     finetune_facts: dict | None, progress: dict | None = None) -> dict:
     """run.json as a run starts; a resumed run keeps its history of resumes and adds this one, with the
     saved point it continues from (`progress`, None when none had been saved)."""
-    from mlcli.model.table import layer_table, parameter_counts
 
     config = request.loaded.config
     previous = read_manifest(request.run_dir) if request.resume else {}
@@ -155,8 +155,6 @@ def typed_features(features: list | None) -> list[dict] | None:
 
 def check_same_data(run_dir: Path, prepared) -> None:
     """A resumed run must read the data it started with: the model's normalization was fitted on it."""
-    from mlcli.errors import DataError
-
     recorded = read_manifest(run_dir).get("data", {})
     for role, parts in prepared.files.items():
         before = {f["path"]: f.get("sha256") for part in recorded.get(role, []) for f in part.get("files", [])}

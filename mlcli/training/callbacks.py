@@ -14,7 +14,7 @@ import keras
 from mlcli import console
 from mlcli.checkpoint.archive import save_model
 from mlcli.heartbeat import Heartbeat
-from mlcli.run import files
+from mlcli.run import files, resume
 from mlcli.run.history import write_history
 
 
@@ -171,8 +171,6 @@ class StateKeeper(keras.callbacks.Callback):
         self._save(step=0, epochs_completed=epoch + 1)
 
     def _save(self, step: int, epochs_completed: int | None = None) -> None:
-        from mlcli.run import resume
-
         es = self.early_stopping
         progress = {
             "epochs_completed": self.epoch if epochs_completed is None else epochs_completed,
@@ -204,8 +202,6 @@ class RestoreMetrics(keras.callbacks.Callback):
         self.extras = extras
 
     def on_epoch_begin(self, epoch, logs=None):
-        from mlcli.run import resume
-
         resume.restore_partial_metrics(self.model, self.extras)
 
 
@@ -270,14 +266,14 @@ class EpochSummaries(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if not self._writers:  # once, though a mid-epoch resume calls fit twice
-            import tensorflow as tf
+            import tensorflow as tf  # deferred: imports TensorFlow
 
             with files.writing(self.log_dir):
                 self._writers = {name: tf.summary.create_file_writer(str(self.log_dir / name))
                                  for name in ("train", "validation")}
 
     def on_epoch_end(self, epoch, logs=None):
-        import tensorflow as tf
+        import tensorflow as tf  # deferred: imports TensorFlow
 
         logs = dict(logs or {})
         logs.setdefault("learning_rate", current_learning_rate(self.model))
@@ -322,6 +318,7 @@ class Progress(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._heartbeat.start()
         if self.live and self._bar is None:  # once, though a mid-epoch resume calls fit twice
+            # deferred: the live bar is drawn only on a terminal
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
             from rich.progress import Progress as RichProgress
 

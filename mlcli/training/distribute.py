@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlcli.data.pipeline import steps_per_epoch
 from mlcli.errors import ClusterError, UsageError
+from mlcli.runtime import import_tensorflow
 
 _JOBS = ("chief", "worker")
 _STRATEGY = {"mirrored": "MirroredStrategy", "multi_worker": "MultiWorkerMirroredStrategy"}
@@ -124,8 +126,8 @@ class Distribution:
         first batch instead; the training steps are Keras's, unchanged."""
         if not self.distributed:
             return
-        import tensorflow as tf
-        from keras import tree
+        import tensorflow as tf  # deferred: imports TensorFlow
+        from keras import tree  # deferred: imports TensorFlow
 
         strategy = self.strategy
 
@@ -160,8 +162,6 @@ class Distribution:
     def steps_per_execution(self, config, rows: int) -> int:
         """training.steps_per_execution; auto runs about 4,096 rows per TensorFlow call (same math).
         1 under a strategy: Keras 3.x with tf.distribute fails with more than one step per call."""
-        from mlcli.data.pipeline import steps_per_epoch
-
         value = config.training.steps_per_execution
         if self.distributed:
             if value not in ("auto", 1):
@@ -204,8 +204,6 @@ class Distribution:
 def create(runtime, device) -> Distribution:
     """The strategy for runtime.distribute on the chosen device(s). Call before TensorFlow runs any
     op: MultiWorkerMirroredStrategy configures the runtime's collectives when it is created."""
-    from mlcli.runtime import import_tensorflow
-
     tf = import_tensorflow()
     role = cluster_role(runtime.distribute)
     kind = runtime.distribute
@@ -253,8 +251,8 @@ def _bound_cluster_join(role: ClusterRole, timeout: int) -> None:
     one, a worker whose peers never come waits forever (the default register timeout is 1 hour, and
     the chief does not apply it without the register barrier)."""
     try:
-        from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
-        from tensorflow.python.eager import context
+        from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2  # deferred: imports TensorFlow
+        from tensorflow.python.eager import context  # deferred: imports TensorFlow
     except ImportError:  # a TensorFlow laid out differently: its own defaults apply
         return
     jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=len(role.addresses[job]))
@@ -287,14 +285,14 @@ def _mean_of_scalars_across_workers() -> None:
     the replicas' scalar logs with strategy.reduce(MEAN, axis=0), which fails on scalars. Average them
     with axis=None (an all-reduce), so every worker logs the same values (and, say, stops on the same NaN)."""
     try:
-        from keras.src.backend.tensorflow import trainer
+        from keras.src.backend.tensorflow import trainer  # deferred: imports TensorFlow
     except ImportError:
         return
     original = getattr(trainer, "reduce_per_replica", None)
     if original is None or getattr(original, "mlcli_patched", False):
         return
-    import tensorflow as tf
-    from keras import tree
+    import tensorflow as tf  # deferred: imports TensorFlow
+    from keras import tree  # deferred: imports TensorFlow
 
     def reduce_per_replica(values, strategy, reduction):
         if reduction in ("auto", "mean") and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):

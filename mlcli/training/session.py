@@ -9,10 +9,13 @@ from pathlib import Path
 from mlcli.config import LoadedConfig, load_config
 from mlcli.config.yamlio import read_yaml_file
 from mlcli.errors import ConfigError, UsageError
-from mlcli.run import files
+from mlcli.model.finetune_config import load_finetune_config
+from mlcli.model.finetune_model import model_from_parent
+from mlcli.run import files, resume
 from mlcli.run.diverged import restart_hint
 from mlcli.run.manifest import check_resume_config, read_manifest
 from mlcli.run.output import claim_output, default_run_dir
+from mlcli.training.distribute import cluster_role
 from mlcli.training.train import TrainRequest, TrainResult, run_training
 
 
@@ -59,7 +62,6 @@ def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path |
         raise UsageError(f"--resume {config}: no such run directory",
                          hint="pass the directory a previous `mlcli train` wrote (or CONFIG --output DIR --resume)")
     if kind == "finetune":
-        from mlcli.model.finetune_config import load_finetune_config
 
         if parent is None:
             raise UsageError("mlcli finetune needs --from CKPT (a run directory or a .keras file)")
@@ -91,8 +93,6 @@ def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path |
 def _check_cluster(loaded: LoadedConfig, resume: bool) -> bool:
     """Whether this process writes the run directory: False for a multi-worker run's other workers.
     Continuing a multi-worker run is refused: each worker would need the chief's saved state."""
-    from mlcli.training.distribute import cluster_role
-
     role = cluster_role(loaded.config.runtime.distribute)
     if role is not None and resume:
         raise UsageError("--resume is not supported for multi-worker runs (TF_CONFIG is set): the other workers "
@@ -142,8 +142,6 @@ def _with_epochs(loaded: LoadedConfig, epochs: int) -> LoadedConfig:
 def _check_more_epochs(run_dir: Path, epochs: int) -> None:
     """A run continues to `epochs` only from where it is: not below the epochs it has finished, and not
     after early stopping ended it (more epochs would not train it further)."""
-    from mlcli.run import resume
-
     point = resume.read_progress(run_dir) or {}
     done, step = int(point.get("epochs_completed", 0)), int(point.get("step", 0))
     stopped = (point.get("early_stopping") or {}).get("stopped")
@@ -177,7 +175,6 @@ def execute(plan: RunPlan, command: list[str], *, unsafe: bool = False, progress
     `progress_every` (--progress-every): seconds between progress lines inside long epochs."""
     make_model = None
     if plan.kind == "finetune":
-        from mlcli.model.finetune_model import model_from_parent
 
         make_model = model_from_parent(plan.parent, unsafe=unsafe)
     request = TrainRequest(plan.loaded, plan.run_dir, command, resume=plan.resume, make_model=make_model,

@@ -13,16 +13,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from mlcli import console
+from mlcli import console, runtime
 from mlcli.checkpoint.archive import model_facts, save_model
 from mlcli.config import LoadedConfig, to_dict
 from mlcli.config.yamlio import dump_yaml
 from mlcli.data.feature_report import show_features
+from mlcli.data.labels import label_encoding
+from mlcli.data.load import prepare_data
+from mlcli.data.pipeline import evaluation_dataset, first_rows, steps_per_epoch, training_dataset
 from mlcli.errors import ConfigError, Diverged, Interrupted, StorageError
-from mlcli.model.finetune_model import parent_feature_types
+from mlcli.model.build import build_model
+from mlcli.model.compile import build_loss, build_metrics, build_optimizer
+from mlcli.model.finetune_model import parent_classes, parent_feature_types
 from mlcli.model.heads import check_output_width
 from mlcli.model.memory import check_fits_in_memory
-from mlcli.run import files
+from mlcli.run import files, resume
 from mlcli.run.diverged import restart_hint
 from mlcli.run.history import read_history
 from mlcli.run.lock import hold_lock
@@ -36,7 +41,9 @@ from mlcli.run.manifest import (
     write_manifest,
 )
 from mlcli.run.output import remove_replaced_run
+from mlcli.training import distribute
 from mlcli.training.class_weights import by_label, class_weights
+from mlcli.use.plots import start_run_plots
 
 
 @dataclass
@@ -92,16 +99,11 @@ class TrainResult:
 
 
 def run_training(request: TrainRequest) -> TrainResult:
-    from mlcli import runtime
-    from mlcli.training import distribute
-
     loaded = request.loaded
     too_many = runtime.cpu_count_problem(loaded.config.runtime.device)
     if too_many:
         raise ConfigError(loaded.problem(("runtime", "device"), too_many))
     runtime.import_tensorflow()
-    from mlcli.data.load import prepare_data
-    from mlcli.model.compile import build_loss, build_metrics, build_optimizer
 
     config = loaded.config
 
@@ -130,7 +132,6 @@ def _parent_classes(request: TrainRequest) -> list | None:
     """finetune keeping the parent's output layer (no finetune.head): the classes its outputs stand for."""
     if request.parent is None or request.loaded.config.finetune.head is not None:
         return None
-    from mlcli.model.finetune_model import parent_classes
 
     return parent_classes(request.parent)
 
@@ -143,11 +144,6 @@ def _train(request: TrainRequest, prepared, device, precision: str, distribution
 
 
 def _train_locked(request: TrainRequest, prepared, device, precision: str, distribution, stack) -> TrainResult:
-    from mlcli.data.labels import label_encoding
-    from mlcli.model.build import build_model
-    from mlcli.model.compile import build_loss, build_metrics, build_optimizer
-    from mlcli.run import resume
-
     loaded = request.loaded
     config = loaded.config
     run_dir = request.run_dir
@@ -251,11 +247,9 @@ class _Fitted:
 def _fit(request: TrainRequest, model, prepared, encoding: str, batch: int, progress: dict | None, extras: dict,
          history: list[dict], weights: dict[int, float] | None) -> _Fitted:
     """model.fit over the remaining epochs, `batch` rows a step; a mid-epoch resume first finishes its epoch."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: imports TensorFlow
 
-    from mlcli.data.pipeline import evaluation_dataset, first_rows, steps_per_epoch, training_dataset
-    from mlcli.run import resume
-    from mlcli.training import callbacks as cb
+    from mlcli.training import callbacks as cb  # deferred: imports TensorFlow
 
     config = request.loaded.config
     run_dir = request.run_dir
@@ -332,8 +326,6 @@ def _resume_command(request: TrainRequest) -> str:
 def _finish(request: TrainRequest, model, prepared, encoding: str, batch: int, fitted: _Fitted, manifest: dict,
             history: list[dict], device: str, precision: str, notes: list[str], finetune_facts) -> TrainResult:
     """Write what the outcome calls for; raise Diverged / Interrupted for those outcomes."""
-    from mlcli.data.pipeline import evaluation_dataset
-    from mlcli.run import resume
 
     run_dir = request.run_dir
     config = request.loaded.config
@@ -368,7 +360,6 @@ def _finish(request: TrainRequest, model, prepared, encoding: str, batch: int, f
         error.document = document
         raise error
 
-    from mlcli.use.plots import start_run_plots
 
     # model.keras holds the last epoch, or the one early stopping put back (restore_best_weights)
     model_epoch = (fitted.early.restore_best() if fitted.early is not None else None) or completed

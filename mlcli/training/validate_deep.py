@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
+from mlcli import runtime
 from mlcli.config import LoadedConfig
 from mlcli.data.feature_report import show_features
+from mlcli.data.labels import label_encoding
+from mlcli.data.load import prepare_data
+from mlcli.model.build import build_model
+from mlcli.model.compile import build_loss, build_metrics, build_optimizer
 from mlcli.model.heads import apply_head, check_output_width
 from mlcli.model.memory import check_fits_in_memory
+from mlcli.model.table import parameter_counts
 from mlcli.training.class_weights import class_weights
 
 
 def validate_deep(loaded: LoadedConfig) -> str:
     """Everything train checks before its first step, without writing anything. Returns a summary."""
-    from mlcli import runtime
-
     runtime.import_tensorflow()
-    from mlcli.data.labels import label_encoding
-    from mlcli.data.load import prepare_data
-    from mlcli.model.build import build_model
-    from mlcli.model.compile import build_loss, build_metrics, build_optimizer
-    from mlcli.model.table import parameter_counts
 
     build_optimizer(loaded)
     build_loss(loaded)

@@ -19,7 +19,11 @@ from mlcli.checkpoint.load import compile_for_evaluation, load_model
 from mlcli.data.feature_types import FeaturePlan
 from mlcli.data.inputs import InputReader
 from mlcli.data.labels import class_indices, regression_targets
+from mlcli.data.pipeline import evaluation_dataset
+from mlcli.data.prepare import read_train, validation_split
+from mlcli.data.sources import sha256
 from mlcli.data.split import Split
+from mlcli.data.stream_scan import prepare_stream
 from mlcli.data.typed_values import concat_rows
 from mlcli.errors import DataError, UsageError
 from mlcli.run.diverged import restart_hint
@@ -147,7 +151,6 @@ def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: 
         split, note = _validation_split(ckpt)
         notes += [note] if note else []
 
-    from mlcli.data.pipeline import evaluation_dataset
 
     units = int(np.prod(model.output_shape[1:]))
     if ckpt.task == "regression" and split.y.shape[1] != units:
@@ -212,9 +215,6 @@ def _read_split(reader: InputReader) -> Split:
 
 def _validation_split(ckpt: Checkpoint) -> tuple[Split, str | None]:
     """The run's validation rows, rebuilt exactly as training built them (same function, same seed)."""
-    from mlcli.data.prepare import read_train, validation_split
-    from mlcli.data.sources import sha256
-
     config = ckpt.loaded.config
     if any(part.get("streamed") for part in ckpt.manifest.get("data", {}).get("train", [])):
         return _streamed_validation_split(ckpt)
@@ -243,8 +243,6 @@ def _validation_split(ckpt: Checkpoint) -> tuple[Split, str | None]:
 def _streamed_validation_split(ckpt: Checkpoint) -> tuple[Split, str | None]:
     """A streamed run held out its validation rows by a hash of each row's number, as it read the files:
     the same scan finds them again. Only those rows are kept in memory, chunk by chunk."""
-    from mlcli.data.stream_scan import prepare_stream
-
     prepared = prepare_stream(ckpt.loaded.config)
     if ckpt.task == "classification" and list(prepared.classes) != list(ckpt.classes):
         raise DataError(f"data.train: {ckpt.loaded.config.data.train}: its labels are no longer the run's classes "

@@ -27,8 +27,12 @@ import numpy as np
 from mlcli import __version__
 from mlcli.checkpoint.checkpoint import Checkpoint, open_checkpoint
 from mlcli.checkpoint.load import load_model
+from mlcli.data.inputs import InputReader
+from mlcli.data.sources import sha256
 from mlcli.errors import DataError, UsageError, os_refusal, write_error
+from mlcli.model.normalize import NORMALIZE_LAYER
 from mlcli.run import files
+from mlcli.runtime import import_tensorflow
 from mlcli.use import export_formats as formats
 
 FORMATS = ("savedmodel", "tflite", "onnx")
@@ -72,7 +76,6 @@ def export(checkpoint: Path, fmt: str, output: Path, *, tolerance: float = TOLER
                               "mlcli predict")
     notes = list(ckpt.notes)
 
-    from mlcli.runtime import import_tensorflow
 
     import_tensorflow()
     model, ckpt = load_model(ckpt, unsafe=unsafe)
@@ -152,8 +155,6 @@ def check_output(fmt: str, output: Path) -> Path:
 
 def data_rows(ckpt: Checkpoint, count: int, notes: list[str]) -> tuple[np.ndarray | None, str | None]:
     """The first rows of the run's test data (else its training data), columns in model order."""
-    from mlcli.data.inputs import InputReader
-
     if ckpt.loaded is None:
         return None, None
     data = ckpt.loaded.config.data
@@ -175,8 +176,6 @@ def data_rows(ckpt: Checkpoint, count: int, notes: list[str]) -> tuple[np.ndarra
 def synthetic_rows(model, count: int) -> tuple[np.ndarray, str]:
     """Rows drawn (seeded) around the mean and spread the model's normalization was fitted on, or
     from N(0, 1) when it has none: for a .keras file without its run's data."""
-    from mlcli.model.normalize import NORMALIZE_LAYER
-
     shape = (count, *tuple(int(d) for d in model.input_shape[1:]))
     noise = np.random.default_rng(0).standard_normal(shape)
     layer = next((layer for layer in model.layers if layer.name == NORMALIZE_LAYER), None)
@@ -218,8 +217,6 @@ def compare(fmt: str, reference: np.ndarray, outputs: np.ndarray, tolerance: flo
 
 
 def build_signature(fmt: str, output: Path, ckpt: Checkpoint, model, ran, parity: dict, facts: dict) -> dict:
-    from mlcli.data.sources import sha256
-
     units = int(np.prod(model.output_shape[1:]))
     if ckpt.task == "classification":
         kind = "logits" if ckpt.from_logits() else "probabilities"

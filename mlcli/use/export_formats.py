@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import importlib.util
 import logging
 import tempfile
 import warnings
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlcli import runtime
 from mlcli.errors import MlcliError, UsageError
 
 SERVING_SIGNATURE = "serving_default"
@@ -59,8 +61,6 @@ class Ran:
 
 def require_packages(fmt: str) -> None:
     """Exit 2 with the exact pip line when a format's optional packages are not installed."""
-    import importlib.util
-
     missing = []
     for module, requirement in OPTIONAL.get(fmt, []):
         try:
@@ -89,8 +89,6 @@ def version(package: str) -> str | None:
 def quiet_converters(verbose: bool):
     """Converters log at INFO/WARNING through Python logging, warnings and fd 2; show that only with
     --verbose (or when the block fails: quiet_native_stderr replays what it held back)."""
-    from mlcli import runtime
-
     if verbose:
         yield
         return
@@ -123,11 +121,11 @@ def write(fmt: str, model, path: Path, verbose: bool = False) -> dict:
 
 
 def _write_onnx(model, path: Path) -> dict:
-    import tf2onnx
-    from tf2onnx import tf_loader
+    import tf2onnx  # deferred: imports tf2onnx
+    from tf2onnx import tf_loader  # deferred: imports tf2onnx
 
     try:  # Keras's own numpy-2 patches for tf2onnx (np.object, np.cast), as its ONNX export applies them
-        from keras.src.export.tf2onnx_lib import patch_tf2onnx
+        from keras.src.export.tf2onnx_lib import patch_tf2onnx  # deferred: imports TensorFlow
 
         patch_tf2onnx()
     except ImportError:
@@ -159,7 +157,7 @@ def run(fmt: str, path: Path, x: np.ndarray, verbose: bool = False) -> Ran:
 
 
 def _run_savedmodel(path: Path, x: np.ndarray) -> Ran:
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: imports TensorFlow
 
     loaded = tf.saved_model.load(str(path))
     serve = loaded.signatures[SERVING_SIGNATURE]
@@ -173,11 +171,11 @@ def _tflite_interpreter(path: Path):
     """LiteRT's interpreter when its package is installed; else TensorFlow's own tf.lite.Interpreter
     (deprecated in favour of ai-edge-litert, still shipped with TensorFlow 2.21)."""
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter  # deferred: an optional package, for TFLite only
 
         return Interpreter(model_path=str(path)), f"ai-edge-litert {version('ai-edge-litert')}"
     except ImportError:
-        import tensorflow as tf
+        import tensorflow as tf  # deferred: imports TensorFlow
 
         return tf.lite.Interpreter(model_path=str(path)), f"tensorflow.lite {tf.__version__}"
 
@@ -195,7 +193,7 @@ def _run_tflite(path: Path, x: np.ndarray) -> Ran:
 
 
 def _run_onnx(path: Path, x: np.ndarray) -> Ran:
-    import onnxruntime
+    import onnxruntime  # deferred: imports onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inputs, outputs = session.get_inputs(), session.get_outputs()

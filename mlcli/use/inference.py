@@ -59,7 +59,7 @@ class Inference:
     def _typed_outputs(self, x: dict) -> np.ndarray:
         """A typed model's outputs for {column: values}, `batch_size` rows per call of one traced
         function (a short last batch is its own call: text inputs cannot be padded like numbers)."""
-        import tensorflow as tf
+        import tensorflow as tf  # deferred: imports TensorFlow
 
         rows = len(next(iter(x.values())))
         if self._function is None:
@@ -76,7 +76,7 @@ class Inference:
     def _loop(self, row_shape: tuple[int, ...]):
         """A tf.function, traced once: the model over (batches, batch_size, *row_shape), in a loop."""
         if self._function is None:
-            import tensorflow as tf
+            import tensorflow as tf  # deferred: imports TensorFlow
 
             model = self.model
 

@@ -71,8 +71,8 @@ def _loss_name(config) -> str | None:
 
 
 def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # deferred: imports matplotlib
+    from matplotlib.figure import Figure  # deferred: imports matplotlib
 
     figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
@@ -100,7 +100,7 @@ def metric_names(history: list[dict]) -> list[str]:
 
 def curves_png(history: list[dict], title: str, loss: str | None = None) -> bytes | None:
     """One panel per metric: train and validation against the epoch."""
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # deferred: imports matplotlib
 
     names = metric_names(history)
     if not history or not names:

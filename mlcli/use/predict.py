@@ -13,6 +13,8 @@ their types.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import math
 import os
@@ -141,8 +143,8 @@ class KeptTypes:
         self.types: list | None = None
 
     def apply(self, columns: list, names: list[str], first_row: int) -> list:
-        import pyarrow as pa
-        import pyarrow.compute as pc
+        import pyarrow as pa  # deferred: imports pyarrow
+        import pyarrow.compute as pc  # deferred: imports pyarrow
 
         if self.types is None:
             self.types = [_number_type(column) for column in columns]
@@ -166,7 +168,7 @@ class KeptTypes:
 
 def _number_type(column):
     """int64 or float64 when every value of the column is one (and there is at least one), else None."""
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: imports pyarrow
 
     if column.null_count == len(column):
         return None
@@ -175,8 +177,8 @@ def _number_type(column):
 
 def _casts(values, kind) -> bool:
     """Whether Arrow converts every one of `values` (an Arrow column, or a list of text) to `kind`."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow as pa  # deferred: imports pyarrow
+    import pyarrow.compute as pc  # deferred: imports pyarrow
 
     try:
         pc.cast(values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values), kind)
@@ -188,7 +190,7 @@ def _casts(values, kind) -> bool:
 def _class_array(classes: list, fmt: str):
     """The labels predictions are written in. Float labels go to CSV as Python writes them (1.0, as in
     labels.json and the prob_1.0 header; Arrow's CSV writer would print 1)."""
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: imports pyarrow
 
     if fmt == "csv" and any(isinstance(c, float) for c in classes):
         return pa.array([repr(c) for c in classes])
@@ -196,7 +198,7 @@ def _class_array(classes: list, fmt: str):
 
 
 def _table(batch, keep: list[str], names: list[str], inference: Inference, labels, probabilities: bool):
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: imports pyarrow
 
     indices, values = inference.decode(inference.outputs(batch.x))
     columns = list(batch.kept)
@@ -211,7 +213,7 @@ def _table(batch, keep: list[str], names: list[str], inference: Inference, label
 
 
 def _empty_table(keep: list[str], names: list[str], labels, probabilities: bool):
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: imports pyarrow
 
     types = [pa.string()] * len(keep)
     if labels is not None:
@@ -286,12 +288,9 @@ class _Writer:
     def _csv(self, table) -> None:
         """CSV as people and `cut` expect it: quotes only where a value needs them (Arrow's writer
         would quote every text value and every header name)."""
-        import csv
-        import io
-
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        import pyarrow.csv as pacsv
+        import pyarrow as pa  # deferred: imports pyarrow
+        import pyarrow.compute as pc  # deferred: imports pyarrow
+        import pyarrow.csv as pacsv  # deferred: imports pyarrow
 
         if not self.started:
             header = io.StringIO()
@@ -307,8 +306,8 @@ class _Writer:
         self.emit(buffer.getvalue().to_pybytes())
 
     def _flush_parquet(self) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        import pyarrow as pa  # deferred: imports pyarrow
+        import pyarrow.parquet as pq  # deferred: imports pyarrow
 
         if not self.pending:
             return
@@ -331,8 +330,8 @@ class _Writer:
 def _jsonl(table) -> bytes:
     """One JSON object per row; float32 values written with their shortest exact text (0.1, not
     0.10000000149011612); NaN and inf, which JSON cannot hold, as null."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow as pa  # deferred: imports pyarrow
+    import pyarrow.compute as pc  # deferred: imports pyarrow
 
     columns = []
     for column in table.columns:

@@ -30,7 +30,7 @@ TEXT_MEMORY_FACTOR = 4
 def read_table(path: Path, role: str):
     """The whole file, by pyarrow's multi-threaded reader (types inferred), when its text fits in memory:
     a gzip file is decompressed as it is read, and refused once its text passes what fits (_Capped)."""
-    import pyarrow.csv as pacsv
+    import pyarrow.csv as pacsv  # deferred: imports pyarrow
 
     if _gzipped(path):
         return read_whole(path, role, "CSV", lambda: _read_gzipped(path, role), lambda exc: _explain(path, exc))
@@ -45,7 +45,7 @@ def declared(path: Path, role: str, up_to: int) -> limits.Declared:
     if not _gzipped(path):
         size = path.stat().st_size
         return limits.Declared(size, TEXT_MEMORY_FACTOR * size)
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: imports pyarrow
 
     count = 0
     with contextlib.suppress(pa.ArrowInvalid, OSError), _gunzip(path) as handle:
@@ -58,7 +58,7 @@ def declared(path: Path, role: str, up_to: int) -> limits.Declared:
 
 
 def _read_gzipped(path: Path, role: str):
-    import pyarrow.csv as pacsv
+    import pyarrow.csv as pacsv  # deferred: imports pyarrow
 
     with _Capped(path, role) as text:
         return pacsv.read_csv(text)
@@ -143,7 +143,7 @@ def batches(path: Path | None, header: list[str] | None, needed: list[str], nume
     streaming reader, where the per-value checks name the bad value, its column and its row. stdin
     cannot be read twice, so it is always read that way.
     """
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: imports pyarrow
 
     if path is None or not numeric:
         yield from _csv_reader(path, header, needed, ())
@@ -172,7 +172,7 @@ def _gzipped(path: Path) -> bool:
 
 def _gunzip(path: Path):
     """A gzip file's text as a stream, by Arrow's decompressor (its messages, as when Arrow reads it)."""
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: imports pyarrow
 
     return pa.input_stream(path, compression="gzip")
 
@@ -182,8 +182,8 @@ def _open(path: Path):
 
 
 def _convert_options(needed: list[str], numeric):
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
+    import pyarrow as pa  # deferred: imports pyarrow
+    import pyarrow.csv as pacsv  # deferred: imports pyarrow
 
     types = {c: pa.string() for c in needed}
     types.update({c: pa.float64() for c in numeric if c in types})
@@ -194,8 +194,8 @@ def _parallel_csv(path: Path, needed: list[str], numeric):
     """Arrow's multi-threaded reader over chunks of ~4 blocks: the streaming reader parses on one
     core only. Chunks end at a row end outside quotes, so each parses on its own, as Arrow's own
     reader splits a file into blocks."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
+    import pyarrow as pa  # deferred: imports pyarrow
+    import pyarrow.csv as pacsv  # deferred: imports pyarrow
 
     with _open(path) as handle:
         names = read_header(handle, str(path), "input")
@@ -238,8 +238,8 @@ def _row_end(data: bytes) -> int:
 
 def _csv_reader(path: Path | None, header: list[str] | None, needed: list[str], numeric):
     """Arrow's streaming reader (one core, block by block); `path` None: stdin, its header already read."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
+    import pyarrow as pa  # deferred: imports pyarrow
+    import pyarrow.csv as pacsv  # deferred: imports pyarrow
 
     convert = _convert_options(needed, numeric)
     try:
@@ -284,7 +284,7 @@ def _not_text(path: Path) -> str | None:
 
 def _ragged_row(path: Path, exc: BaseException) -> str | None:
     """pyarrow's "Expected 3 columns, got 4" names no row; read again, single-threaded, to find it."""
-    import pyarrow.csv as pacsv
+    import pyarrow.csv as pacsv  # deferred: imports pyarrow
 
     if "Expected" not in str(exc) or "columns, got" not in str(exc):
         return None

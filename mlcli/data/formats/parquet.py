@@ -21,7 +21,7 @@ _OFFSET_BYTES = 4  # a text or binary value's offset in Arrow
 
 def read_table(path: Path, role: str):
     """The whole file, when what its metadata declares fits in memory."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # deferred: imports pyarrow
 
     limits.fits(declared(path, role, 0), f"{role}: {path}")
     return read_whole(path, role, "PARQUET", lambda: pq.read_table(path), lambda exc: None)
@@ -31,8 +31,8 @@ def declared(path: Path, role: str, up_to: int) -> limits.Declared:
     """Arrow's size of the whole file from its metadata (`up_to` is for formats that count): rows
     times each column's width (text: see _text_bytes). Reading it whole also makes float32 features:
     4 bytes a value more."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    import pyarrow as pa  # deferred: imports pyarrow
+    import pyarrow.parquet as pq  # deferred: imports pyarrow
 
     try:
         metadata = pq.ParquetFile(path).metadata
@@ -64,7 +64,7 @@ def _text_bytes(group, i: int) -> int:
 
 def header(path: Path, role: str, name: str):
     """The column names, from the file's schema; `name` is unused (a CSV names its file in messages)."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # deferred: imports pyarrow
 
     with header_errors(path, role, "PARQUET"):
         return pq.ParquetFile(path).schema_arrow.names
@@ -72,7 +72,7 @@ def header(path: Path, role: str, name: str):
 
 def units(path: Path) -> list[tuple[int | None, int]]:
     """What data.stream reads (and shuffles) one at a time: each row group, with the rows before it."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # deferred: imports pyarrow
 
     metadata = pq.ParquetFile(path).metadata
     units, before = [], 0
@@ -84,13 +84,13 @@ def units(path: Path) -> list[tuple[int | None, int]]:
 
 def chunks(path: Path, needed: list[str], row_group: int | None):
     """data.stream: one row group's `needed` columns, CHUNK_ROWS rows at a time."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # deferred: imports pyarrow
 
     yield from pq.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS, row_groups=[row_group], columns=needed)
 
 
 def batches(path: Path, header: list[str] | None, needed: list[str], numeric: list[str], batch_rows: int):
     """evaluate/predict: the `needed` columns, `batch_rows` rows at a time (Parquet columns are typed)."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # deferred: imports pyarrow
 
     yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=needed)

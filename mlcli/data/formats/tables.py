@@ -15,7 +15,7 @@ def read_whole(path: Path, role: str, kind: str, read, explain):
     `explain(exc)`: the format's own account of a failure (a binary file, a ragged CSV row), or None
     for pyarrow's. `kind` names the format in messages (CSV, PARQUET).
     """
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: imports pyarrow
 
     try:
         table = read()
@@ -43,7 +43,7 @@ def read_whole(path: Path, role: str, kind: str, read, explain):
 @contextlib.contextmanager
 def header_errors(path: Path, role: str, kind: str):
     """Reading a header (no rows): a file pyarrow or the OS cannot open is a DataError naming it."""
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: imports pyarrow
 
     try:
         yield

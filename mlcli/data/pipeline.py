@@ -30,6 +30,13 @@ def training_dataset(split, *, batch_size: int, seed: int, shuffle: bool, epoch,
         num_classes=num_classes, first_step=first_step))
 
 
+def evaluation_batch_size(training_batch_size: int) -> int:
+    """The batch evaluation runs in: validation and test during training, evaluate and predict after.
+    At least 256 rows (no gradients are kept, so larger batches only save steps); the same rule
+    everywhere, so a prediction and the metrics of the same rows are the same computation."""
+    return max(training_batch_size, 256)
+
+
 def evaluation_dataset(split, *, batch_size: int, encoding: str, num_classes: int):
     """Batches in row order, for validation, test and evaluate."""
     return _sharded_by_data(split.evaluation_dataset(batch_size=batch_size, encoding=encoding,

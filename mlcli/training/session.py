@@ -16,7 +16,8 @@ from mlcli.run.diverged import restart_hint
 from mlcli.run.manifest import check_resume_config, read_manifest
 from mlcli.run.output import claim_output, default_run_dir
 from mlcli.training.distribute import cluster_role
-from mlcli.training.train import TrainRequest, TrainResult, run_training
+from mlcli.training.request import TrainRequest, TrainResult
+from mlcli.training.train import run_training
 
 
 @dataclass

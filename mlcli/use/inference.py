@@ -9,14 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from mlcli.checkpoint.checkpoint import Checkpoint
+from mlcli.data.pipeline import evaluation_batch_size
 
 
 def default_batch_size(ckpt: Checkpoint) -> int:
-    """Training evaluated with max(batch_size, 256); evaluate and predict use the same batches, so
-    their forward passes, and so their class decisions, are the same computation."""
-    if ckpt.loaded is not None:
-        return max(ckpt.loaded.config.training.batch_size, 256)
-    return 256
+    """The batches training evaluated in (mlcli.data.pipeline.evaluation_batch_size); evaluate and
+    predict use the same ones, so their forward passes, and so their class decisions, are the same
+    computation."""
+    return evaluation_batch_size(ckpt.loaded.config.training.batch_size if ckpt.loaded is not None else 0)
 
 
 class Inference:

@@ -138,9 +138,18 @@ def pytest_sessionstart(session):
 
 def pytest_runtest_logreport(report):
     if report.skipped and not hasattr(report, "wasxfail"):
-        longrepr = report.longrepr
-        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
-        _skipped.append((report.nodeid, reason.removeprefix("Skipped: ")))
+        _record_skip(report)
+
+
+def pytest_collectreport(report):  # a whole module skipped, e.g. by an importorskip at its top
+    if report.skipped:
+        _record_skip(report)
+
+
+def _record_skip(report) -> None:
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    _skipped.append((report.nodeid, reason.removeprefix("Skipped: ")))
 
 
 def _unexpected_skips() -> list[tuple[str, str]]:

@@ -61,39 +61,31 @@ def animals_csv(path: Path, rows: int, seed: int, names: list = ANIMALS, label: 
     return path
 
 
-def _animals(folder: Path) -> Path:
-    animals_csv(folder / "train.csv", 300, seed=1)
-    animals_csv(folder / "test.csv", 60, seed=2)
-    (folder / "animals.yaml").write_text(textwrap.dedent("""\
-        name: animals
+def _blobs(folder: Path, name: str, names: list, label: str) -> Path:
+    """Three classes of animals_csv rows named `names`: 300 to train on, 60 to test with."""
+    animals_csv(folder / "train.csv", 300, seed=1, names=names, label=label)
+    animals_csv(folder / "test.csv", 60, seed=2, names=names, label=label)
+    (folder / f"{name}.yaml").write_text(textwrap.dedent(f"""\
+        name: {name}
         seed: 3
-        data: {train: train.csv, test: test.csv, label: animal, validation: 0.2}
+        data: {{train: train.csv, test: test.csv, label: {label}, validation: 0.2}}
         model:
           layers:
-            - {type: Dense, units: 8, activation: relu}
-            - {type: Dense, units: 3, activation: softmax}
-        training: {epochs: 3, batch_size: 32}
+            - {{type: Dense, units: 8, activation: relu}}
+            - {{type: Dense, units: 3, activation: softmax}}
+        training: {{epochs: 3, batch_size: 32}}
         """))
-    _train(folder / "animals.yaml", "--output", folder / "run")
+    _train(folder / f"{name}.yaml", "--output", folder / "run")
     return folder / "run"
+
+
+def _animals(folder: Path) -> Path:
+    return _blobs(folder, "animals", ANIMALS, "animal")
 
 
 def _numbers(folder: Path) -> Path:
     """Integer labels 8, 9, 10: labels.json (and so the model's outputs) in numeric order, not text order."""
-    animals_csv(folder / "train.csv", 300, seed=1, names=[8, 9, 10], label="n")
-    animals_csv(folder / "test.csv", 60, seed=2, names=[8, 9, 10], label="n")
-    (folder / "numbers.yaml").write_text(textwrap.dedent("""\
-        name: numbers
-        seed: 3
-        data: {train: train.csv, test: test.csv, label: n, validation: 0.2}
-        model:
-          layers:
-            - {type: Dense, units: 8, activation: relu}
-            - {type: Dense, units: 3, activation: softmax}
-        training: {epochs: 3, batch_size: 32}
-        """))
-    _train(folder / "numbers.yaml", "--output", folder / "run")
-    return folder / "run"
+    return _blobs(folder, "numbers", [8, 9, 10], "n")
 
 
 def _two_targets(folder: Path) -> Path:

@@ -46,6 +46,14 @@ def test_any_other_skip_fails_the_run_and_is_listed(tmp_path):
             def test_unreadable_file():  # an expected test, skipping for another reason
                 pytest.skip("no time today")
             """,
+        "test_whole_module.py": """
+            import pytest
+
+            pytest.importorskip("another_package_that_is_not_installed")
+
+            def test_never_collected():
+                pass
+            """,
         "test_optional.py": """
             import pytest
 
@@ -62,6 +70,7 @@ def test_any_other_skip_fails_the_run_and_is_listed(tmp_path):
     assert "unexpected skips (the run fails: see EXPECTED_SKIPS in tests/conftest.py)" in done.stdout
     for line in ("tests/test_corpus.py::test_unreadable_file: no time today",
                  "tests/test_optional.py::test_needs_a_package: could not import 'a_package_that_is_not_installed'",
-                 "tests/test_optional.py::test_found_nothing_to_check[2]: the converter reproduced the outputs"):
+                 "tests/test_optional.py::test_found_nothing_to_check[2]: the converter reproduced the outputs",
+                 "tests/test_whole_module.py: could not import 'another_package_that_is_not_installed'"):
         assert line in done.stdout, done.stdout
-    assert "1 passed, 3 skipped" in done.stdout
+    assert "1 passed, 4 skipped" in done.stdout

@@ -87,7 +87,8 @@ def mixed_run(tmp_path_factory):
 
 def test_the_feature_table_is_printed_and_recorded(mixed_run):
     ran, run, _ = mixed_run
-    for text in ("plan", "categorical", "(inferred)", "charges", "median", "was-missing", "date", "text, tf_idf"):
+    for text in ("plan", "categorical (inferred)", "charges", "median", "was-missing", "date (inferred)",
+                 "tokens, tf_idf"):
         assert text in ran.stderr, text
     features = json.loads((run / "run.json").read_text())["features"]
     by_name = {f["name"]: f for f in features}

@@ -92,7 +92,7 @@ def test_the_index_names_what_model_build_resolves_with_keras():
     import keras
 
     from mlcli.config.keras_rules import public_classes
-    from mlcli.model.build import layer_classes
+    from mlcli.model.layers import layer_classes
 
     index = read_index()
     assert sorted(layer_classes()) == sorted(index.class_names("layers"))

@@ -175,9 +175,6 @@ def typed_body(architecture: dict) -> list | None:
     return None
 
 
-def has_normalization(architecture: dict) -> bool:
-    return any(item.get("config", {}).get("name") == NORMALIZE_LAYER
-               for item in architecture.get("config", {}).get("layers", []))
 
 
 def input_shape(architecture: dict) -> tuple[int, ...] | None:

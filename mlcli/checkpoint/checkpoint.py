@@ -72,9 +72,6 @@ class Checkpoint:
         """The layers as the user declared them: no input layer, no mlcli normalization."""
         return archive.declared_layers(self.architecture)
 
-    @property
-    def has_normalization(self) -> bool:
-        return archive.has_normalization(self.architecture)
 
     @property
     def from_finetune(self) -> bool:

@@ -269,7 +269,7 @@ class DataConfig(_Section):
     stream: Union[bool, Literal["auto"]] = Field(
         "auto",
         description="true: read CSV/Parquet from disk in batches (data larger than memory; globs of shards). "
-        "auto: stream when data.train's files total more than 1 GiB. false: load into memory.",
+        "auto: stream when data.train holds more than 1 GiB once decompressed, or the data would not fit in memory (decided from the sizes the files declare). false: load into memory.",
     )
     classes: Union[list[Union[int, str]], None] = Field(
         None,

@@ -1,7 +1,8 @@
 """data.stream: training on CSV or Parquet read from disk in chunks, for data larger than memory.
 
-When: data.stream true, or auto (the default) when data.train's files total more than
-STREAM_ABOVE_BYTES (1 GiB on disk; mlcli.data.load decides). false always loads the data into memory.
+When: data.stream true, or auto (the default) when data.train holds more than STREAM_ABOVE_BYTES
+(1 GiB once decompressed) or would not fit in memory (mlcli.data.load decides). false always loads
+the data into memory.
 
 One pass at the start (mlcli.data.stream_scan) reads each file once: it checks every value (the
 in-memory reader's checks and messages), counts rows, collects the label vocabulary, and computes

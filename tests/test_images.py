@@ -246,17 +246,32 @@ def test_export_tflite_on_images_passes_the_parity_check(shapes_run, tmp_path):
     assert signature["input"]["shape"] == [None, SIZE, SIZE, 3] and "[0, 255]" in signature["input"]["preprocessing"]
 
 
+def _history(run: Path) -> list[list[str]]:
+    rows = [line.split(",") for line in (run / "history.csv").read_text().splitlines()]
+    return [[v for k, v in zip(rows[0], row) if k != "seconds"] for row in rows[1:]]
+
+
 @pytest.mark.slow
-def test_images_read_from_files_each_epoch_train_exactly_as_the_in_memory_cache(tmp_path):
-    """data.stream: true reads the files at every epoch (mlcli.data.image_split), same order, same pixels."""
+def test_file_reading_resume_and_augmentation_keep_the_run_exact(tmp_path):
+    """data.stream: true reads the files at every epoch (mlcli.data.image_split) in the same order, with
+    the same pixels, as the in-memory cache; a run stopped after epoch 1 and resumed ends as one that
+    was not; data.augment changes the training batches (and only those: the history differs)."""
     train = make_folder(tmp_path / "images", per_class=4, seed=3)
-    histories = []
-    for stream in ("false", "true"):
-        config = tmp_path / f"s{stream}.yaml"
-        config.write_text(config_text(train, f"stream: {stream}") + "runtime: {deterministic: true}\n")
-        ran = run_cli("train", config, "--output", tmp_path / stream, "--quiet")
+
+    def train_run(name: str, extra: str = "", augment: str = "", *args) -> Path:
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(config_text(train, extra, augment=augment) + "runtime: {deterministic: true}\n")
+        ran = run_cli("train", config, "--output", tmp_path / name, "--quiet", *args)
         assert ran.exit_code == 0, ran
-        rows = [line.split(",") for line in (tmp_path / stream / "history.csv").read_text().splitlines()]
-        header = rows[0]
-        histories.append([[v for k, v in zip(header, row) if k != "seconds"] for row in rows[1:]])
-    assert histories[0] == histories[1]
+        return tmp_path / name
+
+    memory = _history(train_run("memory", "stream: false"))
+    assert _history(train_run("files", "stream: true")) == memory
+
+    stopped = train_run("resumed", "stream: false", "", "--set", "training.epochs=1")
+    ran = run_cli("train", "--resume", stopped, "--set", "training.epochs=2", "--quiet")
+    assert ran.exit_code == 0, ran
+    assert _history(stopped) == memory
+
+    augmented = _history(train_run("augmented", "stream: false", "augment: [{type: RandomFlip, mode: horizontal}]"))
+    assert augmented[0] != memory[0]

@@ -137,26 +137,9 @@ def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: 
         check_plot_path(plot, ckpt)
     chosen = choose_data(ckpt, data)
     batch = batch_size or default_batch_size(ckpt)
-    reader = None
-    if chosen.spec is not None and ckpt.input_known:
-        reader = _reader(ckpt, chosen)  # columns checked before TensorFlow starts
-    model, ckpt = load_model(ckpt, unsafe=unsafe)
-    compile_for_evaluation(model, ckpt)
-    notes = list(ckpt.notes) + _diverged_note(ckpt)
-    if chosen.spec is not None:
-        reader = reader or _reader(ckpt, chosen)
-        reader.classes = ckpt.classes  # a standalone model's classes are known once it is loaded
-        split = _read_split(reader)
-    else:
-        split, note = _validation_split(ckpt)
-        notes += [note] if note else []
-
-
+    loaded = load_with_data(ckpt, chosen, unsafe=unsafe)
+    model, ckpt, split, reader, notes = loaded.model, loaded.ckpt, loaded.split, loaded.reader, loaded.notes
     units = int(np.prod(model.output_shape[1:]))
-    if ckpt.task == "regression" and split.y.shape[1] != units:
-        raise DataError(f"{chosen.source}: {chosen.description}: the model has {units} outputs but the data has "
-                        f"{split.y.shape[1]} target column(s) ({', '.join(ckpt.labels)})",
-                        hint="name the model's target columns with --label COLUMN (once per target)")
     encoding = ckpt.encoding(units)
     dataset = evaluation_dataset(split, batch_size=batch, encoding=encoding, num_classes=len(ckpt.classes or []))
     scores = model.evaluate(dataset, verbose=0, return_dict=True)
@@ -181,6 +164,41 @@ def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: 
             write_confusion(plot, result.confusion, ckpt.classes, f"{chosen.description}")
             result.notes.append(f"confusion matrix written to {plot}")
     return result
+
+
+@dataclass
+class LoadedData:
+    """A checkpoint's model (compiled as its run was) and the labelled rows it is judged on."""
+    model: object
+    ckpt: Checkpoint
+    split: Split
+    reader: InputReader | None
+    notes: list[str]
+
+
+def load_with_data(ckpt: Checkpoint, chosen: _Data, *, unsafe: bool) -> LoadedData:
+    """The model and its data, as evaluate reads them (explain reads them the same way): --data or
+    data.test through the InputReader (its columns checked before TensorFlow starts), else the run's
+    validation split rebuilt; the loss and metrics compiled as the run's."""
+    reader = None
+    if chosen.spec is not None and ckpt.input_known:
+        reader = _reader(ckpt, chosen)  # columns checked before TensorFlow starts
+    model, ckpt = load_model(ckpt, unsafe=unsafe)
+    compile_for_evaluation(model, ckpt)
+    notes = list(ckpt.notes) + _diverged_note(ckpt)
+    if chosen.spec is not None:
+        reader = reader or _reader(ckpt, chosen)
+        reader.classes = ckpt.classes  # a standalone model's classes are known once it is loaded
+        split = _read_split(reader)
+    else:
+        split, note = _validation_split(ckpt)
+        notes += [note] if note else []
+    units = int(np.prod(model.output_shape[1:]))
+    if ckpt.task == "regression" and split.y.shape[1] != units:
+        raise DataError(f"{chosen.source}: {chosen.description}: the model has {units} outputs but the data has "
+                        f"{split.y.shape[1]} target column(s) ({', '.join(ckpt.labels)})",
+                        hint="name the model's target columns with --label COLUMN (once per target)")
+    return LoadedData(model, ckpt, split, reader, notes)
 
 
 def check_plot_path(plot: Path, ckpt: Checkpoint) -> None:

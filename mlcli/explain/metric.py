@@ -81,7 +81,8 @@ class Scorer:
             self.confusion = counts if self.confusion is None else self.confusion + counts
         elif kind == "loss":
             targets = as_numpy_targets(y, self.encoding, self.num_classes)
-            value = float(np.asarray(self._loss()(targets, outputs.astype(np.float32))))
+            # a Loss object gives the batch's mean, a plain loss function one value per row: the mean either way
+            value = float(np.mean(np.asarray(self._loss()(targets, outputs.astype(np.float32)))))
             self.total += value * len(outputs)
             self.count += len(outputs)
         else:

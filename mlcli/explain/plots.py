@@ -29,7 +29,10 @@ def _shown_image(row: np.ndarray) -> tuple[np.ndarray, str | None]:
     """An input row as matplotlib draws it: (H, W) grey or (H, W, 3) colour, scaled to [0, 1]."""
     image = row.astype(np.float64)
     low, high = float(image.min()), float(image.max())
-    image = (image - low) / (high - low) if high > low else np.zeros_like(image)
+    if low >= 0.0 and 1.0 < high <= 255.0:  # pixels in [0, 255], as image inputs take them: shown as they are
+        image = image / 255.0
+    elif not (low >= 0.0 and high <= 1.0):
+        image = (image - low) / (high - low) if high > low else np.zeros_like(image)
     if image.ndim == 3 and image.shape[-1] == 1:
         return image[..., 0], "gray"
     if image.ndim == 3 and image.shape[-1] >= 3:

@@ -77,7 +77,7 @@ def _render(result) -> None:
     # deferred: rich.table is only needed once there are results to show
     from rich.table import Table
 
-    from mlcli.model.table import show_costs
+    from mlcli.model.table import show_costs  # deferred: imports numpy and the model package
 
     for note in result.notes:
         console.info(note)

@@ -5,9 +5,9 @@
 - a typed table where a categorical column decides the label: it ranks first (a raw column shuffled);
 - images where a bright square in the top-left corner means class 1: most attribution is there.
 
-The image model is a plain Keras model trained here and saved as a standalone .keras file, with its
-images in an .npz, so the CLI's whole path (checkpoint, data, forward pass, gradients, plots) runs
-without the image folder loader; float32 pixels in [0, 255] like the image input block takes.
+The image run is trained by mlcli on class folders of PNGs (data.image), so the whole path runs:
+image loader, the image input block (float32 pixels in [0, 255], rescaled inside the model),
+evaluate's data, the forward pass, gradients and saliency.png.
 """
 
 from __future__ import annotations
@@ -233,43 +233,47 @@ def test_typed_table_shuffles_raw_columns_and_refuses_gradients(typed, tmp_path)
     _clean_error(ran, 2, "--method gradients", "use --method permutation")
 
 
-def _images(n: int, seed: int, size: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """Dark noise; class 1 has a bright 4x4 square somewhere in the top-left 6x6 corner."""
+def _corner_folder(root: Path, per_class: int, seed: int) -> Path:
+    """16x16 grey PNGs of dark noise; class `corner` has a bright 4x4 square in the top-left 6x6 corner."""
+    from mlcli.datasets.make_shapes import write_png
+
     rng = np.random.default_rng(seed)
-    x = rng.uniform(0, 40, size=(n, size, size, 1)).astype(np.float32)
-    y = rng.integers(0, 2, size=n)
-    for i in np.flatnonzero(y == 1):
-        a, b = rng.integers(0, 3, size=2)
-        x[i, a:a + 4, b:b + 4, 0] = 255.0
-    return x, y.astype(np.int64)
+    for name in ("corner", "plain"):
+        (root / name).mkdir(parents=True)
+        for index in range(per_class):
+            pixels = rng.uniform(0, 40, size=(16, 16))
+            if name == "corner":
+                a, b = rng.integers(0, 3, size=2)
+                pixels[a:a + 4, b:b + 4] = 255
+            write_png(root / name / f"{index:03d}.png", pixels.astype(np.uint8))
+    return root
 
 
 @pytest.fixture(scope="module")
-def corner_model(tmp_path_factory) -> tuple[Path, Path]:
-    import keras
-
+def corner_run(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("explain-images")
-    x, y = _images(400, 1)
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((16, 16, 1), name="image"), keras.layers.Rescaling(1 / 255),
-        keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.MaxPooling2D(), keras.layers.Flatten(),
-        keras.layers.Dense(2, activation="softmax")])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x, y, epochs=8, batch_size=32, verbose=0)
-    model.save(folder / "corner.keras")
-    xt, yt = _images(64, 2)
-    np.savez(folder / "corner.npz", x=xt, y=yt)
-    return folder / "corner.keras", folder / "corner.npz"
+    train = _corner_folder(folder / "train", 100, 1)
+    test = _corner_folder(folder / "test", 12, 2)
+    return _train(folder, f"""name: corner
+seed: 0
+data: {{train: {train}, test: {test}, validation: 0.2, image: {{size: [16, 16], channels: 1}}}}
+model:
+  layers:
+    - {{type: Conv2D, filters: 4, kernel_size: 3, activation: relu}}
+    - {{type: MaxPooling2D, pool_size: 2}}
+    - {{type: Flatten}}
+    - {{type: Dense, units: 2, activation: softmax}}
+optimizer: {{type: adam, learning_rate: 0.01}}
+training: {{epochs: 6, batch_size: 16}}
+""")
 
 
-def test_image_attribution_mass_is_in_the_bright_corner(corner_model, tmp_path):
-    model, data = corner_model
-    doc = _json(model, "--data", data, "--rows", 12, "--output", tmp_path)
+def test_image_attribution_mass_is_in_the_bright_corner(corner_run, tmp_path):
+    doc = _json(corner_run, "--rows", 24, "--output", tmp_path)
     assert doc["method"] == "gradients" and "zeros" in doc["attributions"]["baseline"]
     rows = doc["attributions"]["rows"]
-    square = [r for r in rows if r["target"] == "1"]
-    assert len(square) >= 3
+    square = [r for r in rows if r["target"] == "corner"]
+    assert len(square) >= 6
     for row in square:
         magnitude = np.abs(np.array(row["values"]))[..., 0]
         assert magnitude[:8, :8].sum() / magnitude.sum() > 0.5  # the quarter where the square is
@@ -277,16 +281,18 @@ def test_image_attribution_mass_is_in_the_bright_corner(corner_model, tmp_path):
     assert (tmp_path / "saliency.png").read_bytes()[:4] == b"\x89PNG"
     cost = {layer["type"]: layer["flops"] for layer in doc["flops"]["layers"]}
     assert cost["Conv2D"] == 2 * 14 * 14 * 4 * 9 and cost["Dense"] == 2 * 196 * 2 and cost["MaxPooling2D"] == 0
-    ran = run_cli("explain", model, "--data", data, "--method", "permutation")
+    ran = run_cli("explain", corner_run, "--method", "permutation")
     _clean_error(ran, 2, "--method permutation", "use --method gradients")
 
 
-def test_bad_input_is_a_clear_error(synthetic, corner_model, tmp_path):
+def test_bad_input_is_a_clear_error(synthetic, tmp_path):
     _clean_error(run_cli("explain", synthetic, "--rows", 5000), 2, "--rows 5000", "has only 300 row(s)")
     _clean_error(run_cli("explain", synthetic, "--metric", "auc"), 2, "'auc'", "expected one of accuracy, loss")
     _clean_error(run_cli("explain", synthetic, "--metric", "mae"), 2, "classification model")
     _clean_error(run_cli("explain", synthetic, "--method", "shap"), 2, "--method shap", "permutation, gradients")
-    _clean_error(run_cli("explain", corner_model[0]), 2, "not inside a run directory", "--data")
+    standalone = tmp_path / "copied.keras"
+    standalone.write_bytes((synthetic / "model.keras").read_bytes())
+    _clean_error(run_cli("explain", standalone), 2, "not inside a run directory", "--data")
     ran = run_cli("explain", synthetic, "--rows", 5000, "--json")
     assert ran.exit_code == 2 and json.loads(ran.stdout)["exit_code"] == 2
 

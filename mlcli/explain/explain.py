@@ -84,6 +84,8 @@ class ExplainResult:
 
 def model_kind(ckpt: Checkpoint) -> str:
     """typed | image | table (| unknown: a standalone file whose input shape only the model tells)."""
+    if ckpt.takes_images:
+        return "image"
     if ckpt.typed is not None:
         return "typed"
     if ckpt.input_shape is None:

@@ -309,3 +309,22 @@ def test_train_and_validate_deep_show_flops_and_memory(synthetic):
     assert ran.exit_code == 0, ran
     assert "forward: 384 FLOPs per example" in ran.stderr
     assert f"(3 x forward x {doc['rows']['train']:,} rows)" in ran.stderr and "estimated training memory" in ran.stderr
+
+
+def test_dead_relu_units_are_counted(synthetic, tmp_path):
+    """Four units of the ReLU layer made dead by hand (zero weights, a large negative bias): exactly
+    those four are reported dead, and at least their share of the outputs is zero."""
+    import keras
+
+    model = keras.saving.load_model(synthetic / "model.keras", compile=False)
+    dense = next(layer for layer in model.layers if type(layer).__name__ == "Dense")
+    kernel, bias = dense.get_weights()
+    kernel[:, :4], bias[:4] = 0.0, -1000.0
+    dense.set_weights([kernel, bias])
+    model.save(tmp_path / "dead.keras")
+    test = synthetic.parent / "test.csv"
+    doc = _json(tmp_path / "dead.keras", "--data", test, "--repeats", 1, "--output", tmp_path / "out")
+    relu = next(a for a in doc["layers"]["activations"] if a["relu"])
+    assert relu["dead_units"] == 4 and relu["units"] == 16
+    assert relu["zero_fraction"] >= 4 / 16
+    assert relu["dead_fraction"] == pytest.approx(0.25)

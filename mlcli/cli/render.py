@@ -26,6 +26,11 @@ def render_training(result) -> None:
     console.show(metrics_table(
         f"{result.status}: {result.epochs_completed} epoch(s) on {result.device} ({result.precision})", result.metrics
     ))
+    if getattr(result, "cost", None):
+        # deferred: the cost table's module imports numpy and rich
+        from mlcli.model.table import show_costs
+
+        show_costs(result.cost)
     params = result.parameters
     if params:
         console.info(f"parameters: {params['trainable']:,} trainable, {params['non_trainable']:,} non-trainable")

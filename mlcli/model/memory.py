@@ -89,11 +89,20 @@ def optimizer_slots(loaded: LoadedConfig) -> int:
     return _SLOTS.get(name, 2)
 
 
-def check_fits_in_memory(loaded: LoadedConfig, input_shape: tuple[int, ...], *, finetune: bool) -> None:
-    """Exit 2 at the largest layer's key when training the model cannot fit in this machine's memory."""
+@dataclass(frozen=True)
+class TrainingMemory:
+    sizes: list[LayerSize]
+    parameters: int
+    slots: int
+    activations: int  # bytes of layer outputs (and their gradients) for one training batch
+    needed: int  # bytes in all: the lower bound described above
+
+
+def training_memory(loaded: LoadedConfig, input_shape: tuple[int, ...], *, finetune: bool) -> TrainingMemory | None:
+    """The estimate described above; None when the config has no layers to count."""
     sizes = layer_sizes(configured_layers(loaded, finetune), input_shape)
     if not sizes:
-        return
+        return None
     parameters = sum(size.parameters for size in sizes)
     # a finetune run's kept parent layers (keys under model.layers) are counted as frozen
     trained = sum(size.parameters for size in sizes if not (finetune and size.key[0] == "model"))
@@ -101,6 +110,17 @@ def check_fits_in_memory(loaded: LoadedConfig, input_shape: tuple[int, ...], *, 
     batch = loaded.config.training.batch_size
     activations = 2 * batch * sum(size.outputs for size in sizes) * _BYTES
     needed = (parameters + trained * (1 + slots)) * _BYTES + activations
+    return TrainingMemory(sizes, parameters, slots, activations, needed)
+
+
+def check_fits_in_memory(loaded: LoadedConfig, input_shape: tuple[int, ...], *, finetune: bool) -> None:
+    """Exit 2 at the largest layer's key when training the model cannot fit in this machine's memory."""
+    estimate = training_memory(loaded, input_shape, finetune=finetune)
+    if estimate is None:
+        return
+    sizes, parameters, slots, activations, needed = (estimate.sizes, estimate.parameters, estimate.slots,
+                                                     estimate.activations, estimate.needed)
+    batch = loaded.config.training.batch_size
     available = memory_limit()
     if available is None or needed <= available:
         return

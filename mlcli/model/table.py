@@ -10,19 +10,60 @@ from rich.table import Table
 
 from mlcli import console
 from mlcli.model.build import user_layers
+from mlcli.model.flops import TRAINING_FACTOR, epoch_flops, human_flops, layer_flops, model_flops
+from mlcli.model.memory import human_bytes
 from mlcli.model.normalize import NORMALIZE_LAYER
 
 
 def layer_table(model) -> list[dict]:
-    """Every declared layer: index, name, type, parameters, trainable or frozen."""
+    """Every declared layer: index, name, type, parameters, forward FLOPs per example (mlcli.model.flops),
+    trainable or frozen."""
     rows = []
     for index, layer in enumerate(user_layers(model)):
         params = int(sum(np.prod(w.shape) for w in layer.weights))
         rows.append({
             "index": index, "name": layer.name, "type": type(layer).__name__,
-            "params": params, "trainable": bool(layer.trainable),
+            "params": params, "flops": layer_flops(layer), "trainable": bool(layer.trainable),
         })
     return rows
+
+
+def cost_summary(model, training_rows: int | None, memory_bytes: int | None) -> dict:
+    """What training this model costs: each layer's parameters and forward FLOPs per example, the
+    forward FLOPs per example, about 3x that per training example times the training rows per epoch
+    (mlcli.model.flops), and the estimated training memory (mlcli.model.memory, a lower bound)."""
+    layers = [{"name": row["name"], "type": row["type"], "params": row["params"], "flops": row["flops"]}
+              for row in layer_table(model)]
+    forward = model_flops(user_layers(model))
+    return {
+        "layers": layers,
+        "forward_flops_per_example": forward,
+        "training_rows": training_rows,
+        "training_flops_per_epoch": epoch_flops(forward, training_rows) if training_rows is not None else None,
+        "convention": f"1 multiply-add = 2 FLOPs; training = {TRAINING_FACTOR} x forward per example",
+        "training_memory_bytes": memory_bytes,
+    }
+
+
+def show_costs(cost: dict, title: str = "layers: parameters and forward FLOPs per example") -> None:
+    """The cost summary on stderr: one row per layer, then the totals in one line."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    for column, justify in (("layer", "left"), ("type", "left"), ("params", "right"), ("FLOPs", "right")):
+        table.add_column(column, justify=justify, overflow="fold")
+    for row in cost["layers"]:
+        table.add_row(row["name"], row["type"], f"{row['params']:,}", f"{row['flops']:,}")
+    console.show(table)
+    console.info(cost_line(cost))
+
+
+def cost_line(cost: dict) -> str:
+    text = f"forward: {human_flops(cost['forward_flops_per_example'])} per example"
+    if cost.get("training_flops_per_epoch") is not None:
+        text += (f"; training: about {human_flops(cost['training_flops_per_epoch'])} per epoch "
+                 f"({TRAINING_FACTOR} x forward x {cost['training_rows']:,} rows)")
+    if cost.get("training_memory_bytes") is not None:
+        text += f"; estimated training memory: at least {human_bytes(cost['training_memory_bytes'])}"
+    return text
 
 
 def parameter_counts(model) -> dict[str, int]:

@@ -73,6 +73,7 @@ def finish(request: TrainRequest, model, prepared, encoding: str, batch: int, fi
         run_dir=run_dir, status="completed", epochs_completed=completed, metrics=metrics, best=fitted.best,
         device=device, precision=precision, parameters=manifest["parameters"], layers=manifest["layers"],
         notes=notes, finetune=manifest.get("finetune"), distribute=manifest["distribute"], model_epoch=model_epoch,
+        cost=manifest.get("cost"),
     )
 
 

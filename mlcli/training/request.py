@@ -38,6 +38,7 @@ class TrainResult:
     finetune: dict | None = None
     distribute: dict | None = None  # strategy, replicas, batch per replica (run.json's "distribute")
     model_epoch: int | None = None  # the epoch whose weights model.keras and metrics.json hold
+    cost: dict | None = None  # FLOPs per layer and epoch, training memory (mlcli.model.table.cost_summary)
 
     def document(self) -> dict:
         """The --json document of docs/contract.md §1 (plus the parameter counts and layer table)."""
@@ -58,6 +59,8 @@ class TrainResult:
             doc["distribute"] = self.distribute
         if self.model_epoch is not None:
             doc["model_epoch"] = self.model_epoch
+        if self.cost is not None:
+            doc["cost"] = self.cost
         return doc
 
 

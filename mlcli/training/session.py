@@ -167,7 +167,7 @@ def finished_result(run_dir: Path):
         best=manifest.get("best"), device=manifest.get("device", "unknown"),
         precision=manifest.get("precision", "unknown"), parameters=manifest.get("parameters", {}),
         layers=manifest.get("layers", []), notes=["the run had already finished: nothing to do"],
-        finetune=manifest.get("finetune"), model_epoch=manifest.get("model_epoch"),
+        finetune=manifest.get("finetune"), model_epoch=manifest.get("model_epoch"), cost=manifest.get("cost"),
     )
 
 

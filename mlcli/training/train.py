@@ -20,7 +20,8 @@ from mlcli.model.build import build_model
 from mlcli.model.compile import build_loss, build_metrics, build_optimizer
 from mlcli.model.finetune_model import parent_classes, parent_feature_types
 from mlcli.model.heads import check_output_width
-from mlcli.model.memory import check_fits_in_memory
+from mlcli.model.memory import check_fits_in_memory, training_memory
+from mlcli.model.table import cost_summary
 from mlcli.run import files, resume
 from mlcli.run.history import read_history
 from mlcli.run.lock import hold_lock
@@ -132,6 +133,8 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
                               progress)
     manifest["distribute"] = distribution.facts(batch, spe, requested=config.training.batch_size)
     manifest["class_weight"] = by_label(weights, prepared.classes)
+    memory = training_memory(loaded, prepared.input_shape, finetune=request.parent is not None)
+    manifest["cost"] = cost_summary(model, prepared.train.rows, memory.needed if memory is not None else None)
     if request.epochs_before is not None:  # the one key a resume may change: the run goes on to more epochs
         manifest["epochs_changed"] = [*read_manifest(run_dir).get("epochs_changed", []),
                                       {"from": request.epochs_before, "to": config.training.epochs, "at": now()}]

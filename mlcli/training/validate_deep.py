@@ -10,8 +10,8 @@ from mlcli.data.load import prepare_data
 from mlcli.model.build import build_model
 from mlcli.model.compile import build_loss, build_metrics, build_optimizer
 from mlcli.model.heads import apply_head, check_output_width
-from mlcli.model.memory import check_fits_in_memory
-from mlcli.model.table import parameter_counts
+from mlcli.model.memory import check_fits_in_memory, training_memory
+from mlcli.model.table import cost_summary, parameter_counts, show_costs
 from mlcli.training.class_weights import class_weights
 
 
@@ -42,6 +42,8 @@ def validate_deep(loaded: LoadedConfig) -> str:
     check_output_width(loaded, prepared, encoding, outputs)
     class_weights(loaded, prepared)
     counts = parameter_counts(model)
+    memory = training_memory(loaded, prepared.input_shape, finetune=head is not None)
+    show_costs(cost_summary(model, prepared.train.rows, memory.needed if memory is not None else None))
     splits = ", ".join(f"{s.name} {s.rows}" for s in (prepared.train, prepared.validation, prepared.test) if s)
     kind = f"{len(prepared.classes)} classes" if prepared.classes else f"{len(prepared.label_names)} target(s)"
     how = " (streamed from disk)" if prepared.train.streamed else ""

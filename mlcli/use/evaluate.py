@@ -140,32 +140,10 @@ def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: 
         check_plot_path(plot, ckpt)
     chosen = choose_data(ckpt, data)
     batch = batch_size or default_batch_size(ckpt)
-    reader = None
-    images = None
-    if ckpt.takes_images:  # every file listed and its header checked before TensorFlow starts
-        images = _images(ckpt, chosen)
-    elif chosen.spec is not None and ckpt.input_known:
-        reader = _reader(ckpt, chosen)  # columns checked before TensorFlow starts
-    model, ckpt = load_model(ckpt, unsafe=unsafe)
-    compile_for_evaluation(model, ckpt)
-    notes = list(ckpt.notes) + _diverged_note(ckpt)
-    if images is not None:
-        split = labelled_split(images, ckpt.inputs, ckpt.classes, chosen.source)
-        notes += [images.note(chosen.source)] if images.note(chosen.source) else []
-    elif chosen.spec is not None:
-        reader = reader or _reader(ckpt, chosen)
-        reader.classes = ckpt.classes  # a standalone model's classes are known once it is loaded
-        split = _read_split(reader)
-    else:
-        split, note = _validation_split(ckpt)
-        notes += [note] if note else []
-
-
+    loaded = load_with_data(ckpt, chosen, unsafe=unsafe)
+    model, ckpt, split, reader, notes = loaded.model, loaded.ckpt, loaded.split, loaded.reader, loaded.notes
+    images = loaded.images
     units = int(np.prod(model.output_shape[1:]))
-    if ckpt.task == "regression" and split.y.shape[1] != units:
-        raise DataError(f"{chosen.source}: {chosen.description}: the model has {units} outputs but the data has "
-                        f"{split.y.shape[1]} target column(s) ({', '.join(ckpt.labels)})",
-                        hint="name the model's target columns with --label COLUMN (once per target)")
     encoding = ckpt.encoding(units)
     dataset = evaluation_dataset(split, batch_size=batch, encoding=encoding, num_classes=len(ckpt.classes or []))
     scores = model.evaluate(dataset, verbose=0, return_dict=True)
@@ -194,6 +172,49 @@ def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: 
                 write_misclassified(wrong, split.x, split.y, predicted, ckpt.classes, chosen.description)
                 result.notes.append(f"misclassified images written to {wrong}")
     return result
+
+
+@dataclass
+class LoadedData:
+    """A checkpoint's model (compiled as its run was) and the labelled rows it is judged on."""
+    model: object
+    ckpt: Checkpoint
+    split: Split
+    reader: InputReader | None
+    notes: list[str]
+    images: ImageList | None = None  # an image model's files (evaluate --plot draws the misclassified ones)
+
+
+def load_with_data(ckpt: Checkpoint, chosen: _Data, *, unsafe: bool) -> LoadedData:
+    """The model and its data, as evaluate reads them (explain reads them the same way): images listed
+    and their headers checked, or --data / data.test through the InputReader (its columns checked),
+    before TensorFlow starts; else the run's validation split rebuilt; the loss and metrics compiled
+    as the run's."""
+    reader = None
+    images = None
+    if ckpt.takes_images:  # every file listed and its header checked before TensorFlow starts
+        images = _images(ckpt, chosen)
+    elif chosen.spec is not None and ckpt.input_known:
+        reader = _reader(ckpt, chosen)  # columns checked before TensorFlow starts
+    model, ckpt = load_model(ckpt, unsafe=unsafe)
+    compile_for_evaluation(model, ckpt)
+    notes = list(ckpt.notes) + _diverged_note(ckpt)
+    if images is not None:
+        split = labelled_split(images, ckpt.inputs, ckpt.classes, chosen.source)
+        notes += [images.note(chosen.source)] if images.note(chosen.source) else []
+    elif chosen.spec is not None:
+        reader = reader or _reader(ckpt, chosen)
+        reader.classes = ckpt.classes  # a standalone model's classes are known once it is loaded
+        split = _read_split(reader)
+    else:
+        split, note = _validation_split(ckpt)
+        notes += [note] if note else []
+    units = int(np.prod(model.output_shape[1:]))
+    if ckpt.task == "regression" and split.y.shape[1] != units:
+        raise DataError(f"{chosen.source}: {chosen.description}: the model has {units} outputs but the data has "
+                        f"{split.y.shape[1]} target column(s) ({', '.join(ckpt.labels)})",
+                        hint="name the model's target columns with --label COLUMN (once per target)")
+    return LoadedData(model, ckpt, split, reader, notes, images)
 
 
 def check_plot_path(plot: Path, ckpt: Checkpoint) -> None:

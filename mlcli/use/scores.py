@@ -30,3 +30,9 @@ def macro_average(confusion: np.ndarray, rows: list[dict]) -> dict:
     seen = (confusion.sum(axis=0) + confusion.sum(axis=1)) > 0
     present = [r for r, keep in zip(rows, seen) if keep] or rows
     return {key: float(np.mean([r[key] for r in present])) for key in ("precision", "recall", "f1")}
+
+
+def accuracy(confusion: np.ndarray) -> float:
+    """The fraction of rows whose predicted class is the true one (0 for no rows)."""
+    total = confusion.sum()
+    return float(np.trace(confusion) / total) if total else 0.0

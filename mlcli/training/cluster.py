@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlcli.config import config_hash
 from mlcli.errors import ClusterError, UsageError, first_line
 from mlcli.run import files, resume
 from mlcli.run.history import read_history
@@ -65,23 +66,30 @@ def kept_batch(run_dir: Path, saved: dict | None, replicas: int, batch: int) -> 
                   f"({kept // replicas} rows per replica)")
 
 
-def share_point(distribution, run_dir: Path, progress: dict | None, batch: int, timeout: int) -> SharedPoint:
+def share_point(distribution, run_dir: Path, progress: dict | None, batch: int, config) -> SharedPoint:
     """The chief's resume point, on every worker. The chief reads it from `run_dir` (`progress`: its
-    state/progress.json, None when the run starts); the others wait up to `timeout` seconds for it."""
+    state/progress.json, None when the run starts); the others wait up to runtime.cluster_timeout
+    seconds for it, and refuse (exit 2) to train a config other than the chief's."""
     from tensorflow.python.eager import context  # deferred: imports TensorFlow
 
     ctx = context.context()
     if distribution.role.is_chief:
         try:
             header, arrays = _chief_point(run_dir, progress, batch, distribution.replicas)
+            header["config_hash"] = config_hash(config)
         except UsageError as exc:  # the others stop with the same words instead of waiting for a step
             ctx.set_config_key_value(_KEY, json.dumps({"refused": exc.message, "hint": exc.hint}))
             raise
         ctx.set_config_key_value(_KEY, files.json_text(header))
     else:
-        header = json.loads(ctx.get_config_key_value(_KEY, timeout_in_ms=timeout * 1000))
+        header = json.loads(ctx.get_config_key_value(_KEY, timeout_in_ms=config.runtime.cluster_timeout * 1000))
         if "refused" in header:
             raise UsageError(f"the chief refused to continue the run: {header['refused']}", hint=header["hint"])
+        if header["config_hash"] != config_hash(config):
+            raise UsageError(f"multi-worker run, {distribution.role.describe()}: this worker's resolved config differs "
+                             "from the chief's, and every worker must train the same one",
+                             hint="start every worker with the same CONFIG and --set options (compare `mlcli "
+                                  "validate CONFIG --print` on each machine)")
         arrays = {name: np.zeros(shape, dtype) for name, shape, dtype in header["arrays"]}
     if header["progress"] is not None:
         arrays = _from_chief(distribution, arrays, header["arrays"])

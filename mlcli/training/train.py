@@ -123,7 +123,7 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
                       steps_per_execution=spe)
         shared = None
         if distribution.role is not None:  # every worker continues from the chief's saved state
-            shared = cluster.share_point(distribution, run_dir, progress, batch, config.runtime.cluster_timeout)
+            shared = cluster.share_point(distribution, run_dir, progress, batch, config)
             progress, batch = shared.progress, shared.batch
             if progress is not None:
                 extras = resume.assign_point(model, shared.arrays, run_dir)

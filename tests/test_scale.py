@@ -7,19 +7,25 @@ Tolerances (measured on this repo's CPU CI; see the README's "Scaling out"):
   relative 1e-5 (the same batches and the same one-device step, summed in another order), the final
   loss to a relative 5e-3 (float rounding differences grow over ~100 Adam steps; measured: 2.7e-4);
 - streamed vs in-memory, shuffle off, no split: the same batches, so every epoch's metrics agree to a
-  relative 1e-6 (the normalization statistics are merged chunk by chunk, in float64).
+  relative 1e-6 (the normalization statistics are merged chunk by chunk, in float64);
+- two workers resumed after a lost worker vs never stopped (runtime.deterministic): the final weights
+  exactly; history.csv exactly, except the training metrics of the epoch resumed mid-way, to a
+  relative 1e-6 (their running totals are restored summed across replicas).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +35,7 @@ from conftest import REPO, assert_resumed, kept_history, run_cli, run_process, s
 FIRST_EPOCH_RTOL = 1e-5
 FINAL_LOSS_RTOL = 5e-3
 STREAM_RTOL = 1e-6
+RESUMED_EPOCH_RTOL = 1e-6  # a multi-worker epoch resumed mid-way: its training metrics (measured: 8.9e-8)
 
 DIGITS = """
 name: scale
@@ -309,24 +316,37 @@ def _tf_config(ports: list[int], index: int) -> str:
                        "task": {"type": "worker", "index": index}})
 
 
-def _worker(args: list, tf_config: str, tmp: Path) -> subprocess.Popen:
-    env = dict(os.environ, TF_CONFIG=tf_config, TMPDIR=str(tmp))
+def _worker(args: list, tf_config: str, tmp: Path, env: dict | None = None) -> subprocess.Popen:
+    env = dict(os.environ, TF_CONFIG=tf_config, TMPDIR=str(tmp), **(env or {}))
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.Popen([sys.executable, "-m", "mlcli", *map(str, args)], env=env, cwd=REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-@pytest.mark.slow
-@pytest.mark.multiworker
-def test_two_workers_on_loopback_match_one_process(digits_config, one_device_run, tmp_path):
+# The uninterrupted two-worker run is also the reference of the recovery test below:
+# deterministic, saving every 12 of an epoch's 36 steps, a lost peer noticed within 10 s.
+CLUSTER_SETS = ("--set", "runtime.deterministic=true", "--set", "training.checkpoint_every_steps=12",
+                "--set", "runtime.peer_timeout=10")
+
+
+@pytest.fixture(scope="module")
+def two_worker_run(digits_config, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("two-workers")
     run = tmp_path / "run"
     ports = _free_ports(2)
     temps = [tmp_path / "tmp0", tmp_path / "tmp1"]
     for temp in temps:
         temp.mkdir()
-    args = ["train", digits_config, "--output", run, "--json"]
+    args = ["train", digits_config, "--output", run, "--json", *CLUSTER_SETS]
     workers = [_worker(args, _tf_config(ports, i), temps[i]) for i in range(2)]
     outputs = [w.communicate(timeout=600) for w in workers]
+    return run, workers, outputs, temps
+
+
+@pytest.mark.slow
+@pytest.mark.multiworker
+def test_two_workers_on_loopback_match_one_process(two_worker_run, one_device_run):
+    run, workers, outputs, temps = two_worker_run
     for worker, (_, err) in zip(workers, outputs):
         assert worker.returncode == 0, err
         _no_traceback(err)
@@ -363,6 +383,122 @@ def test_a_worker_whose_peer_never_comes_fails_in_bounded_time(digits_config, tm
     assert not (tmp_path / "run").exists()
 
 
+def _wait_for_point(run: Path, process: subprocess.Popen, epochs: int, step: int, timeout: float = 600) -> None:
+    """Until the chief's saved resume point has reached (epochs, step)."""
+    deadline = time.monotonic() + timeout
+    while (saved_point(run)["epochs_completed"], saved_point(run)["step"]) < (epochs, step):
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "the run never reached its resume point"
+        time.sleep(0.05)
+
+
+def _stopped_survivor(survivor: subprocess.Popen, lost: subprocess.Popen, killed_at: float | None = None):
+    """The survivor's (stderr, seconds from the peer's death to the survivor's exit)."""
+    if killed_at is None:
+        lost.wait(timeout=600)
+        killed_at = time.monotonic()
+    _, err = survivor.communicate(timeout=600)
+    return err, time.monotonic() - killed_at
+
+
+def _weights(run: Path) -> list:
+    import h5py  # deferred: only this test reads a .keras archive's weights
+
+    arrays: list = []
+    with zipfile.ZipFile(run / "model.keras") as archive, \
+            h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
+        weights.visititems(lambda name, item: arrays.append((name, item[()])) if isinstance(item, h5py.Dataset)
+                           else None)
+    return arrays
+
+
+def _nothing_half_written(run: Path) -> None:
+    leftovers = [p.name for p in run.rglob(".*") if p.name != ".lock"]
+    assert leftovers == [], leftovers  # every write is a temporary file renamed into place
+    progress = json.loads((run / "state" / "progress.json").read_text())
+    assert (run / "state" / progress["arrays"]).is_file()
+    assert not (run / "model.keras").exists()  # only a completed run has its final model
+
+
+PEER_TIMEOUT = 10
+LOST_BOUND = PEER_TIMEOUT + 20  # s from a worker's death to every survivor's exit (measured: 5.8 s)
+
+
+@pytest.mark.slow
+@pytest.mark.multiworker
+def test_a_lost_worker_stops_the_others_and_the_restarted_cluster_ends_as_if_never_stopped(
+        digits_config, two_worker_run, tmp_path):
+    """Two workers; 36 steps an epoch, saved every 12. Worker 1 is killed in epoch 2; the restarted
+    cluster's chief kills itself in the middle of a save; the cluster restarted again finishes the run:
+    the same history and, with runtime.deterministic, the same weights as the uninterrupted run."""
+    reference = two_worker_run[0]
+    run = tmp_path / "run"
+    temps = [tmp_path / "tmp0", tmp_path / "tmp1"]
+    for temp in temps:
+        temp.mkdir()
+    args = ["train", digits_config, "--output", run, *CLUSTER_SETS]
+
+    # 1. worker 1 lost during epoch 2: the chief stops with exit 4, naming it, and run.json says interrupted
+    ports = _free_ports(2)
+    workers = [_worker(args, _tf_config(ports, i), temps[i]) for i in range(2)]
+    _wait_for_point(run, workers[0], 1, 12)
+    workers[1].kill()
+    err, seconds = _stopped_survivor(workers[0], workers[1], killed_at=time.monotonic())
+    assert workers[0].returncode == 4, err
+    assert seconds < LOST_BOUND, err
+    stopped = f"worker 1 (localhost:{ports[1]}) stopped"
+    assert f"cluster error: multi-worker run, worker 0 of 2 workers: {stopped}" in err
+    assert f"hint: start every worker again, each with its own TF_CONFIG: {shlex.join(map(str, ['mlcli', *args]))} " \
+           "--resume" in err
+    _no_traceback(err)
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["interrupted"]["reason"] == "lost worker"
+    assert stopped in manifest["interrupted"]["message"]
+    _nothing_half_written(run)
+    point, kept = saved_point(run), kept_history(run)
+    assert point["epochs_completed"] == 1 and point["step"] in (12, 24) and len(kept) == 2
+
+    # 2. both restarted with --resume; the chief (the coordination leader) dies while saving the end of
+    # epoch 2 (its state written, not yet its progress.json): worker 1 stops with exit 4, naming it
+    left = set(temps[1].iterdir())  # the killed worker 1's scratch directory: a SIGKILL leaves it
+    ports = _free_ports(2)
+    workers = [_worker([*args, "--resume"], _tf_config(ports, i), temps[i],
+                       env={"MLCLI_TEST_KILL_AT": f"state-before-progress:{2 if point['step'] == 12 else 1}"}
+                       if i == 0 else None) for i in range(2)]
+    err, seconds = _stopped_survivor(workers[1], workers[0])
+    assert workers[0].returncode == -signal.SIGKILL
+    assert workers[1].returncode == 4, err
+    assert seconds < LOST_BOUND, err
+    assert f"worker 0 (localhost:{ports[0]}, the chief) stopped" in err and "--resume" in err
+    _no_traceback(err)
+    _nothing_half_written(run)
+    assert saved_point(run) == {"epochs_completed": 1, "step": 24} and kept_history(run) == kept
+    assert set(temps[1].iterdir()) == left  # worker 1 stopped cleanly: its scratch directory is gone
+
+    # 3. restarted again (the chief as `--resume DIR`, worker 1 with its first command and --resume):
+    # the run completes from where the chief's last save left it, on both workers
+    ports = _free_ports(2)
+    workers = [_worker(["train", "--resume", run, "--json"], _tf_config(ports, 0), temps[0]),
+               _worker([*args, "--resume", "--json"], _tf_config(ports, 1), temps[1])]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    for worker, (_, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err
+        _no_traceback(err)
+        assert "resuming after 1 epoch(s) and 24 step(s) of the next" in err
+    assert_resumed(run, {"epochs_completed": 1, "step": 24}, kept, outputs[0][1])
+    assert json.loads(outputs[1][0])["epochs_completed"] == 3
+    resumed, uninterrupted = _history(run), _history(reference)
+    assert [row["epoch"] for row in resumed] == [1, 2, 3]  # no gap, no duplicate
+    assert resumed[0] == uninterrupted[0] and resumed[2] == uninterrupted[2]  # bit for bit
+    # Epoch 2 was resumed mid-way: its running training totals, summed across the replicas when saved,
+    # are split back between them, so the epoch's mean loss is rounded in another order.
+    assert resumed[1] == pytest.approx(uninterrupted[1], rel=RESUMED_EPOCH_RTOL, abs=0)
+    ours, theirs = _weights(run), _weights(reference)
+    assert [name for name, _ in ours] == [name for name, _ in theirs]
+    for (name, mine), (_, expected) in zip(ours, theirs):
+        assert np.array_equal(mine, expected), name  # exact: the resume restores every bit
+
+
 @pytest.mark.parametrize("tf_config, message", [
     ("{not json", "TF_CONFIG is not valid JSON"),
     ('{"cluster": {"worker": ["localhost:1"]}}', 'TF_CONFIG needs a "cluster" object and a "task" object'),
@@ -379,17 +515,32 @@ def test_a_bad_tf_config_is_exit_2_before_any_work(tf_config, message, tmp_path)
     assert not (tmp_path / "run").exists()
 
 
-def test_multi_worker_without_tf_config_and_resume_of_a_multi_worker_run_are_exit_2(tmp_path):
+def test_multi_worker_without_tf_config_is_exit_2(tmp_path):
     ran = run_cli("train", REPO / "configs" / "tiny.yaml", "--output", tmp_path / "run",
                   "--set", "runtime.distribute=multi_worker", env={"TF_CONFIG": ""})
     assert ran.exit_code == 2, ran
     assert "runtime.distribute is multi_worker but the TF_CONFIG environment variable is not set" in ran.stderr
-    tf_config = _tf_config([1, 2], 0)
-    ran = run_cli("train", REPO / "configs" / "tiny.yaml", "--output", tmp_path / "run", "--resume",
-                  env={"TF_CONFIG": tf_config})
-    assert ran.exit_code == 2, ran
-    assert "--resume is not supported for multi-worker runs" in ran.stderr
-    _no_traceback(ran.stderr)
+
+
+def test_a_resume_on_another_number_of_replicas_keeps_the_global_batch_or_is_refused(tmp_path):
+    from mlcli.errors import UsageError
+    from mlcli.training.cluster import kept_batch
+
+    saved = {"replicas": 2, "workers": 2, "global_batch_size": 32}
+    assert kept_batch(tmp_path, saved, 2, 32) == (32, None)  # the same cluster: nothing to say
+    assert kept_batch(tmp_path, None, 3, 33) == (33, None)  # a run that recorded no distribution
+    batch, note = kept_batch(tmp_path, saved, 4, 32)  # 4 workers: 8 rows each, the same 32-row steps
+    assert batch == 32 and note == ("resumed on 4 replicas instead of 2: the global batch of 32 rows is kept "
+                                    "(8 rows per replica)")
+    assert kept_batch(tmp_path, saved, 1, 32)[0] == 32  # one process continues a two-worker run
+    with pytest.raises(UsageError) as refused:
+        kept_batch(tmp_path, saved, 3, 33)  # 3 replicas round 32 up to 33: refused, not silently changed
+    assert refused.value.exit_code == 2
+    assert refused.value.message == (f"{tmp_path} was trained with a global batch of 32 rows on 2 replicas on 2 "
+                                     "workers; a resumed run keeps its global batch, and 3 replicas cannot split "
+                                     "32 rows evenly")
+    assert refused.value.hint == "resume it on a number of replicas that divides 32 (1, 2, 4, 8, 16, 32), or " \
+                                 "start a new run"
 
 
 def test_tf_config_roles():

@@ -524,6 +524,13 @@ class RuntimeConfig(_Section):
         description="multi_worker: seconds every worker listed in TF_CONFIG has to join before the run fails "
         "(exit 4) instead of waiting forever.",
     )
+    peer_timeout: int = Field(
+        30, ge=5,
+        description="multi_worker: seconds without a heartbeat (or an answer in a collective step) after which a "
+        "worker counts as lost: every other worker then stops (exit 4) and the run is resumed by starting every "
+        "worker again with --resume. Longer than a step and a save take; 5 at least, as heartbeats go every few "
+        "seconds.",
+    )
 
     @field_validator("device")
     @classmethod

@@ -59,8 +59,18 @@ def read_progress(run_dir: Path) -> dict | None:
 def restore_point(model, run_dir: Path, progress: dict) -> dict:
     """Assign a resume point's values to `model`, compiled as the run compiled it; returns the extras
     (metric totals, EarlyStopping's best weights)."""
+    return assign_point(model, load_point(run_dir, progress), run_dir)
+
+
+def load_point(run_dir: Path, progress: dict) -> dict[str, np.ndarray]:
+    """A resume point's arrays by name (model_N, optimizer_N, metric_N, best_N)."""
     with np.load(run_dir / files.STATE / progress["arrays"], allow_pickle=False) as archive:
-        arrays = {name: archive[name] for name in archive.files}
+        return {name: archive[name] for name in archive.files}
+
+
+def assign_point(model, arrays: dict[str, np.ndarray], run_dir: Path) -> dict:
+    """Assign a resume point's arrays (from `load_point`, here or on the chief of a multi-worker run)
+    to `model`; returns the extras (metric totals, EarlyStopping's best weights)."""
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     for prefix, variables in (("model", model.variables), ("optimizer", model.optimizer.variables)):

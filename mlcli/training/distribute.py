@@ -211,7 +211,7 @@ def create(runtime, device) -> Distribution:
     if kind == "auto":
         kind = "multi_worker" if role else "mirrored" if device.count > 1 else "none"
     if kind == "multi_worker":
-        strategy = _multi_worker(tf, role, runtime.cluster_timeout)
+        strategy = _multi_worker(tf, role, runtime.cluster_timeout, runtime.peer_timeout)
         devices = [d for d in strategy.extended.worker_devices]
     elif kind == "mirrored":
         devices = device.logical_names()
@@ -225,10 +225,11 @@ def create(runtime, device) -> Distribution:
     return Distribution(kind, strategy, int(strategy.num_replicas_in_sync), devices, role, notes)
 
 
-def _multi_worker(tf, role: ClusterRole, timeout: int):
+def _multi_worker(tf, role: ClusterRole, timeout: int, peer_timeout: int):
     """MultiWorkerMirroredStrategy from TF_CONFIG; fails (exit 4) when the cluster has not come
-    together within `timeout` seconds, instead of waiting forever for a peer."""
-    _bound_cluster_join(role, timeout)
+    together within `timeout` seconds, instead of waiting forever for a peer. A collective step
+    waits at most `peer_timeout` seconds for the other workers (runtime.peer_timeout)."""
+    _bound_cluster_join(role, timeout, peer_timeout)
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     try:
         return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
@@ -245,7 +246,7 @@ def _multi_worker(tf, role: ClusterRole, timeout: int):
         ) from None
 
 
-def _bound_cluster_join(role: ClusterRole, timeout: int) -> None:
+def _bound_cluster_join(role: ClusterRole, timeout: int, peer_timeout: int) -> None:
     """TensorFlow's coordination service, configured as MultiWorkerMirroredStrategy configures it,
     plus a deadline for every task to register. TensorFlow exposes no public knob for this; without
     one, a worker whose peers never come waits forever (the default register timeout is 1 hour, and
@@ -259,7 +260,8 @@ def _bound_cluster_join(role: ClusterRole, timeout: int) -> None:
             for job in _JOBS if job in role.addresses]
     ctx = context.context()
     ctx.configure_coordination_service(service_type="standalone", service_leader=role.leader,
-                                       coordinated_jobs=jobs, cluster_register_timeout_in_ms=timeout * 1000)
+                                       coordinated_jobs=jobs, cluster_register_timeout_in_ms=timeout * 1000,
+                                       heartbeat_timeout_in_ms=peer_timeout * 1000)
     config = getattr(ctx, "_coordination_service_config", None)
     if config is not None and hasattr(config, "cluster_register_with_barrier"):
         config.cluster_register_with_barrier = True

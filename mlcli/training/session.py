@@ -55,7 +55,8 @@ def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path |
             raise UsageError(f"{run_dir} is a train run, not a finetune run",
                              hint=f"continue it with: mlcli train --resume {run_dir}")
         loaded = load_config(run_dir / files.CONFIG, overrides)
-        _check_cluster(loaded, resume=True)
+        if not _writes_run_dir(loaded):  # another worker of a multi-worker run: the chief shares its state
+            return RunPlan(kind, loaded, run_dir, resume=False, parent=manifest.get("parent"))
         return _continue_or_report(kind, loaded, run_dir, manifest.get("parent"))
 
     if resume and config is not None and not config.exists() and config.suffix.lower() not in (".yaml", ".yml"):
@@ -76,7 +77,7 @@ def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path |
         parent_facts = None
 
     name = loaded.config.name or "run"
-    if not _check_cluster(loaded, resume):  # a worker other than the chief never touches the run directory
+    if not _writes_run_dir(loaded):  # a worker other than the chief never touches the run directory
         return RunPlan(kind, loaded, output if output is not None else Path("runs") / name, resume=False,
                        parent=parent_facts)
     if resume:
@@ -91,14 +92,11 @@ def plan_run(kind: str, config: Path | None, parent: Path | None, output: Path |
     return RunPlan(kind, loaded, default_run_dir(name), resume=False, parent=parent_facts)
 
 
-def _check_cluster(loaded: LoadedConfig, resume: bool) -> bool:
-    """Whether this process writes the run directory: False for a multi-worker run's other workers.
-    Continuing a multi-worker run is refused: each worker would need the chief's saved state."""
+def _writes_run_dir(loaded: LoadedConfig) -> bool:
+    """Whether this process writes the run directory: False for a multi-worker run's other workers,
+    which train in a scratch directory and, on --resume, continue from the state the chief shares
+    (training/cluster.py), so they need no run directory of their own."""
     role = cluster_role(loaded.config.runtime.distribute)
-    if role is not None and resume:
-        raise UsageError("--resume is not supported for multi-worker runs (TF_CONFIG is set): the other workers "
-                         "cannot read the chief's saved state",
-                         hint="start the run again on every worker (the chief with --force to replace its output)")
     return role is None or role.is_chief
 
 

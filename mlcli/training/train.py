@@ -35,7 +35,7 @@ from mlcli.run.manifest import (
     write_manifest,
 )
 from mlcli.run.output import remove_replaced_run
-from mlcli.training import distribute
+from mlcli.training import cluster, distribute
 from mlcli.training.class_weights import by_label, class_weights
 from mlcli.training.finish import finish
 from mlcli.training.fit import fit
@@ -67,9 +67,15 @@ def run_training(request: TrainRequest) -> TrainResult:
                           "features, read as the parent was trained (its vocabularies and statistics stay in the "
                           "model; these are this data's)")
         check_fits_in_memory(loaded, prepared.input_shape, finetune=request.parent is not None)
-        if not distribution.writes_run_dir:  # another worker than the chief: see train_in_scratch
-            return distribute.train_in_scratch(_train, request, prepared, device, precision, distribution)
-        return _train(request, prepared, device, precision, distribution)
+        try:
+            if not distribution.writes_run_dir:  # another worker than the chief: see train_in_scratch
+                return distribute.train_in_scratch(_train, request, prepared, device, precision, distribution)
+            return _train(request, prepared, device, precision, distribution)
+        except Exception as exc:  # a worker lost before the run's first file (e.g. while the state is shared)
+            lost = cluster.lost_peer(exc, distribution, request.command)
+            if lost is None:
+                raise
+            raise lost from None
 
 
 def _parent_classes(request: TrainRequest) -> list | None:
@@ -116,9 +122,19 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
         batch = distribution.global_batch(config.training.batch_size)
         model.compile(optimizer=build_optimizer(loaded), loss=build_loss(loaded), metrics=build_metrics(loaded),
                       steps_per_execution=spe)
-        if progress is not None:
+        shared = None
+        if distribution.role is not None:  # every worker continues from the chief's saved state
+            shared = cluster.share_point(distribution, run_dir, progress, batch, config)
+            progress, batch = shared.progress, shared.batch
+            if progress is not None:
+                extras = resume.assign_point(model, shared.arrays, run_dir)
+        elif progress is not None:
+            batch, note = cluster.kept_batch(run_dir, read_manifest(run_dir).get("distribute"), distribution.replicas,
+                                             batch)
+            notes += [note] if note else []
             extras = resume.restore_point(model, run_dir, progress)
-            notes.append(resume.describe(progress))
+        if progress is not None:
+            notes += [resume.describe(progress)] + ([shared.note] if shared and shared.note else [])
         distribution.prepare_model(model)
     notes += [n for n in [distribution.describe(batch), *distribution.notes] if n]
 
@@ -128,7 +144,8 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
             remove_replaced_run(run_dir)
     files.remove_temporaries(run_dir)
     first_epoch = int(progress["epochs_completed"]) if progress else 0
-    history = read_history(run_dir / files.HISTORY)[:first_epoch] if progress else []
+    history = (shared.history if shared is not None else read_history(run_dir / files.HISTORY)[:first_epoch]) \
+        if progress else []
     manifest = start_manifest(request, prepared, device.describe(), precision, model, now(), finetune_facts,
                               progress)
     manifest["distribute"] = distribution.facts(batch, spe, requested=config.training.batch_size)
@@ -158,6 +175,13 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
         raise Interrupted(f"stopped after {len(history)} finished epoch(s); the last saved state is in {run_dir}",
                           hint=f"continue with: {resume_command(request)}") from None
     except BaseException as exc:
+        lost = cluster.lost_peer(exc, distribution, request.command)
+        if lost is not None:  # the run stopped because a peer did: resumable, not failed
+            manifest.update(status="interrupted", ended_at=now(), epochs_completed=len(history),
+                            interrupted={"reason": "lost worker", "message": lost.message,
+                                         "epochs_completed": len(history)})
+            write_manifest(run_dir, manifest)
+            raise lost from None
         _record_failure(request, manifest, exc)
         raise
 

@@ -228,6 +228,14 @@ def test_predict_on_a_folder_a_table_and_one_file_agrees_with_plain_keras(shapes
 
     _clean_error(run_cli("predict", run, test, "--keep", "id"), 2, "--keep id", "path")
 
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    write_png(broken / "a.png", np.zeros((SIZE, SIZE, 3), np.uint8))
+    (broken / "b.png").write_bytes((broken / "a.png").read_bytes()[:40])  # a valid header, the data cut off
+    failed = run_cli("predict", run, broken, "--output", tmp_path / "broken.csv")
+    _clean_error(failed, 3, str(broken / "b.png"), "cannot be decoded")
+    assert not (tmp_path / "broken.csv").exists() and not list(tmp_path.glob(".broken.csv*"))
+
     one = run_cli("predict", run, paths[-1], "--no-probabilities")
     assert one.exit_code == 0, one
     assert one.stdout.strip().splitlines() == ["path,prediction", ",".join(lines[-1].split(",")[:2])]

@@ -278,8 +278,8 @@ def _history(run: Path) -> list[list[str]]:
 @pytest.mark.slow
 def test_file_reading_resume_and_augmentation_keep_the_run_exact(tmp_path):
     """data.stream: true reads the files at every epoch (mlcli.data.image_split) in the same order, with
-    the same pixels, as the in-memory cache; a run stopped after epoch 1 and resumed ends as one that
-    was not; data.augment changes the training batches (and only those: the history differs)."""
+    the same pixels, as the in-memory cache, and a run of it stopped after epoch 1 and resumed ends as
+    an uninterrupted in-memory run; data.augment changes the training batches (the history differs)."""
     train = make_folder(tmp_path / "images", per_class=4, seed=3)
 
     def train_run(name: str, extra: str = "", augment: str = "", *args) -> Path:
@@ -290,9 +290,7 @@ def test_file_reading_resume_and_augmentation_keep_the_run_exact(tmp_path):
         return tmp_path / name
 
     memory = _history(train_run("memory", "stream: false"))
-    assert _history(train_run("files", "stream: true")) == memory
-
-    stopped = train_run("resumed", "stream: false", "", "--set", "training.epochs=1")
+    stopped = train_run("files", "stream: true", "", "--set", "training.epochs=1")
     ran = run_cli("train", "--resume", stopped, "--set", "training.epochs=2", "--quiet")
     assert ran.exit_code == 0, ran
     assert _history(stopped) == memory

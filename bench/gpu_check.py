@@ -7,6 +7,9 @@
 3. a training run completes on the GPU (`--device gpu`: run.json says gpu:…), and with two or more
    GPUs, a mirrored run over all of them reports one replica per GPU;
 4. the training throughput (rows per second over the epochs after the first) on the GPU against the CPU.
+5. images: the from-scratch CNN of configs/shapes_cnn.yaml on 3,000 generated 32x32 shapes trains on
+   the GPU under the automatic (mixed) precision, reaching the accuracy the CPU's float32 run reaches
+   (within 2 points), with its images/s against the CPU's.
 
     python bench/gpu_check.py [--rows 500000] [--epochs 3] [--batch-size 1024]
 
@@ -81,6 +84,50 @@ def train(config: Path, out: Path, device: str, rows: int) -> dict:
                 "val_accuracy"), "process_seconds": round(time.perf_counter() - started, 1)}
 
 
+IMAGE_CONFIG = "configs/shapes_cnn.yaml"
+IMAGE_EPOCHS = 5
+
+
+def image_runs(work_dir: Path, devices: list[str]) -> dict[str, dict]:
+    """configs/shapes_cnn.yaml on more generated shapes (mlcli/datasets/make_shapes.py), on each device,
+    precision auto (mixed on a recent GPU, float32 on the CPU)."""
+    sys.path.insert(0, str(REPO))
+    from mlcli.datasets.make_shapes import write_set
+
+    folders = work_dir / "shapes"
+    write_set(folders, {"train": 1000, "test": 200})
+    runs = {}
+    for device in devices:
+        out = work_dir / f"images-{device.replace(':', '')}"
+        started = time.perf_counter()
+        done = mlcli("train", IMAGE_CONFIG, "--output", str(out), "--force", "--device", device, "--json",
+                     "--set", f"data.train={folders / 'train'}", "--set", f"data.test={folders / 'test'}",
+                     "--set", f"training.epochs={IMAGE_EPOCHS}")
+        if done.returncode != 0:
+            runs[device] = {"device": device, "exit_code": done.returncode, "error": done.stderr.strip()[-2000:]}
+            continue
+        document = json.loads(done.stdout)
+        with open(out / "history.csv") as handle:
+            later = list(csv.DictReader(handle))[1:]
+        images = json.loads((out / "run.json").read_text())["rows"]["train"]
+        runs[device] = {"device": device, "exit_code": 0, "reported_device": document["device"],
+                        "precision": document["precision"],
+                        "images_per_second": round(images * len(later) / sum(float(r["seconds"]) for r in later)),
+                        "test_accuracy": document["metrics"]["test_accuracy"],
+                        "process_seconds": round(time.perf_counter() - started, 1)}
+    return runs
+
+
+def image_checks(runs: dict[str, dict], precision: str) -> dict[str, bool]:
+    gpu, cpu = runs.get("gpu:0", {}), runs.get("cpu", {})
+    both = gpu.get("exit_code") == 0 and cpu.get("exit_code") == 0
+    return {
+        f"image CNN trains on the GPU in {precision}": gpu.get("exit_code") == 0 and gpu.get("precision") == precision,
+        "image CNN: GPU test accuracy within 2 points of the CPU's": both and abs(
+            gpu["test_accuracy"] - cpu["test_accuracy"]) <= 0.02,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=500_000)
@@ -108,6 +155,7 @@ def main() -> None:
                                         batch_size=args.batch_size))
         runs = {device: train(config, work_dir / device.replace(":", ""), device, args.rows)
                 for device in ["gpu:0", "cpu"] + (["gpu"] if len(gpus) > 1 else [])}
+        images = image_runs(work_dir, ["gpu:0", "cpu"])
     gpu_run, cpu_run = runs["gpu:0"], runs["cpu"]
     checks["training completes on the GPU"] = gpu_run["exit_code"] == 0 and gpu_run["reported_device"] == "gpu:0"
     checks[f"auto precision is {expected_precision(capabilities[:1])}"] = \
@@ -117,16 +165,24 @@ def main() -> None:
         mirrored = runs["gpu"]
         checks[f"mirrored over {len(gpus)} GPUs"] = mirrored["exit_code"] == 0 and \
             (mirrored.get("distribute") or {}).get("replicas") == len(gpus)
+    checks.update(image_checks(images, expected_precision(capabilities[:1])))
     speedup = gpu_run.get("rows_per_second", 0) / max(cpu_run.get("rows_per_second", 1), 1)
+    image_speedup = images["gpu:0"].get("images_per_second", 0) / max(images["cpu"].get("images_per_second", 1), 1)
     for name, ok in checks.items():
         print(f"  [{'ok' if ok else 'FAILED'}] {name}")
     for device, run in runs.items():
         print(f"  {device}: " + (f"{run['rows_per_second']:,} rows/s, precision {run['precision']}"
                                  if run["exit_code"] == 0 else f"exit {run['exit_code']}: {run['error']}"))
     print(f"  GPU / CPU training throughput: {speedup:.1f}x")
+    for device, run in images.items():
+        print(f"  images, {device}: " + (f"{run['images_per_second']:,} images/s, precision {run['precision']}, "
+                                         f"test accuracy {run['test_accuracy']:.4f}"
+                                         if run["exit_code"] == 0 else f"exit {run['exit_code']}: {run['error']}"))
+    print(f"  GPU / CPU image CNN throughput: {image_speedup:.1f}x")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "gpus": gpus, "checks": checks, "runs": runs, "gpu_over_cpu": round(speedup, 2),
+        "image_runs": images, "image_gpu_over_cpu": round(image_speedup, 2),
         "settings": {"rows": args.rows, "epochs": args.epochs, "batch_size": args.batch_size},
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "tensorflow": report.get("tensorflow"), "cpus": os.cpu_count()},

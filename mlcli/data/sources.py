@@ -69,7 +69,8 @@ def resolve(spec: str, role: str = "data") -> Source:
     if not path.exists():
         raise DataError(f"{role}: {spec}: file not found — check the path ({_relative_to(role)})")
     if path.is_dir():
-        raise DataError(f"{role}: {spec}: is a directory — expected a {formats.expected()} file")
+        raise DataError(f"{role}: {spec}: is a directory — expected a {formats.expected()} file",
+                        hint="for a folder of images with one subfolder per class, add data.image: {size: [H, W]}")
     if not os.access(path, os.R_OK):
         raise DataError(f"{role}: {spec}: permission denied — the file is not readable")
     return Source(spec, (path,), formats.of_file(path, role).NAME)

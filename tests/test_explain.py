@@ -229,6 +229,8 @@ def test_typed_table_shuffles_raw_columns_and_refuses_gradients(typed, tmp_path)
     assert doc["importance"][0]["mean"] > 0.2
     # the body's layers are what the statistics describe (the input block is mlcli's)
     assert len(doc["layers"]["activations"]) == 2
+    # the body's first Dense sees the encoded inputs: colour one-hot (3 values + out-of-vocabulary), size, weight
+    assert [layer["flops"] for layer in doc["flops"]["layers"]] == [2 * 6 * 8, 2 * 8 * 2]
     ran = run_cli("explain", typed, "--method", "gradients", "--output", tmp_path)
     _clean_error(ran, 2, "--method gradients", "use --method permutation")
 
@@ -328,3 +330,21 @@ def test_dead_relu_units_are_counted(synthetic, tmp_path):
     assert relu["dead_units"] == 4 and relu["units"] == 16
     assert relu["zero_fraction"] >= 4 / 16
     assert relu["dead_fraction"] == pytest.approx(0.25)
+
+
+def test_regression_metrics_are_evaluates_and_errors_rise(tmp_path_factory, tmp_path):
+    from conftest import CONFIGS
+
+    run = tmp_path_factory.mktemp("explain-diabetes") / "run"
+    ran = run_cli("train", CONFIGS / "diabetes.yaml", "--output", run, "--set", "training.epochs=2", "--quiet")
+    assert ran.exit_code == 0, ran
+    evaluated = json.loads(run_cli("evaluate", run, "--json").stdout)["metrics"]
+    mae = _json(run, "--repeats", 2, "--output", tmp_path / "mae")
+    assert mae["metric"]["name"] == "mae" and mae["metric"]["higher_is_better"] is False
+    assert mae["metric"]["value"] == pytest.approx(evaluated["mae"], rel=1e-5)
+    means = [r["mean"] for r in mae["importance"]]
+    assert means == sorted(means, reverse=True) and means[0] > 0
+    loss = _json(run, "--repeats", 1, "--metric", "loss", "--output", tmp_path / "loss")
+    assert loss["metric"]["value"] == pytest.approx(evaluated["loss"], rel=1e-5)
+    rmse = _json(run, "--repeats", 1, "--metric", "rmse", "--output", tmp_path / "rmse")
+    assert rmse["metric"]["value"] == pytest.approx(evaluated["loss"] ** 0.5, rel=1e-5)  # the loss is mse

@@ -186,7 +186,7 @@ model:
     - {{type: Dense, units: 16, activation: relu}}
     - {{type: Dense, units: 3, activation: softmax}}
 optimizer: {{type: adam, learning_rate: 0.05}}
-training: {{epochs: 40, batch_size: 16}}
+training: {{epochs: 20, batch_size: 16}}
 """)
 
 
@@ -218,7 +218,7 @@ model:
     - {{type: Dense, units: 8, activation: relu}}
     - {{type: Dense, units: 2, activation: softmax}}
 optimizer: {{type: adam, learning_rate: 0.05}}
-training: {{epochs: 10, batch_size: 32}}
+training: {{epochs: 6, batch_size: 32}}
 """)
 
 

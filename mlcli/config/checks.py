@@ -118,8 +118,7 @@ def check_config(loaded: LoadedConfig, gates: Iterable[str] = ()) -> None:
 
 
 def _feature_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
-    """data.features against data.exclude and data.label; typed columns against data.stream; class
-    weights against the task."""
+    """data.features against data.exclude and data.label; class weights against the task."""
     data = loaded.config.data
     problems = []
     listed = data.feature_columns()
@@ -132,11 +131,6 @@ def _feature_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
         elif name in labels:
             problems.append(loaded.problem(("data", "exclude", index), f"{name!r} is the label column — the label is "
                                            "never a feature already; remove it from data.exclude"))
-    if data.stream is True and data.feature_specs():
-        first = next(i for i, item in enumerate(data.features) if not isinstance(item, str))
-        problems.append(loaded.problem(("data", "features", first), "typed features ({name, type, ...}) are not "
-                                       "supported with data.stream: true yet — set data.stream: false (or auto) to "
-                                       "load the table into memory"))
     if loaded.config.training.class_weight is not None and data.task == "regression":
         problems.append(loaded.problem(("training", "class_weight"), "class weights are for classification but "
                                        "data.task is regression — remove training.class_weight"))

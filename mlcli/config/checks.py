@@ -10,7 +10,7 @@ from mlcli.config.load import LoadedConfig
 from mlcli.config.schema import Config
 from mlcli.data.columns import label_role
 from mlcli.errors import ConfigError, ConfigProblem
-from mlcli.model.heads import apply_head
+from mlcli.model.heads import apply_head, input_column, unknown_input
 
 _CROSSENTROPY = {"categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy",
                  "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "BinaryCrossentropy",
@@ -79,8 +79,13 @@ def check_config(loaded: LoadedConfig, gates: Iterable[str] = ()) -> None:
         ))
     replace = head.replace if head and head.replace <= layers else 0  # too many is reported above
     final_layers = len(apply_head(config.model.layers, replace, head.layers if head else []))
+    listed = config.data.feature_columns()
     for key in ("freeze", "unfreeze"):
         for index, selector in enumerate(getattr(config.finetune, key)):
+            column = input_column(selector)
+            if column is not None and isinstance(listed, list) and column not in listed:
+                # data.features lists the input columns; without it, finetune checks them against the parent
+                problems.append(loaded.problem(("finetune", key, index), unknown_input(selector, listed)))
             if isinstance(selector, int) and not -final_layers <= selector < final_layers:
                 problems.append(loaded.problem(
                     ("finetune", key, index),

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mlcli.config.schema import OPTIONS, POLICIES, DataConfig
-from mlcli.data.values import as_numbers, number_kind
+from mlcli.data.values import number_kind
 from mlcli.errors import ConfigError, ConfigProblem, DataError
 
 NUMBER_SHARE = 0.95  # a text column this much numbers is a numeric column with bad values

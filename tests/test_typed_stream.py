@@ -143,3 +143,25 @@ training: {{epochs: 1, batch_size: 16}}
     assert manifest["data"]["train"][0]["streamed"] is True
     assert [f["name"] for f in manifest["features"]] == [f["name"] for f in json.loads(
         (runs["true"] / "run.json").read_text())["features"]]
+
+
+def test_the_streamed_median_beyond_the_exact_limit_is_within_its_stated_bound():
+    """More distinct values than ValueCounts keeps exactly: values are truncated to `bits` significant
+    bits, the same whatever the chunk order, and the median is within a relative 2^-bits."""
+    from mlcli.data.stream_features import ValueCounts
+
+    values = np.random.default_rng(0).lognormal(3.0, 1.0, 20_001)
+    exact = float(np.median(values))
+    medians = []
+    for order in (np.arange(len(values)), np.random.default_rng(1).permutation(len(values))):
+        counts = ValueCounts(limit=1_000)
+        for chunk in np.array_split(values[order], 37):
+            counts.add(chunk)
+        assert len(counts.values) <= 1_000 and counts.bits < 52
+        assert int(counts.counts.sum()) == len(values)
+        medians.append(counts.median())
+        assert abs(counts.median() - exact) <= exact * 2.0 ** -counts.bits, (counts.bits, counts.median(), exact)
+    assert medians[0] == medians[1]
+    small = ValueCounts()
+    small.add(np.array([3.0, 1.0, 2.0, 10.0]))
+    assert small.bits == 52 and small.median() == 2.5  # exact below the limit, as np.median

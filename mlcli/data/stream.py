@@ -6,7 +6,9 @@ the data into memory.
 
 One pass at the start (mlcli.data.stream_scan) reads each file once: it checks every value (the
 in-memory reader's checks and messages), counts rows, collects the label vocabulary, and computes
-the normalization statistics of the training rows (float64, merged chunk by chunk). Each epoch then
+the normalization statistics of the training rows (float64, merged chunk by chunk) — for typed
+features, their vocabularies and statistics (mlcli.data.stream_features); their chunks are then
+{column: values} as in memory (mlcli.data.typed_values), rows missing a `missing: drop` feature left out. Each epoch then
 reads the files again. Nothing that is kept grows with the number of rows; memory is bounded by the
 chunk size and the shuffle buffer.
 

@@ -127,3 +127,69 @@ def test_predict_holds_its_memory(digits, tmp_path):
         with open(output, "rb") as handle:
             assert sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b"")) == rows + 1
     assert_flat(peaks)
+
+
+# ---- training on streamed typed data (categories, numbers with gaps, a date) ----------------------
+
+TYPED_ROWS = (20_000, 200_000)  # 6 text columns: read whole, the larger adds about 200 MiB (over 20%)
+
+TYPED_STREAMED = """
+name: typed-memory
+seed: 1
+data:
+  train: {train}
+  label: label
+  validation: 0.1
+  stream: {stream}
+  shuffle: false  # the shuffle window (65,536 rows) is bounded, but larger than the small file
+  features:
+    - {{name: price, type: numeric}}
+    - {{name: day, type: date}}
+    - {{name: product, type: categorical, encoding: embedding, embedding_dim: 4}}
+    - c0
+    - c1
+    - c2
+    - c3
+    - c4
+model:
+  layers:
+    - {{type: Dense, units: 16, activation: relu}}
+    - {{type: Dense, units: 4, activation: softmax}}
+training: {{epochs: 1, batch_size: 2048}}
+runtime: {{device: cpu}}
+"""
+
+
+def write_typed_shards(folder: Path, rows: int) -> Path:
+    """A typed table as Parquet shards: numbers with 10% gaps, dates, a 1,000-value category and five
+    more of 20 values each, a 4-class label that follows them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir()
+    rng = np.random.default_rng(rows)
+    values = np.array([f"value-{i:02d}" for i in range(20)], dtype=object)
+    products = np.array([f"product-{i:04d}" for i in range(1000)], dtype=object)
+    for index, start in enumerate(range(0, rows, SHARD_ROWS)):
+        n = min(SHARD_ROWS, rows - start)
+        codes = rng.integers(0, 20, (n, 5))
+        price = rng.gamma(2.0, 20.0, n)
+        days = rng.integers(0, 1000, n).astype(np.int32)
+        columns = {"price": pa.array(np.where(rng.random(n) < 0.1, np.nan, price), from_pandas=True),
+                   "day": pa.array(days).cast(pa.date32()),
+                   "product": pa.array(products[rng.integers(0, 1000, n)])}
+        columns.update({f"c{j}": pa.array(values[codes[:, j]]) for j in range(5)})
+        columns["label"] = pa.array(np.clip(codes[:, 0] // 5 + (price > 60), 0, 3).astype(np.int64))
+        pq.write_table(pa.table(columns), folder / f"part-{index}.parquet", row_group_size=16_384)
+    return folder
+
+
+def test_training_on_streamed_typed_data_holds_its_memory(tmp_path):
+    peaks = {}
+    for rows in TYPED_ROWS:
+        shards = write_typed_shards(tmp_path / f"data-{rows}", rows)
+        config = tmp_path / f"typed-{rows}.yaml"
+        config.write_text(TYPED_STREAMED.format(train=shards / "part-*.parquet", stream="true"))
+        peaks[rows] = peak_rss_mb("train", config, "--output", tmp_path / f"run-{rows}", "--quiet")
+        assert (tmp_path / f"run-{rows}" / "model.keras").is_file()
+    assert_flat(peaks)

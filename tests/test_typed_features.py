@@ -287,24 +287,6 @@ def test_a_plain_numeric_table_keeps_the_plain_model(tmp_path):
     assert [layer["class_name"] for layer in architecture["config"]["layers"]][:2] == ["InputLayer", "Normalization"]
 
 
-def test_export_and_stream_refuse_typed_models_for_now(mixed_run, tmp_path):
-    _, run, tmp = mixed_run
-    exported = run_cli("export", run, "--format", "savedmodel", "--output", tmp_path / "sm")
-    assert exported.exit_code == 2, exported
-    assert "plan (categorical)" in exported.stderr and "not supported yet" in exported.stderr
-    config = tmp_path / "s.yaml"
-    config.write_text(CONFIG.format(train=tmp / "mixed.csv", validation="0.25", epochs=1, training="",
-                                    extra="  stream: true\n  missing: median"))
-    streamed = run_cli("train", config, "--output", tmp_path / "s")
-    assert streamed.exit_code == 2, streamed
-    assert "not supported with data.stream yet" in streamed.stderr
-    config.write_text(config.read_text().replace("  missing: median", ""))  # inferred types only
-    streamed = run_cli("train", config, "--output", tmp_path / "s")
-    assert streamed.exit_code == 2, streamed
-    assert "column 'plan' holds categorical values, and typed features are not supported with data.stream yet" \
-        in streamed.stderr
-
-
 def test_the_shipped_churn_config_learns(tmp_path):
     ran = run_cli("train", CONFIGS / "churn.yaml", "--output", tmp_path / "churn", "--json")
     assert ran.exit_code == 0, ran

@@ -10,7 +10,7 @@ from mlcli.config.load import LoadedConfig
 from mlcli.config.schema import Config
 from mlcli.data.columns import label_role
 from mlcli.errors import ConfigError, ConfigProblem
-from mlcli.model.heads import apply_head
+from mlcli.model.heads import apply_head, input_column, unknown_input
 
 _CROSSENTROPY = {"categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy",
                  "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "BinaryCrossentropy",
@@ -79,8 +79,13 @@ def check_config(loaded: LoadedConfig, gates: Iterable[str] = ()) -> None:
         ))
     replace = head.replace if head and head.replace <= layers else 0  # too many is reported above
     final_layers = len(apply_head(config.model.layers, replace, head.layers if head else []))
+    listed = config.data.feature_columns()
     for key in ("freeze", "unfreeze"):
         for index, selector in enumerate(getattr(config.finetune, key)):
+            column = input_column(selector)
+            if column is not None and isinstance(listed, list) and column not in listed:
+                # data.features lists the input columns; without it, finetune checks them against the parent
+                problems.append(loaded.problem(("finetune", key, index), unknown_input(selector, listed)))
             if isinstance(selector, int) and not -final_layers <= selector < final_layers:
                 problems.append(loaded.problem(
                     ("finetune", key, index),
@@ -118,8 +123,7 @@ def check_config(loaded: LoadedConfig, gates: Iterable[str] = ()) -> None:
 
 
 def _feature_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
-    """data.features against data.exclude and data.label; typed columns against data.stream; class
-    weights against the task."""
+    """data.features against data.exclude and data.label; class weights against the task."""
     data = loaded.config.data
     problems = []
     listed = data.feature_columns()
@@ -132,11 +136,6 @@ def _feature_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
         elif name in labels:
             problems.append(loaded.problem(("data", "exclude", index), f"{name!r} is the label column — the label is "
                                            "never a feature already; remove it from data.exclude"))
-    if data.stream is True and data.feature_specs():
-        first = next(i for i, item in enumerate(data.features) if not isinstance(item, str))
-        problems.append(loaded.problem(("data", "features", first), "typed features ({name, type, ...}) are not "
-                                       "supported with data.stream: true yet — set data.stream: false (or auto) to "
-                                       "load the table into memory"))
     problems += _image_problems(loaded)
     if loaded.config.training.class_weight is not None and data.task == "regression":
         problems.append(loaded.problem(("training", "class_weight"), "class weights are for classification but "

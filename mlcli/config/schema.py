@@ -482,7 +482,8 @@ class FinetuneConfig(_Section):
 
     freeze: Selectors = Field(
         default_factory=list,
-        description="Selectors: index into model.layers (negative from the end), exact layer name, or glob.",
+        description="Selectors: index into model.layers (negative from the end), exact layer name, or glob; "
+                    "input:<column> selects a typed model's encoder of that input column.",
     )
     unfreeze: Selectors = Field(default_factory=list, description="Applied after freeze.")
     head: Union[HeadConfig, None] = Field(
@@ -497,8 +498,9 @@ class FinetuneConfig(_Section):
         if not isinstance(value, list):
             raise _reject(f"got {value!r} — expected a list of selectors such as [0, 1] or ['dense*']")
         for item in value:
-            if isinstance(item, bool) or not isinstance(item, (int, str)) or item == "":
-                raise _reject(f"selector {item!r} — expected a layer index, a layer name, or a glob")
+            if isinstance(item, bool) or not isinstance(item, (int, str)) or item in ("", "input:"):
+                raise _reject(f"selector {item!r} — expected a layer index, a layer name, or a glob (or "
+                              "input:<column>)")
         return value
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mlcli.config.schema import OPTIONS, POLICIES, DataConfig
-from mlcli.data.values import as_numbers, number_kind
+from mlcli.data.values import number_kind
 from mlcli.errors import ConfigError, ConfigProblem, DataError
 
 NUMBER_SHARE = 0.95  # a text column this much numbers is a numeric column with bad values
@@ -71,21 +71,6 @@ def plan_features(table, names: list[str], data: DataConfig, where: str) -> list
     plain = (not specs and data.missing in ("auto", "error")
              and all(p.type == "numeric" or (p.type == "binary" and p.kind == "bool") for p in plans))
     return None if plain else plans
-
-
-def refuse_typed_columns(table, names: list[str], where: str) -> None:
-    """data.stream reads numbers only for now: a column the first chunk shows to be categories, text or
-    dates is exit 2 saying so, before a per-value error about its first word."""
-    for name in names:
-        column = as_numbers(table.column(name))  # CSV chunks are text: numbers and true/false as they read
-        if not _present_text(column):
-            continue  # nothing to judge by in this chunk
-        feature_type, _ = infer_type(column, value_kind(column, name, where), name, where)
-        if feature_type not in ("numeric", "binary"):
-            raise ConfigError(ConfigProblem("data.stream", f"column {name!r} holds {feature_type} values, and typed "
-                                            "features are not supported with data.stream yet", where),
-                              hint="set data.stream: false to load the table into memory, or leave the column out "
-                                   "(data.exclude)")
 
 
 def _plan(column, name: str, spec, data: DataConfig, where: str) -> FeaturePlan:

@@ -123,69 +123,95 @@ def _moments(kind: str, x: np.ndarray) -> tuple[list[float] | None, list[float] 
 
 
 def _categorical(plan: FeaturePlan, values: np.ndarray, normalize: str) -> FittedFeature:
-    missing, count = _missing_summary(plan, values)
-    column = values[:, 0]
-    present = column[~missing]
+    _, count = _missing_summary(plan, values)
+    return categorical_from_counts(plan, len(values), count, Counter(values[:, 0].tolist()))
+
+
+def categorical_from_counts(plan: FeaturePlan, rows: int, count: int, counts: Counter) -> FittedFeature:
+    """A categorical or binary feature from its training split's value counts ("" counts the missing
+    ones): what the in-memory fit and data.stream's pass both end with."""
+    present = Counter({v: c for v, c in counts.items() if v != ""})
     fill = None
-    counted = column
+    counted = counts
     if plan.missing == "most_frequent":
-        fill = _most_frequent(present)
+        fill = min(present, key=lambda v: (-present[v], v))
         counted = present  # a missing value becomes the most frequent: no category of its own
     elif plan.missing not in ("auto", "category"):
         counted = present
-    counts = Counter(counted.tolist())
     if plan.type == "binary":
-        vocabulary = sorted(set(present.tolist()))
+        vocabulary = sorted(present)
         if len(vocabulary) > 2:
             shown = ", ".join(map(repr, vocabulary[:5]))
             raise DataError(f"data.train: column {plan.name!r} is binary but holds {len(vocabulary)} distinct values "
                             f"({shown}…)", hint="declare it categorical")
         summary = {"values": vocabulary, "positive": vocabulary[-1]}
-        return FittedFeature(plan, len(values), count, fill=fill, vocabulary=vocabulary,
+        return FittedFeature(plan, rows, count, fill=fill, vocabulary=vocabulary,
                              indicator=plan.missing in ("auto", "category") and count > 0, summary=summary)
-    vocabulary = _vocabulary(counts, plan.options.get("min_frequency") or 1, plan.options.get("max_tokens"))
+    vocabulary = ranked_vocabulary(counted, plan.options.get("min_frequency") or 1, plan.options.get("max_tokens"))
     if not vocabulary:
         raise DataError(f"data.train: column {plan.name!r}: no value is seen min_frequency "
                         f"({plan.options.get('min_frequency')}) times in the training split",
                         hint="lower the feature's min_frequency")
-    top = [{"value": v, "rows": counts[v]} for v in vocabulary[:3]]
-    summary = {"distinct": len(set(present.tolist())), "top": top,
-               "out_of_vocabulary_rows": int(sum(c for v, c in counts.items() if v not in set(vocabulary)))}
-    return FittedFeature(plan, len(values), count, fill=fill, vocabulary=vocabulary, summary=summary)
+    top = [{"value": v, "rows": counted[v]} for v in vocabulary[:3]]
+    kept = set(vocabulary)
+    summary = {"distinct": len(present), "top": top,
+               "out_of_vocabulary_rows": int(sum(c for v, c in counted.items() if v not in kept))}
+    return FittedFeature(plan, rows, count, fill=fill, vocabulary=vocabulary, summary=summary)
 
 
-def _most_frequent(values: np.ndarray) -> str:
-    counts = Counter(values.tolist())
-    return min(counts, key=lambda v: (-counts[v], v))
-
-
-def _vocabulary(counts: Counter, min_frequency: int, max_tokens: int | None) -> list[str]:
+def ranked_vocabulary(counts: Counter, min_frequency: int, max_tokens: int | None) -> list[str]:
     """Values seen at least min_frequency times, by frequency then value, at most max_tokens."""
     kept = sorted((v for v, c in counts.items() if c >= min_frequency), key=lambda v: (-counts[v], v))
     return kept[:max_tokens] if max_tokens else kept
 
 
 def _text(plan: FeaturePlan, values: np.ndarray, normalize: str) -> FittedFeature:
-    missing, count = _missing_summary(plan, values)
-    documents = tokenize(values[:, 0])
-    counts: Counter = Counter()
-    document_counts: Counter = Counter()
-    for tokens in documents:
-        counts.update(tokens)
-        document_counts.update(set(tokens))
-    vocabulary = _vocabulary(counts, plan.options.get("min_frequency") or 1,
-                             plan.options.get("max_tokens") or TEXT_MAX_TOKENS)
-    if not vocabulary:
-        raise DataError(f"data.train: text column {plan.name!r}: no token is kept in the training split",
-                        hint="lower the feature's min_frequency, or check the column holds words")
-    idf = None
-    if (plan.options.get("output") or "tf_idf") == "tf_idf":
-        # Keras's own formula (IndexLookup's inverse document frequency).
-        idf = [math.log(1 + len(documents) / (1 + document_counts[t])) for t in vocabulary]
-    lengths = [len(tokens) for tokens in documents]
-    summary = {"tokens": len(vocabulary), "median_words": float(np.median(lengths)),
-               "top": vocabulary[:3]}
-    return FittedFeature(plan, len(values), count, vocabulary=vocabulary, idf=idf, summary=summary)
+    _, count = _missing_summary(plan, values)
+    tally = TextTally()
+    tally.add(tokenize(values[:, 0]))
+    return tally.fitted(plan, len(values), count)
+
+
+class TextTally:
+    """A text column's token counts, document counts and lengths, added to document by document (the
+    in-memory fit adds every document at once, data.stream's pass chunk by chunk)."""
+
+    def __init__(self):
+        self.counts: Counter = Counter()
+        self.document_counts: Counter = Counter()
+        self.lengths: Counter = Counter()
+        self.documents = 0
+
+    def add(self, documents: list[list[str]]) -> None:
+        for tokens in documents:
+            self.counts.update(tokens)
+            self.document_counts.update(set(tokens))
+            self.lengths[len(tokens)] += 1
+        self.documents += len(documents)
+
+    def fitted(self, plan: FeaturePlan, rows: int, count: int) -> FittedFeature:
+        vocabulary = ranked_vocabulary(self.counts, plan.options.get("min_frequency") or 1,
+                                       plan.options.get("max_tokens") or TEXT_MAX_TOKENS)
+        if not vocabulary:
+            raise DataError(f"data.train: text column {plan.name!r}: no token is kept in the training split",
+                            hint="lower the feature's min_frequency, or check the column holds words")
+        idf = None
+        if (plan.options.get("output") or "tf_idf") == "tf_idf":
+            # Keras's own formula (IndexLookup's inverse document frequency).
+            idf = [math.log(1 + self.documents / (1 + self.document_counts[t])) for t in vocabulary]
+        summary = {"tokens": len(vocabulary), "median_words": counted_median(self.lengths), "top": vocabulary[:3]}
+        return FittedFeature(plan, rows, count, vocabulary=vocabulary, idf=idf, summary=summary)
+
+
+def counted_median(counts) -> float:
+    """The median of values given as {value: how many times}, as np.median computes it (the mean of
+    the two middle values when their number is even)."""
+    values = sorted(counts)
+    cumulative = np.cumsum([counts[v] for v in values])
+    total = int(cumulative[-1])
+    low = values[int(np.searchsorted(cumulative, (total - 1) // 2, side="right"))]
+    high = values[int(np.searchsorted(cumulative, total // 2, side="right"))]
+    return float((low + high) / 2)
 
 
 def tokenize(texts: np.ndarray) -> list[list[str]]:

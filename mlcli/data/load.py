@@ -39,18 +39,11 @@ def prepare_data(config: Config, vocabulary: list | None = None, plans: list[Fea
     stream, why = should_stream(config)
     if not stream:
         return prepare(config, vocabulary, plans, typed)
-    # data.stream: true with declared types is refused by the config checks; here data.stream: auto
-    # chose to stream a large file, or a setting only the typed path follows is on.
-    if plans is not None or config.data.feature_specs() or config.data.missing not in ("auto", "error"):
-        raise ConfigError(ConfigProblem("data.stream", "typed features (declared types, data.missing filling or "
-                                        "dropping values, or a typed parent model) are not supported with data.stream "
-                                        "yet" + (f" — {why}" if why else ""), f"data.train: {config.data.train}"),
-                          hint="set data.stream: false to load the table into memory")
     if config.data.missing_label != "error":
         raise ConfigError(ConfigProblem("data.missing_label", "drop is not supported with data.stream yet",
                                         f"data.train: {config.data.train}"),
                           hint="set data.stream: false, or drop the rows without a label from the files")
-    prepared = prepare_stream(config, vocabulary)
+    prepared = prepare_stream(config, vocabulary, plans, typed)
     if why:
         prepared.train.notes.append(why)
     return prepared

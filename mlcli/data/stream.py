@@ -6,7 +6,9 @@ the data into memory.
 
 One pass at the start (mlcli.data.stream_scan) reads each file once: it checks every value (the
 in-memory reader's checks and messages), counts rows, collects the label vocabulary, and computes
-the normalization statistics of the training rows (float64, merged chunk by chunk). Each epoch then
+the normalization statistics of the training rows (float64, merged chunk by chunk) — for typed
+features, their vocabularies and statistics (mlcli.data.stream_features); their chunks are then
+{column: values} as in memory (mlcli.data.typed_values), rows missing a `missing: drop` feature left out. Each epoch then
 reads the files again. Nothing that is kept grows with the number of rows; memory is bounded by the
 chunk size and the shuffle buffer.
 
@@ -29,6 +31,7 @@ import numpy as np
 from mlcli.data.labels import class_indices, encode, in_classes, label_array, regression_targets
 from mlcli.data.pipeline import steps_per_epoch
 from mlcli.data.stream_source import ChunkSource
+from mlcli.data.typed_values import concat_rows, row_count, take_rows
 from mlcli.runtime import import_tensorflow
 
 SHUFFLE_BUFFER_ROWS = 65_536  # 16 MiB of float32 at 64 features
@@ -92,6 +95,7 @@ class _Plan:
     fraction: float = 0.0
     seed: int = 0
     file_starts: dict = field(default_factory=dict)  # path -> row number of its first row in data.train
+    features: list | None = None  # typed features' plans (mlcli.data.feature_types); None: float features
 
 
 class StreamSplit:
@@ -115,24 +119,33 @@ class StreamSplit:
         return self.statistics
 
     def chunks(self, rng: np.random.Generator | None = None):
-        """(x float32, y) of this split's rows, chunk by chunk; y is class indices (int32) or targets."""
+        """(x, y) of this split's rows, chunk by chunk: x float32 (typed features: {column: values},
+        rows missing a `missing: drop` feature left out); y is class indices (int32) or targets."""
+        for unit, offset, x, labels, keep in self.raw_chunks(rng):
+            if not keep.all():
+                index = np.flatnonzero(keep)
+                x, labels = take_rows(x, index), [values[index] for values in labels]
+            if row_count(x):
+                yield x, self._targets(labels, unit, offset)
+
+    def raw_chunks(self, rng: np.random.Generator | None = None):
+        """(unit, offset, x, labels, keep) of every chunk: `keep` marks this split's rows."""
         plan = self.plan
         order = rng.permutation(len(self.source.units)) if rng is not None else None
         for unit, offset, table in self.source.chunks(order):
-            x = self.source.features(table, unit, offset)
+            if plan.features is None:
+                x = self.source.features(table, unit, offset)
+                keep = np.ones(len(x), dtype=bool)
+            else:
+                x, keep, _ = self.source.typed_features(table, unit, offset, plan.features)
             labels = self.source.labels(table, unit, offset, plan.label_kind)
-            keep = np.ones(len(x), dtype=bool)
             if plan.select != "all":
-                rows = plan.file_starts[unit.path] + offset + np.arange(len(x), dtype=np.uint64)
+                rows = plan.file_starts[unit.path] + offset + np.arange(len(keep), dtype=np.uint64)
                 held = held_out(rows, plan.seed, plan.fraction)
                 keep &= held if plan.select == "validation" else ~held
             if plan.only_classes is not None:
                 keep &= in_classes(labels[0], plan.only_classes)
-            if not keep.all():
-                index = np.flatnonzero(keep)
-                x, labels = x[index], [values[index] for values in labels]
-            if len(x):
-                yield x, self._targets(labels, unit, offset)
+            yield unit, offset, x, labels, keep
 
     def _targets(self, labels: list[np.ndarray], unit, offset: int) -> np.ndarray:
         spec = self.source.file_source(unit.path).spec
@@ -148,7 +161,7 @@ class StreamSplit:
 
     def head(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
         x, y = next(self.chunks())
-        return x[:rows], y[:rows]
+        return take_rows(x, slice(0, rows)), y[:rows]
 
     # ---- tf.data ----------------------------------------------------------------------------
 
@@ -181,12 +194,15 @@ class StreamSplit:
             .prefetch(2)
 
     def _signature(self, tf):
-        width = len(self.source.feature_names)
         if self.plan.task == "regression":
             y = tf.TensorSpec((None, len(self.source.label_names)), tf.float32)
         else:
             y = tf.TensorSpec((None,), tf.int32)
-        return tf.TensorSpec((None, width), tf.float32), y
+        if self.plan.features is not None:
+            return {p.name: tf.TensorSpec((None, 4 if p.type == "date" else 1),
+                                          tf.float32 if p.type in ("numeric", "date") else tf.string)
+                    for p in self.plan.features}, y
+        return tf.TensorSpec((None, len(self.source.feature_names)), tf.float32), y
 
 
 def batches(chunks, size: int, rng: np.random.Generator | None, window: int = SHUFFLE_BUFFER_ROWS):
@@ -198,22 +214,23 @@ def batches(chunks, size: int, rng: np.random.Generator | None, window: int = SH
     for x, y in chunks:
         xs.append(x)
         ys.append(y)
-        held += len(x)
+        held += row_count(x)
         if held >= (max(window, size) if rng is not None else size):
             x_all, y_all = _joined(xs, ys, rng)
-            full = len(x_all) // size * size
+            rows = row_count(x_all)
+            full = rows // size * size
             for start in range(0, full, size):
-                yield x_all[start:start + size], y_all[start:start + size]
-            xs, ys, held = [x_all[full:]], [y_all[full:]], len(x_all) - full
+                yield take_rows(x_all, slice(start, start + size)), y_all[start:start + size]
+            xs, ys, held = [take_rows(x_all, slice(full, None))], [y_all[full:]], rows - full
     if held:
         x_all, y_all = _joined(xs, ys, rng)
-        for start in range(0, len(x_all), size):
-            yield x_all[start:start + size], y_all[start:start + size]
+        for start in range(0, row_count(x_all), size):
+            yield take_rows(x_all, slice(start, start + size)), y_all[start:start + size]
 
 
 def _joined(xs: list, ys: list, rng):
-    x, y = (xs[0], ys[0]) if len(xs) == 1 else (np.concatenate(xs), np.concatenate(ys))
+    x, y = (xs[0], ys[0]) if len(xs) == 1 else (concat_rows(xs), np.concatenate(ys))
     if rng is not None:
-        order = rng.permutation(len(x))
-        x, y = x[order], y[order]
+        order = rng.permutation(row_count(x))
+        x, y = take_rows(x, order), y[order]
     return x, y

@@ -1,8 +1,14 @@
 """data.stream's first pass: every file of the config read once, in chunks, before training.
 
 It checks every value (with the in-memory reader's messages), counts rows, collects the label
-vocabulary and computes the normalization statistics of the training rows; the result is a Prepared
-whose splits are mlcli.data.stream.StreamSplit (read again from disk each time they are used).
+vocabulary and computes the normalization statistics of the training rows — for typed features, their
+vocabularies and statistics (mlcli.data.stream_features); the result is a Prepared whose splits are
+mlcli.data.stream.StreamSplit (read again from disk each time they are used).
+
+Typed features: the types are the declared ones, or inferred (mlcli.data.feature_types) from the
+first chunk of data.train (a CSV block of about 2 MiB, its values typed as Arrow types a whole CSV
+file: integers, true/false, dates, then floats; or a Parquet batch): declare a type when the first
+rows do not show it (a column empty there, a few words among many numbers further down).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from dataclasses import replace
 import numpy as np
 
 from mlcli.config.schema import Config
-from mlcli.data.feature_types import refuse_typed_columns
+from mlcli.data.feature_types import FeaturePlan, plan_features
 from mlcli.data.labels import (
     adopt_vocabulary,
     in_classes,
@@ -25,28 +31,41 @@ from mlcli.data.labels import (
 from mlcli.data.prepare import Prepared
 from mlcli.data.sources import sha256
 from mlcli.data.stream import SHUFFLE_BUFFER_ROWS, Moments, StreamSplit, _Plan, held_out
+from mlcli.data.stream_features import FeatureTally, fitted_features
 from mlcli.data.stream_source import ChunkSource
+from mlcli.data.typed_values import take_rows
 from mlcli.data.values import column_kind, weakest
 from mlcli.errors import DataError
 
 
-def prepare_stream(config: Config, vocabulary: list | None = None) -> Prepared:
-    """The first pass over data.train (and the validation/test files): checks, counts, labels, statistics."""
+def prepare_stream(config: Config, vocabulary: list | None = None, plans: list[FeaturePlan] | None = None,
+                   typed: bool = True) -> Prepared:
+    """The first pass over data.train (and the validation/test files): checks, counts, labels, statistics.
+    `plans` fixes the feature types (a typed parent's), `typed=False` keeps float features (a plain
+    parent's), as mlcli.data.prepare.read_train."""
     data = config.data
     labels = data.label_columns()
-    train = ChunkSource(data.train, "data.train", labels=labels, features=data.feature_columns(), exclude=data.exclude)
+    if plans is not None:
+        train = ChunkSource(data.train, "data.train", labels=labels, features=[p.name for p in plans])
+    else:
+        train = ChunkSource(data.train, "data.train", labels=labels, features=data.feature_columns(),
+                            exclude=data.exclude)
     task = data.task if data.task != "auto" else None
     if task == "classification" and len(labels) > 1:
         raise DataError("data.label: several label columns are for regression — give one label column")
     fraction = data.validation if isinstance(data.validation, float) else None
-    scan = _scan_train(config, train, task, fraction)
-    task, classes = scan["task"], scan["classes"]
+    scan = _scan_train(config, train, task, fraction, plans, typed)
+    task, classes, plans = scan["task"], scan["classes"], scan["plans"]
     notes: list[str] = []
+    if scan["dropped"]:
+        notes.append("data.train: left out " + ", ".join(f"{count:,} row(s) with a missing {name}"
+                                                         for name, count in scan["dropped"].items()))
     if classes is not None:
         classes = adopt_vocabulary(classes, vocabulary, notes)
     plan = _Plan(task, classes, scan["kind"], data.classes if task == "classification" else None,
-                 seed=config.seed, fraction=fraction or 0.0, file_starts=scan["file_starts"])
-    moments = scan["moments"] if data.normalize != "none" else None
+                 seed=config.seed, fraction=fraction or 0.0, file_starts=scan["file_starts"], features=plans)
+    moments = scan["moments"] if data.normalize != "none" and plans is None else None
+    fitted = fitted_features(scan["tallies"], data.normalize) if plans is not None else None
     if fraction is not None:
         train_split = StreamSplit("train", train, _replace(plan, select="train"), scan["train_rows"], moments)
         validation = StreamSplit("validation", train, _replace(plan, select="validation"), scan["held_rows"])
@@ -78,11 +97,14 @@ def prepare_stream(config: Config, vocabulary: list | None = None) -> Prepared:
         files[role] = [_facts(source, rows, {})]
     return Prepared(task=task, classes=classes, feature_names=train.feature_names, label_names=labels,
                     input_shape=(len(train.feature_names),), train=train_split, validation=validation,
-                    test=test, files=files, notes=notes)
+                    test=test, files=files, notes=notes, features=fitted)
 
 
-def _scan_train(config: Config, train: ChunkSource, task: str | None, fraction: float | None) -> dict:
+def _scan_train(config: Config, train: ChunkSource, task: str | None, fraction: float | None,
+                plans: list[FeaturePlan] | None, typed: bool) -> dict:
     kinds: set[str] = set()
+    tallies: list[FeatureTally] = []
+    dropped: dict[str, int] = {}
     vocabulary: set = set()
     moments = Moments()
     rows = kept = held_rows = 0
@@ -92,17 +114,25 @@ def _scan_train(config: Config, train: ChunkSource, task: str | None, fraction: 
         if unit.path not in file_starts:
             file_starts[unit.path] = rows - offset
         if rows == 0:
-            refuse_typed_columns(table, train.feature_names, f"data.train: {train.spec}")
-        x = train.features(table, unit, offset)
+            if plans is None and typed:
+                plans = plan_features(as_file_types(table), train.feature_names, config.data,
+                                      f"data.train: {train.spec}")
+            tallies = [FeatureTally(plan) for plan in plans or []]
+        if plans is None:
+            x = train.features(table, unit, offset)
+            keep = np.ones(len(x), dtype=bool)
+        else:
+            x, keep, counts = train.typed_features(table, unit, offset, plans)
+            for name, count in counts.items():
+                dropped[name] = dropped.get(name, 0) + count
         label_columns = [table.column(name) for name in train.label_names]
         raw = train.labels(table, unit, offset)
         if task is None:
             task = infer_task(config, raw[0], "data.train") if not is_classification_loss(config) \
                 else "classification"
-        chunk_rows = np.arange(rows, rows + len(x), dtype=np.uint64)
-        rows += len(x)
-        file_rows[unit.path] = file_rows.get(unit.path, 0) + len(x)
-        keep = np.ones(len(x), dtype=bool)
+        chunk_rows = np.arange(rows, rows + len(keep), dtype=np.uint64)
+        rows += len(keep)
+        file_rows[unit.path] = file_rows.get(unit.path, 0) + len(keep)
         if task == "classification":
             kinds.add(column_kind(label_columns[0]))
             if config.data.classes is not None:
@@ -116,7 +146,12 @@ def _scan_train(config: Config, train: ChunkSource, task: str | None, fraction: 
             held = held_out(chunk_rows, config.seed, fraction) & keep
             held_rows += int(held.sum())
             keep &= ~held
-        moments.add(x[keep])
+        if plans is None:
+            moments.add(x[keep])
+        else:
+            training = take_rows(x, np.flatnonzero(keep))
+            for tally in tallies:
+                tally.add(training[tally.plan.name])
     if rows == 0:
         raise DataError(f"data.train: {train.spec}: has a header but no data rows")
     classes = None
@@ -129,7 +164,28 @@ def _scan_train(config: Config, train: ChunkSource, task: str | None, fraction: 
             raise single_class_error(train.spec, train.label_names[0], classes[0], config.data.classes)
     return {"task": task, "classes": classes, "kind": kind, "moments": moments, "rows": kept,
             "train_rows": kept - held_rows, "held_rows": held_rows, "file_rows": file_rows,
-            "file_starts": file_starts}
+            "file_starts": file_starts, "plans": plans, "tallies": tallies, "dropped": dropped}
+
+
+def as_file_types(table):
+    """A chunk's CSV text typed as Arrow types a whole CSV file (integers, true/false, dates,
+    timestamps, then floats; a column with no value stays empty): what type inference judges by."""
+    import pyarrow as pa  # deferred: imports pyarrow
+    import pyarrow.compute as pc  # deferred: imports pyarrow
+
+    columns = []
+    for column in table.columns:
+        if pa.types.is_string(column.type) and column.null_count == len(column):
+            column = pa.nulls(len(column))
+        elif pa.types.is_string(column.type):
+            for kind in (pa.int64(), pa.bool_(), pa.date32(), pa.timestamp("s"), pa.float64()):
+                try:
+                    column = pc.cast(column, kind)
+                    break
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    continue
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
 
 
 def _unique_text(column, keep: np.ndarray) -> list:

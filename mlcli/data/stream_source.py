@@ -16,6 +16,7 @@ import numpy as np
 
 from mlcli.data.columns import check_header, training_columns
 from mlcli.data.sources import Source, resolve
+from mlcli.data.typed_values import check_missing, model_input, rows_to_drop
 from mlcli.data.values import as_numbers, check_finite, check_labels_present, labels_as, numeric_column
 from mlcli.errors import DataError, first_line
 
@@ -82,6 +83,16 @@ class ChunkSource:
                 x[:, j] = numeric_column(as_numbers(table.column(name)), name, source, self.role, offset)
         check_finite(x, self.feature_names, source, self.role, offset)
         return x
+
+    def typed_features(self, table, unit: Unit, offset: int, plans: list) -> tuple[dict, np.ndarray, dict]:
+        """Typed features ({column: model input}, mlcli.data.typed_values), the rows to keep (False for a
+        row missing a `missing: drop` feature) and how many were dropped for each such feature. A missing value under `missing: error` is exit 3
+        naming its row, as in memory."""
+        source = self.file_source(unit.path)
+        x = {p.name: model_input(table.column(p.name), p, source, self.role, offset) for p in plans}
+        check_missing(x, plans, source, self.role, offset)
+        drop, counts = rows_to_drop(x, plans)
+        return x, ~drop, counts
 
     def labels(self, table, unit: Unit, offset: int, kind: str | None = None) -> list[np.ndarray]:
         """Each label column's values: as typed in Parquet; CSV text as `kind` (int, float, str, bool),

@@ -19,7 +19,7 @@ from mlcli.config.checks import snake_case
 from mlcli.config.load import LoadedConfig, default_dict, load_config, read_config_tree
 from mlcli.config.yamlio import read_yaml_file
 from mlcli.errors import ConfigError, ConfigProblem, UsageError
-from mlcli.model.heads import apply_head, kept_layers, select_layers
+from mlcli.model.heads import apply_head, kept_layers, select_inputs, select_layers
 from mlcli.model.normalize import NORMALIZE_LAYER
 
 FLAG = "--from"
@@ -37,7 +37,7 @@ def load_finetune_config(config: Path | None, parent: Path, overrides: list[str]
             str(config) if config is not None else f"{FLAG} {parent}",
         ))
     loaded = load_config(config, overrides, base=base, base_source=base_source)
-    check_selectors(loaded, checkpoint.layers)
+    check_selectors(loaded, checkpoint.layers, checkpoint.typed)
     return loaded, checkpoint.facts()
 
 
@@ -159,8 +159,12 @@ def head_names(loaded: LoadedConfig, kept: list[str]) -> list[str]:
     return names
 
 
-def check_selectors(loaded: LoadedConfig, declared: list[archive.ArchiveLayer]) -> None:
-    """freeze/unfreeze against the layers the new model will have, from the checkpoint's own record."""
+def check_selectors(loaded: LoadedConfig, declared: list[archive.ArchiveLayer], typed: list[dict] | None = None) -> None:
+    """freeze/unfreeze against the layers the new model will have, from the checkpoint's own record;
+    input:<column> against its typed features (`typed`: their records, None for a plain model)."""
+    columns = [record["name"] for record in typed] if typed is not None else None
+    for key in ("freeze", "unfreeze"):
+        select_inputs(columns, list(getattr(loaded.config.finetune, key)), ("finetune", key), loaded)
     head = loaded.config.finetune.head
     if head is not None and head.replace > len(declared):
         return  # check_config says so, with the numbers

@@ -8,6 +8,7 @@ The layer table is shown here, before the first epoch.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,7 +24,16 @@ from mlcli.errors import ConfigError, DataError, UsageError, first_line
 from mlcli.model.build import layer_names, user_layers
 from mlcli.model.features import BODY, FEATURES, body_of
 from mlcli.model.finetune_config import FLAG, head_names
-from mlcli.model.heads import apply_head, check_output_width, kept_layers, new_head, no_head_problem, select_layers
+from mlcli.model.heads import (
+    INPUT_SELECTOR,
+    apply_head,
+    check_output_width,
+    kept_layers,
+    new_head,
+    no_head_problem,
+    select_inputs,
+    select_layers,
+)
 from mlcli.model.image_input import INPUT_NAME as IMAGE_INPUT
 from mlcli.model.image_input import in_input_block
 from mlcli.model.layers import build_layer
@@ -47,7 +57,9 @@ def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict, *, unsafe:
         )
     notes = _feature_notes(parent_facts, prepared)
     model, normalize, dropped, added = _assemble(loaded, parent, expected, image=prepared.inputs is not None)
-    layers = _set_trainable(loaded, model, normalize)
+    columns = [feature.plan.name for feature in prepared.features] if typed else None
+    encoders = input_encoders(model, columns) if typed else {}
+    layers, inputs = _set_trainable(loaded, model, normalize, columns, encoders)
     outputs = int(model.output_shape[-1])
     encoding = label_encoding(loaded.config, prepared.task, outputs, len(prepared.classes or []))
     check_output_width(loaded, prepared, encoding, outputs, parent=f"{FLAG} {path}")
@@ -58,13 +70,14 @@ def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict, *, unsafe:
         row["origin"] = "head" if row["name"] in added else "parent"
     counts = parameter_counts(model)
     frozen = sum(row["params"] for row in table if not row["trainable"])
-    normalization = int(sum(np.prod(w.shape) for layer in normalize for w in layer.weights))
+    # the kept preprocessing's weights that are not trained (an unfrozen input:<column> embedding is)
+    normalization = int(sum(np.prod(w.shape) for layer in normalize for w in layer.weights if not layer.trainable))
     totals = {
         "trainable": counts["trainable"], "frozen": frozen, "normalization": normalization,
         "other_non_trainable": counts["non_trainable"] - frozen - normalization, "total": counts["total"],
     }
     head = loaded.config.finetune.head
-    notes = [_freeze_note(path, table), *notes, *_model_notes(layers, normalize, typed)]
+    notes = [_freeze_note(path, table), *notes, *_model_notes(layers, normalize, typed), *inputs["notes"]]
     notes += _label_notes(parent_facts, prepared, replaced=bool(head and head.layers))
     random_frozen = [row["name"] for row in table if row["origin"] == "head" and not row["trainable"] and row["params"]]
     if random_frozen:  # legal, but almost always a selector counted from the end that reached the new head
@@ -72,13 +85,15 @@ def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict, *, unsafe:
         notes.append(f"warning: {', '.join(random_frozen)} {'is' if one else 'are'} new (from finetune.head) and "
                      f"frozen, so {'it keeps its' if one else 'they keep their'} random initial weights — check "
                      "finetune.freeze (indices count the new head's layers too)")
-    show_table(display_rows(table, normalize, normalization, head is not None, typed), totals, path)
+    encoder_rows = _encoder_rows(encoders)
+    show_table(display_rows(table, normalize, normalization, head is not None, typed, encoder_rows), totals, path)
     facts = {
         "frozen": [row["name"] for row in table if not row["trainable"]],
         "trainable": [row["name"] for row in table if row["trainable"]],
         "head": {"replaced": dropped, "added": added} if head else None,
         "normalization": "kept from the parent" if normalize else None,
-        "input_block": "kept from the parent, frozen" if typed else None,
+        "input_block": _input_block_text(inputs["trainable"]) if typed else None,
+        "inputs": encoder_rows if typed else None,
         "parameters": totals,
         "table": table,
         "notes": notes,
@@ -128,20 +143,41 @@ def _assemble(loaded: LoadedConfig, parent, input_shape: tuple, image: bool = Fa
     return model, normalize, [layer.name for layer in declared[len(kept):]], names
 
 
-def _set_trainable(loaded: LoadedConfig, model, normalize: list) -> list:
+def _set_trainable(loaded: LoadedConfig, model, normalize: list, columns: list[str] | None,
+                   encoders: dict[str, list]) -> tuple[list, dict]:
     """Everything trainable, then freeze, then unfreeze — the config decides, not the flags the
-    parent happened to be saved with. Returns the declared layers."""
+    parent happened to be saved with. A typed model's input block stays frozen but for the encoders
+    that input:<column> selectors unfreeze. Returns the declared layers, and the input columns made
+    trainable with notes about them."""
     finetune = loaded.config.finetune
     layers = user_layers(model)
     for layer in layers:
         layer.trainable = True
     for layer in normalize:
-        layer.trainable = False  # statistics, never trained
+        layer.trainable = False  # statistics, never trained; a typed input block: kept as the parent's
     names = layer_names(layers)
     for index in select_layers(names, list(finetune.freeze), ("finetune", "freeze"), loaded):
         layers[index].trainable = False
     for index in select_layers(names, list(finetune.unfreeze), ("finetune", "unfreeze"), loaded):
         layers[index].trainable = True
+    frozen_inputs = select_inputs(columns, list(finetune.freeze), ("finetune", "freeze"), loaded)
+    unfrozen = [c for c in select_inputs(columns, list(finetune.unfreeze), ("finetune", "unfreeze"), loaded)]
+    inputs: dict = {"trainable": [], "notes": []}
+    for column in unfrozen:
+        trained = [layer for layer in encoders[column] if _trainable_kind(layer)]
+        for layer in trained:
+            layer.trainable = True
+        if trained:
+            inputs["trainable"].append(column)
+            continue
+        kinds = sorted({type(layer).__name__ for layer in encoders[column]}) or ["no layer that learned anything"]
+        inputs["notes"].append(
+            f"{INPUT_SELECTOR}{column} has nothing to train: its encoder ({', '.join(kinds)}) holds what was fitted "
+            "on the parent's training split (statistics, a vocabulary), not trained weights — only an embedding "
+            "(encoding: embedding, or text with output: sequence) can be unfrozen")
+    if frozen_inputs and not unfrozen:
+        inputs["notes"].append(f"{', '.join(INPUT_SELECTOR + c for c in frozen_inputs)}: the typed input block is "
+                               "frozen already (it is kept from the parent unless finetune.unfreeze names an input)")
     if not any(layer.weights for layer in layers):  # e.g. finetune.head: {replace: 3, layers: [{type: Dropout}]}
         raise ConfigError(loaded.problem(
             ("finetune", "head"),
@@ -155,7 +191,49 @@ def _set_trainable(loaded: LoadedConfig, model, normalize: list) -> list:
             "every layer is frozen, so training would change nothing — unfreeze a layer "
             "(finetune.unfreeze) or add a new head (finetune.head)",
         ))
-    return layers
+    return layers, inputs
+
+
+def input_encoders(model, columns: list[str]) -> dict[str, list]:
+    """Each input column's encoder layers that hold something learned — fitted (a vocabulary,
+    statistics) or trained (an embedding) — in model order (mlcli.model.features names them
+    mlcli_<input index>_<column>_...; reshaping and one-hot layers are left out)."""
+    encoders: dict[str, list] = {column: [] for column in columns}
+    for layer in model.layers:
+        found = re.match(r"mlcli_(\d+)_", layer.name)
+        if found and int(found.group(1)) < len(columns) and type(layer).__name__ not in _STATELESS:
+            encoders[columns[int(found.group(1))]].append(layer)
+    return encoders
+
+
+_STATELESS = {"Flatten", "GlobalAveragePooling1D", "CategoryEncoding"}
+
+
+def _trainable_kind(layer) -> bool:
+    """An encoder layer whose weights are learned by gradient descent (an Embedding), not fitted."""
+    import keras  # deferred: imports TensorFlow
+
+    return isinstance(layer, keras.layers.Embedding)
+
+
+def _encoder_rows(encoders: dict[str, list]) -> list[dict]:
+    """The layer table's rows for the input block: one per encoder layer with weights."""
+    rows = []
+    for column, layers in encoders.items():
+        for layer in layers:
+            trained = layer.trainable and _trainable_kind(layer)
+            rows.append({"index": None, "name": f"{INPUT_SELECTOR}{column}", "layer": layer.name,
+                         "type": type(layer).__name__,
+                         "params": int(sum(np.prod(w.shape) for w in layer.weights)),
+                         "state": "trainable (unfrozen)" if trained else
+                         ("kept from the parent, frozen" if _trainable_kind(layer) else "kept from the parent")})
+    return rows
+
+
+def _input_block_text(trainable: list[str]) -> str:
+    if not trainable:
+        return "kept from the parent, frozen"
+    return "kept from the parent, frozen but " + ", ".join(INPUT_SELECTOR + c for c in trainable) + " (unfrozen)"
 
 
 def _freeze_note(path: Path, table: list[dict]) -> str:
@@ -170,9 +248,9 @@ def _model_notes(layers: list, normalize: list, typed: bool) -> list[str]:
 
     notes = []
     if typed:
-        notes.append("the typed input block is kept from the parent and frozen: its vocabularies, statistics and "
-                     "embeddings are the parent's, not refitted on this data (selectors reaching an encoder, "
-                     "input:<column>, are not supported yet)")
+        notes.append("the typed input block is kept from the parent: its vocabularies and statistics are the "
+                     "parent's, not refitted on this data, and its embeddings stay frozen unless finetune.unfreeze "
+                     "names their column (input:<column>)")
     elif any(in_input_block(layer) for layer in normalize):
         notes.append("the image input block is kept from the parent: images are decoded and resized as this run's "
                      "data.image says, then scaled to [0, 1] inside the model as the parent was")

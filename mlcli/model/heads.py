@@ -8,6 +8,7 @@ nothing from mlcli.config at run time: mlcli.config.checks imports it.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence, TypeVar
@@ -33,6 +34,38 @@ def apply_head(layers: Sequence[Layer], replace: int, new: Sequence[Layer]) -> l
 
 
 # ---- selectors: an index (negative from the end), an exact name, or a glob -----------------------
+# ... or input:<column>, a typed model's encoder of that input column (mlcli.model.features).
+
+INPUT_SELECTOR = "input:"
+
+
+def input_column(selector: int | str) -> str | None:
+    """The column an input:<column> selector names; None for a selector of the body's layers."""
+    if isinstance(selector, str) and selector.startswith(INPUT_SELECTOR):
+        return selector[len(INPUT_SELECTOR):]
+    return None
+
+
+def select_inputs(columns: Sequence[str] | None, selectors: Sequence[int | str], where: tuple,
+                  loaded: LoadedConfig) -> list[str]:
+    """The input columns that input:<column> selectors pick, each once, in selector order. `columns`:
+    the model's typed input columns, None for a model without a typed input block. A column that is
+    not an input is a config error at `where` saying which are (and the closest one)."""
+    chosen: list[str] = []
+    for position, selector in enumerate(selectors):
+        column = input_column(selector)
+        if column is None:
+            continue
+        if columns is None:
+            raise ConfigError(loaded.problem(
+                where + (position,), f"selector {selector!r} reaches a typed feature's encoder, but this model has no "
+                "typed input block (its input is one matrix of numbers) — select layers by index, name or glob"))
+        if column not in columns:
+            raise ConfigError(loaded.problem(where + (position,), unknown_input(selector, columns)))
+        if column not in chosen:
+            chosen.append(column)
+    return chosen
+
 
 def matching_indices(names: Sequence[str], selector: int | str) -> list[int]:
     """Indices of the layers one selector picks; a glob is tried only when no name matches exactly."""
@@ -44,14 +77,26 @@ def matching_indices(names: Sequence[str], selector: int | str) -> list[int]:
     return matched
 
 
+def unknown_input(selector: str, columns: Sequence[str]) -> str:
+    """What is wrong with input:<column> naming a column that is not an input (did you mean...)."""
+    column = input_column(selector)
+    close = difflib.get_close_matches(column, list(columns), n=1)
+    hint = f"; did you mean {INPUT_SELECTOR}{close[0]}?" if close else ""
+    return f"selector {selector!r}: {column!r} is not an input column of the model — its input columns are " \
+           f"{', '.join(columns)}{hint}"
+
+
 def select_layers(layers: Sequence[tuple[str, str]], selectors: Sequence[int | str], where: tuple,
                   loaded: LoadedConfig) -> list[int]:
     """Indices matched by selectors, each once, in selector order. `layers`: (name, type) pairs.
 
-    A selector that matches nothing is a config error at `where` listing every layer."""
+    A selector that matches nothing is a config error at `where` listing every layer. input:<column>
+    selectors are select_inputs's, skipped here."""
     names = [name for name, _ in layers]
     chosen: list[int] = []
     for position, selector in enumerate(selectors):
+        if input_column(selector) is not None:
+            continue
         matched = matching_indices(names, selector)
         if not matched:
             listing = "; ".join(f"{i}: {name} ({type_name})" for i, (name, type_name) in enumerate(layers))

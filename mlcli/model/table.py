@@ -73,13 +73,12 @@ def parameter_counts(model) -> dict[str, int]:
 
 
 def display_rows(table: list[dict], normalize: list, normalization: int, has_head: bool,
-                 typed: bool = False) -> list[dict]:
-    """A finetune run's table as shown: the kept normalization (or typed input block) first, then each
-    layer with its state."""
+                 typed: bool = False, encoders: list[dict] = ()) -> list[dict]:
+    """A finetune run's table as shown: the kept normalization (or the typed input block's encoders,
+    input:<column>, those with weights) first, then each layer with its state."""
     rows = []
     if typed:
-        rows.append({"index": None, "name": "input block", "type": "typed features", "params": normalization,
-                     "state": "kept from the parent, frozen"})
+        rows += [{**row, "type": f"{row['type']} ({row['layer']})"} for row in encoders]
     elif normalize:
         rows.append({"index": None, "name": NORMALIZE_LAYER, "type": "Normalization", "params": normalization,
                      "state": "kept from the parent"})

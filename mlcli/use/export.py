@@ -1,6 +1,10 @@
 """`mlcli export`: a checkpoint as a SavedModel, TFLite or ONNX artifact that takes raw features
 (the normalization is inside the model), checked against model.keras before it is put in place.
 
+A typed model (mlcli.model.features) takes one named input per column: a SavedModel takes text
+columns as tf.string and dates as ISO text; TFLite and ONNX take numbers and dates (four parts) only —
+a model that looks text up is exit 2 naming the columns (see refuse_text_columns).
+
 Order: every usage problem (the format's optional packages, the output path, CKPT) is reported
 before TensorFlow is imported. The artifact is then written under a temporary name beside PATH,
 loaded back with its own runtime and run on rows of the run's data; only when it computes what
@@ -29,7 +33,9 @@ from mlcli.checkpoint.checkpoint import Checkpoint, open_checkpoint
 from mlcli.checkpoint.load import load_model
 from mlcli.data.inputs import InputReader
 from mlcli.data.sources import sha256
+from mlcli.data.typed_values import row_count, take_rows
 from mlcli.errors import DataError, UsageError, os_refusal, write_error
+from mlcli.model.features import input_name
 from mlcli.model.normalize import NORMALIZE_LAYER
 from mlcli.run import files
 from mlcli.runtime import import_tensorflow
@@ -69,21 +75,20 @@ def export(checkpoint: Path, fmt: str, output: Path, *, tolerance: float = TOLER
     signature_path = check_output(fmt, output)
     ckpt = open_checkpoint(checkpoint)
     if ckpt.typed is not None:
-        kinds = ", ".join(f"{f['name']} ({f['type']})" for f in ckpt.typed if f.get("type") != "numeric")
-        kinds = kinds or "numbers that may be missing"
-        raise UsageError(f"--format {fmt}: {ckpt.model_path} takes typed columns ({kinds}), and exporting a typed "
-                         "model is not supported yet, in any format",
-                         hint="use model.keras itself (keras.saving.load_model takes a dict of raw columns) or "
-                              "mlcli predict")
+        refuse_text_columns(fmt, ckpt)
     notes = list(ckpt.notes)
-
 
     import_tensorflow()
     model, ckpt = load_model(ckpt, unsafe=unsafe)
     x, rows_from = data_rows(ckpt, PARITY_ROWS, notes)
+    if x is None and ckpt.typed is not None:
+        raise UsageError(f"--format {fmt}: the export check runs {ckpt.model_path} on rows of its run's data, and "
+                         "there are none to read", hint="export from the run directory, with its data in place")
     if x is None:
         x, rows_from = synthetic_rows(model, PARITY_ROWS)
-    reference = np.asarray(model(x, training=False)).reshape(len(x), -1)
+    reference = np.asarray(model(x, training=False)).reshape(row_count(x), -1)
+    dates = iso_date_inputs(ckpt) if fmt == "savedmodel" else []
+    exported_x = x if ckpt.typed is None else typed_inputs(ckpt, x, dates)
 
     subject = f"--output {output}"
     with files.writing(subject):
@@ -92,7 +97,7 @@ def export(checkpoint: Path, fmt: str, output: Path, *, tolerance: float = TOLER
     try:
         artifact = staging / output.name
         try:
-            facts = formats.write(fmt, model, artifact, verbose)
+            facts = formats.write(fmt, model, artifact, verbose, [input_name(c) for c in dates])
         except Exception as exc:  # the converter's own error: this model does not fit the format
             refused = os_refusal(exc)
             if refused is not None:  # a full disk while the converter writes is not the converter's fault
@@ -103,9 +108,9 @@ def export(checkpoint: Path, fmt: str, output: Path, *, tolerance: float = TOLER
                 f"{text[0] if text else ''} — nothing was written",
                 hint="--verbose shows the converter's log (MLCLI_DEBUG=1 the traceback); another --format may fit",
             ) from exc
-        ran = formats.run(fmt, artifact, x, verbose)
+        ran = formats.run(fmt, artifact, exported_x, verbose)
         parity = compare(fmt, reference, ran.outputs, tolerance, rows_from)
-        signature = build_signature(fmt, output, ckpt, model, ran, parity, facts)
+        signature = build_signature(fmt, output, ckpt, model, ran, parity, facts, dates)
         with files.writing(subject):
             # signature.json is written in the staging folder too: only renames, which need no space,
             # put the pair in place, so a full disk never leaves an artifact without its signature.
@@ -119,6 +124,45 @@ def export(checkpoint: Path, fmt: str, output: Path, *, tolerance: float = TOLER
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(fmt, output, signature_path, signature, notes)
+
+
+# ---- typed models (mlcli.model.features): a named input per column ------------------------------
+
+_TEXT_TYPES = ("categorical", "binary", "text")
+
+
+def refuse_text_columns(fmt: str, ckpt: Checkpoint) -> None:
+    """TFLite's builtin runtime and onnxruntime have no string lookups (StringLookup, TextVectorization
+    convert only to TensorFlow ops: a Flex delegate, an unsupported HashTableV2): exit 2 naming the
+    columns; numbers and dates only (Normalization, a median fill, a was-missing column) convert."""
+    if fmt == "savedmodel":
+        return
+    columns = [f for f in ckpt.typed if f.get("type") in _TEXT_TYPES]
+    if columns:
+        named = ", ".join(f"{f['name']} ({f['type']})" for f in columns)
+        runtime = "TFLite's builtin ops" if fmt == "tflite" else "onnxruntime"
+        raise UsageError(f"--format {fmt}: {ckpt.model_path} looks up text columns inside the model — {named} — "
+                         f"with TensorFlow string ops that {runtime} cannot run",
+                         hint="--format savedmodel takes them (a tf.string input per column); numbers and dates "
+                              f"only would export to {fmt}")
+
+
+def iso_date_inputs(ckpt: Checkpoint) -> list[str]:
+    """The date columns the SavedModel takes as ISO text: those without a format: (whose parts it
+    cannot parse in the graph: it takes their four parts)."""
+    return [f["name"] for f in ckpt.typed if f.get("type") == "date" and not (f.get("options") or {}).get("format")]
+
+
+def typed_inputs(ckpt: Checkpoint, x: dict, dates: list[str]) -> dict:
+    """The artifact's inputs for the parity rows: by the model's input names, each date in `dates` as
+    the ISO text of its parts (a missing one "")."""
+    out = {}
+    for name, values in x.items():
+        if name in dates:
+            values = np.asarray(["" if np.isnan(row[0]) else "%04d-%02d-%02d" % tuple(int(v) for v in row[:3])
+                                 for row in values], dtype=object).reshape(-1, 1)
+        out[input_name(name)] = values
+    return out
 
 
 def check_output(fmt: str, output: Path) -> Path:
@@ -164,7 +208,7 @@ def data_rows(ckpt: Checkpoint, count: int, notes: list[str]) -> tuple[np.ndarra
         return _image_rows(ckpt, role, spec, count, notes)
     try:
         reader = InputReader(spec, role, features=ckpt.features, input_shape=ckpt.input_shape, labels=None,
-                             batch_rows=count)
+                             batch_rows=count, typed=ckpt.typed)
         batch = next(iter(reader.batches()), None)
     except DataError as exc:
         notes.append(f"the run's {role} cannot be read ({exc.message.splitlines()[0]}); the export check uses "
@@ -172,8 +216,11 @@ def data_rows(ckpt: Checkpoint, count: int, notes: list[str]) -> tuple[np.ndarra
         return None, None
     if batch is None:
         return None, None
-    x = batch.x[:count].astype(np.float32)
-    return x, f"the first {len(x)} rows of {role} ({spec})"
+    if isinstance(batch.x, dict):  # typed: raw columns as the model takes them
+        x = take_rows(batch.x, slice(0, count))
+    else:
+        x = batch.x[:count].astype(np.float32)
+    return x, f"the first {row_count(x)} rows of {role} ({spec})"
 
 
 def _image_rows(ckpt: Checkpoint, role: str, spec: str, count: int, notes: list[str]):
@@ -239,7 +286,8 @@ def compare(fmt: str, reference: np.ndarray, outputs: np.ndarray, tolerance: flo
             "rule": "|exported - keras| <= tolerance * max(1, |keras|)"}
 
 
-def build_signature(fmt: str, output: Path, ckpt: Checkpoint, model, ran, parity: dict, facts: dict) -> dict:
+def build_signature(fmt: str, output: Path, ckpt: Checkpoint, model, ran, parity: dict, facts: dict,
+                    dates: list[str] = ()) -> dict:
     units = int(np.prod(model.output_shape[1:]))
     if ckpt.task == "classification":
         kind = "logits" if ckpt.from_logits() else "probabilities"
@@ -259,7 +307,7 @@ def build_signature(fmt: str, output: Path, ckpt: Checkpoint, model, ran, parity
         "checkpoint": {"path": str(ckpt.model_path), "sha256": sha256(Path(ckpt.model_path)),
                        "run_dir": str(ckpt.run_dir) if ckpt.run_dir else None},
         "task": ckpt.task,
-        "input": _input_facts(ckpt, model, ran),
+        "input": _typed_input(ckpt, dates) if ckpt.typed is not None else _input_facts(ckpt, model, ran),
         "output": {
             "name": ran.output_name, "dtype": "float32", "shape": [None, units], "meaning": meaning,
             "classes": ckpt.classes if ckpt.task == "classification" else None,
@@ -286,6 +334,26 @@ def _input_facts(ckpt: Checkpoint, model, ran) -> dict:
         facts["preprocessing"] = ("none: the normalization is inside the model; pass raw feature values in training "
                                   "order (a .keras file records no column names)")
     return facts
+
+
+def _typed_input(ckpt: Checkpoint, dates: list[str]) -> dict:
+    """A typed model's inputs: one per column, by name."""
+    columns = []
+    for feature in ckpt.typed:
+        kind = feature["type"]
+        if kind in _TEXT_TYPES or feature["name"] in dates:
+            dtype, shape = "string", [None, 1]
+            takes = "ISO date text (2024-01-31), \"\" when missing" if kind == "date" else \
+                "the value as text, \"\" when missing"
+        elif kind == "date":
+            dtype, shape, takes = "float32", [None, 4], "year, month, day, day of week (Monday 0); NaN when missing"
+        else:
+            dtype, shape, takes = "float32", [None, 1], "the number; NaN when missing"
+        columns.append({"column": feature["name"], "name": input_name(feature["name"]), "type": kind,
+                        "dtype": dtype, "shape": shape, "takes": takes})
+    return {"columns": columns,
+            "preprocessing": "none: vocabularies, statistics and missing-value fills are inside the model; pass raw "
+                             "column values, one named input per column"}
 
 
 def _replace_directory(new: Path, output: Path) -> None:

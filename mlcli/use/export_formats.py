@@ -107,10 +107,14 @@ def quiet_converters(verbose: bool):
 
 # ---- writing ---------------------------------------------------------------------------------
 
-def write(fmt: str, model, path: Path, verbose: bool = False) -> dict:
+def write(fmt: str, model, path: Path, verbose: bool = False, date_inputs: list[str] = ()) -> dict:
     """Write `model` as `fmt` at `path` (a new directory for savedmodel, a file otherwise).
-    Returns facts for signature.json (the ONNX opset)."""
+    Returns facts for signature.json (the ONNX opset). `date_inputs`: a typed model's date inputs that
+    the SavedModel takes as ISO date text (parsed inside it) instead of their four parts."""
     with quiet_converters(verbose):
+        if fmt == "savedmodel" and date_inputs:
+            _write_savedmodel_with_dates(model, path, list(date_inputs))
+            return {}
         if fmt == "savedmodel":
             model.export(str(path), format="tf_saved_model", verbose=False)
             return {}
@@ -118,6 +122,51 @@ def write(fmt: str, model, path: Path, verbose: bool = False) -> dict:
             model.export(str(path), format="litert", verbose=False)
             return {}
         return _write_onnx(model, path)
+
+
+def _write_savedmodel_with_dates(model, path: Path, date_inputs: list[str]) -> None:
+    """A typed model's SavedModel whose serving signature takes each date input as text (rows, 1):
+    an ISO date (2024-01-31, a time after it ignored; "" when missing), turned into the year, month,
+    day and day of week the model takes — the parts mlcli.data.typed_values computes."""
+    import tensorflow as tf  # deferred: imports TensorFlow
+    from keras.export import ExportArchive  # deferred: imports TensorFlow
+
+    specs = {}
+    for tensor in model.inputs:
+        name = tensor.name
+        if name in date_inputs:
+            specs[name] = tf.TensorSpec((None, 1), tf.string, name=name)
+        else:
+            specs[name] = tf.TensorSpec(tuple(tensor.shape), tensor.dtype, name=name)
+
+    def serve(inputs):
+        converted = {name: date_parts(tf, value) if name in date_inputs else value for name, value in inputs.items()}
+        return model(converted, training=False)
+
+    archive = ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(SERVING_SIGNATURE, serve, input_signature=[specs])
+    archive.write_out(str(path), verbose=False)
+
+
+def date_parts(tf, text):
+    """ISO date text (rows, 1) -> float32 (rows, 4): year, month, day, day of week (Monday 0); a row
+    without a date (blank) is NaN, as mlcli.data.typed_values reads a missing date."""
+    text = tf.strings.strip(text[:, 0])
+    present = tf.strings.length(text) >= 10
+    text = tf.where(present, text, tf.fill(tf.shape(text), "2000-01-01"))
+
+    def part(start, length):
+        return tf.strings.to_number(tf.strings.substr(text, start, length), tf.int32)
+
+    year, month, day = part(0, 4), part(5, 2), part(8, 2)
+    # Sakamoto's method: 0 is Sunday; Python's weekday() (and Arrow's day_of_week) make Monday 0
+    offsets = tf.constant([0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4], tf.int32)
+    shifted = year - tf.cast(month < 3, tf.int32)
+    sunday_first = (shifted + shifted // 4 - shifted // 100 + shifted // 400 + tf.gather(offsets, month - 1) + day) % 7
+    weekday = (sunday_first + 6) % 7
+    parts = tf.cast(tf.stack([year, month, day, weekday], axis=1), tf.float32)
+    return tf.where(present[:, None], parts, tf.fill(tf.shape(parts), float("nan")))
 
 
 def _write_onnx(model, path: Path) -> dict:
@@ -146,8 +195,8 @@ def _write_onnx(model, path: Path) -> dict:
 
 # ---- running ---------------------------------------------------------------------------------
 
-def run(fmt: str, path: Path, x: np.ndarray, verbose: bool = False) -> Ran:
-    """Load the artifact with its own runtime and run it on `x`."""
+def run(fmt: str, path: Path, x, verbose: bool = False) -> Ran:
+    """Load the artifact with its own runtime and run it on `x` (a typed model's: {input name: values})."""
     with quiet_converters(verbose):
         if fmt == "savedmodel":
             return _run_savedmodel(path, x)
@@ -156,13 +205,17 @@ def run(fmt: str, path: Path, x: np.ndarray, verbose: bool = False) -> Ran:
         return _run_onnx(path, x)
 
 
-def _run_savedmodel(path: Path, x: np.ndarray) -> Ran:
+def _run_savedmodel(path: Path, x) -> Ran:
     import tensorflow as tf  # deferred: imports TensorFlow
 
     loaded = tf.saved_model.load(str(path))
     serve = loaded.signatures[SERVING_SIGNATURE]
-    (input_name,) = serve.structured_input_signature[1].keys()
-    result = serve(**{input_name: tf.constant(x)})
+    if isinstance(x, dict):
+        input_name = ", ".join(serve.structured_input_signature[1])
+        result = serve(**{name: tf.constant(values) for name, values in x.items()})
+    else:
+        (input_name,) = serve.structured_input_signature[1].keys()
+        result = serve(**{input_name: tf.constant(x)})
     (output_name,) = result.keys()
     return Ran(np.asarray(result[output_name]), input_name, output_name, f"tensorflow {tf.__version__}")
 
@@ -180,8 +233,13 @@ def _tflite_interpreter(path: Path):
         return tf.lite.Interpreter(model_path=str(path)), f"tensorflow.lite {tf.__version__}"
 
 
-def _run_tflite(path: Path, x: np.ndarray) -> Ran:
+def _run_tflite(path: Path, x) -> Ran:
     interpreter, name = _tflite_interpreter(path)
+    if isinstance(x, dict):  # several named inputs: through the serving signature
+        runner = interpreter.get_signature_runner(SERVING_SIGNATURE)
+        result = runner(**{key: values.astype(np.float32) for key, values in x.items()})
+        (output_name,) = result.keys()
+        return Ran(np.array(result[output_name]), ", ".join(x), output_name, name)
     (source,) = interpreter.get_input_details()
     interpreter.resize_tensor_input(source["index"], list(x.shape))  # the batch dimension is dynamic
     interpreter.allocate_tensors()
@@ -192,11 +250,18 @@ def _run_tflite(path: Path, x: np.ndarray) -> Ran:
     return Ran(outputs, source["name"], target["name"], name)
 
 
-def _run_onnx(path: Path, x: np.ndarray) -> Ran:
+def _run_onnx(path: Path, x) -> Ran:
     import onnxruntime  # deferred: imports onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inputs, outputs = session.get_inputs(), session.get_outputs()
+    if isinstance(x, dict):
+        names = sorted(i.name for i in inputs)
+        if names != sorted(x):
+            raise ExportCheckFailed(f"the ONNX graph takes inputs {', '.join(names)}, not the model's columns "
+                                    f"{', '.join(x)} — the artifact was not written")
+        (result,) = session.run([outputs[0].name], {key: values.astype(np.float32) for key, values in x.items()})
+        return Ran(np.asarray(result), ", ".join(x), outputs[0].name, f"onnxruntime {onnxruntime.__version__}")
     if len(inputs) != 1:
         names = ", ".join(i.name for i in inputs)
         raise ExportCheckFailed(f"the ONNX graph takes {len(inputs)} inputs ({names}) instead of the features "

@@ -35,6 +35,10 @@ def prepare_data(config: Config, vocabulary: list | None = None, plans: list[Fea
     stream, why = should_stream(config)
     if not stream:
         return prepare(config, vocabulary, plans, typed)
+    if config.data.fold is not None:
+        raise ConfigError(ConfigProblem("data.fold", "cross-validation folds (--folds) are not supported with "
+                                        "data.stream yet" + (f" — {why}" if why else ""), f"data.train: {config.data.train}"),
+                          hint="set data.stream: false to load the table into memory")
     # data.stream: true with declared types is refused by the config checks; here data.stream: auto
     # chose to stream a large file, or a setting only the typed path follows is on.
     if plans is not None or config.data.feature_specs() or config.data.missing not in ("auto", "error"):

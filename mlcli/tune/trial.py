@@ -150,4 +150,4 @@ def _clear_keras() -> None:
 
     keras = sys.modules.get("keras")
     if keras is not None:
-        keras.backend.clear_session()
+        keras.backend.clear_session(free_memory=False)  # Python's own GC frees the rest; a full gc.collect costs ~1 s a trial

@@ -143,6 +143,35 @@ def test_a_sweep_writes_its_directory_is_reproducible_and_continues(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_pruner_stops_a_trial_from_its_per_epoch_values(tmp_path):
+    # grid (seed 1): trial 0 takes 0.05, trial 1 takes 1e-6, whose second-epoch val_accuracy is far under
+    # trial 0's: the median pruner stops it there (epochs count from 1; the first is never judged).
+    config = tmp_path / "prune.yaml"
+    config.write_text(SWEEP.replace("epochs: 1", "epochs: 3").replace("trials: 3", "trials: 2")
+                      .replace("sampler: random", "sampler: grid\n  seed: 1").replace("pruner: none", "pruner: median")
+                      .replace("optimizer.learning_rate: {loguniform: [1.0e-3, 1.0e-1]}",
+                               "optimizer.learning_rate: {choice: [0.05, 1.0e-6]}")
+                      .replace("    model.layers.0.units: {choice: [4, 8, 16]}\n", ""))
+    sweep = tmp_path / "s"
+    ran = run_cli("tune", config, "--output", sweep)
+    assert ran.exit_code == 0, ran
+    rows = leaderboard(sweep)
+    assert [(r["optimizer.learning_rate"], r["state"], r["reason"]) for r in rows] == [
+        ("0.05", "complete", ""), ("1e-06", "pruned", "pruned after epoch 2")]
+    # The pruned trial's run stopped after its second epoch; its leaderboard value is the last one reported.
+    history = list(csv.DictReader(open(sweep / "trials" / "0001" / "history.csv")))
+    assert len(history) == 2
+    assert float(rows[1]["val_accuracy"]) == pytest.approx(float(history[-1]["val_accuracy"]))
+    # Every epoch of trial 0 was reported to the study.
+    import sqlite3
+
+    reported = sqlite3.connect(sweep / "study.db").execute(
+        "select count(*) from trial_intermediate_values v join trials t on t.trial_id = v.trial_id "
+        "where t.number = 0").fetchone()[0]
+    assert reported == 3
+
+
+@pytest.mark.slow
 def test_a_sweep_whose_every_trial_fails_says_why_and_exits_with_their_code(tmp_path):
     config = tmp_path / "diverge.yaml"
     config.write_text(SWEEP.replace("trials: 3", "trials: 2").replace(

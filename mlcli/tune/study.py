@@ -41,16 +41,19 @@ def open_study(tune: TuneConfig, sweep_dir: Path, name: str, epochs: int):
         raise
 
 
-def make_sampler(tune: TuneConfig, seed: int):
+def make_sampler(tune: TuneConfig, seed: int, base_seed: int):
     """A fresh sampler seeded with `seed`. The sweep makes one before each new trial, seeded with the
     sweep's seed plus the number of trials so far: the n-th trial's parameters depend only on the seed
-    and the trials before it — the same in a fresh sweep, a resumed one, or a rerun."""
+    and the trials before it — the same in a fresh sweep, a resumed one, or a rerun. `base_seed`: the
+    sweep's seed itself."""
     import optuna  # deferred: only a sweep needs Optuna
 
     if tune.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if tune.sampler == "grid":
-        return optuna.samplers.GridSampler({k: grid_values(s) for k, s in tune.space.items()}, seed=seed)
+        # The grid's order is shuffled once by the seed, and trial n takes the n-th point: the sweep's own
+        # seed (not seed + n), so that every fresh sampler shuffles alike and no point is visited twice.
+        return optuna.samplers.GridSampler({k: grid_values(s) for k, s in tune.space.items()}, seed=base_seed)
     # A few random trials first, then TPE: a quarter of the sweep, between 2 and Optuna's 10.
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, tune.trials // 4)))
 
@@ -62,8 +65,9 @@ def make_pruner(tune: TuneConfig, epochs: int):
         return optuna.pruners.NopPruner()
     if tune.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1))
-    # Compare from the second epoch on, once a few trials have finished (a first epoch says little).
-    return optuna.pruners.MedianPruner(n_startup_trials=max(1, min(5, tune.trials // 4)), n_warmup_steps=1)
+    # Epochs count from 1: compare from the second epoch on (a first epoch says little), once a few trials
+    # have finished.
+    return optuna.pruners.MedianPruner(n_startup_trials=max(1, min(5, tune.trials // 4)), n_warmup_steps=2)
 
 
 def suggest(trial, space: dict[str, SpaceSpec]) -> dict[str, Any]:

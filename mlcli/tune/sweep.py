@@ -150,7 +150,7 @@ def _next_trial(loaded: LoadedConfig, study, total: int):
     if count >= total:
         return None
     seed = tune.seed if tune.seed is not None else loaded.config.seed
-    study.sampler = studies.make_sampler(tune, seed + count)
+    study.sampler = studies.make_sampler(tune, seed + count, seed)
     trial = study.ask()
     trial.set_user_attr("worker", _me())
     return trial, studies.suggest(trial, tune.space), False

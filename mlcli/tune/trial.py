@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextvars
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from mlcli.errors import ConfigError, Diverged, Interrupted, MlcliError, first_l
 from mlcli.run import files
 from mlcli.run.history import read_history
 from mlcli.run.manifest import read_manifest
+from mlcli.runtime import import_tensorflow
 from mlcli.settings import Settings, active_settings, use_settings
 from mlcli.tune.space import trial_config
 
@@ -43,8 +45,6 @@ class Outcome:
 def pruning_reporter(trial, metric: str):
     """A Keras callback reporting `metric` at each epoch end to the trial, and stopping the run when the
     pruner says so (the run then ends as a shorter, completed run; the study records the trial pruned)."""
-    from mlcli.runtime import import_tensorflow
-
     import_tensorflow()  # quietly, before Keras imports it with its start-up noise
     import keras  # deferred: a trial's callback is a Keras object
 
@@ -113,6 +113,9 @@ def run_trial(sweep: LoadedConfig, study, trial, params: dict[str, Any], sweep_d
             trial.set_user_attr(key, value)
     state = {"complete": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
              "fail": optuna.trial.TrialState.FAIL}[outcome.state]
+    # The sampler is made afresh before each new trial (mlcli.tune.sweep); the one told here must not act on
+    # the outcome: GridSampler.after_trial calls study.stop() on the last point, which raises outside optimize().
+    study.sampler = optuna.samplers.RandomSampler(seed=0)
     study.tell(trial, outcome.value if outcome.state == "complete" else None, state=state)
     return outcome
 
@@ -146,8 +149,6 @@ def _train_seconds(run_dir: Path) -> float:
 
 def _clear_keras() -> None:
     """Each trial builds a new model: free the previous one's graph state in this process."""
-    import sys
-
     keras = sys.modules.get("keras")
     if keras is not None:
         keras.backend.clear_session(free_memory=False)  # Python's own GC frees the rest; a full gc.collect costs ~1 s a trial

@@ -62,21 +62,42 @@ def tune(
         raise UsageError(f"--output {sweep_dir}: exists and is not a directory", hint="choose another --output")
     total = sweep.total_trials(loaded)
 
-    def report(outcome, adopted):
+    def line(outcome, adopted):  # one plain line per finished trial
         sweep.echo(outcome, adopted, total, loaded.config.tune.metric)
 
     if worker:
-        sweep.work(loaded, sweep_dir, report)
+        sweep.work(loaded, sweep_dir, line)
         return
+    report = line
+    live = None
+    if jobs == 1 and console.is_terminal() and not quiet:
+        # A terminal: a table of the trials, redrawn as each one finishes (workers of --jobs print lines).
+        from rich.live import Live  # deferred: only a terminal sees the table
+
+        finished: list[dict] = []
+        space = list(loaded.config.tune.space)
+
+        def redraw(outcome, adopted):
+            finished.append({"number": outcome.number, "state": outcome.state + (" (resumed)" if adopted else ""),
+                             "value": outcome.value, "params": outcome.params, "seconds": outcome.seconds})
+            live.update(sweep.outputs.trials_table(finished, space, loaded.config.tune.metric))
+
+        live = Live(sweep.outputs.trials_table([], space, loaded.config.tune.metric), console=console.stderr(),
+                    transient=False)
+        report = redraw
     del resume  # rerunning the same command continues the sweep; --resume says so explicitly
     args = [str(config), "--output", str(sweep_dir), *sum((["--set", s] for s in sets), [])]
     if quiet:
         args.append("--quiet")
     console.info(f"sweep {sweep_dir}: {total} trial(s) in total, {loaded.config.tune.sampler} sampler, "
                  f"{loaded.config.tune.pruner} pruner, {jobs} at once")
-    result = sweep.run_sweep(loaded, sweep_dir, jobs, sweep.python_worker_command(args), report)
-    if console.is_terminal():
-        sweep.outputs.show_table(result.rows, result.space, result.metric)
+    if live is not None:
+        with live:
+            result = sweep.run_sweep(loaded, sweep_dir, jobs, sweep.python_worker_command(args), report)
+    else:
+        result = sweep.run_sweep(loaded, sweep_dir, jobs, sweep.python_worker_command(args), report)
+        if console.is_terminal() and not quiet:
+            sweep.outputs.show_table(result.rows, result.space, result.metric)
     for note in result.notes:
         console.info(f"note: {note}")
     if result.status == "failed":

@@ -140,8 +140,8 @@ def _importance_png(importance: dict[str, float], metric: str) -> bytes:
     return _png(figure)
 
 
-def show_table(rows: list[dict], space: list[str], metric: str) -> None:
-    """The trials as a Rich table on stderr (a terminal's closing view of the sweep)."""
+def trials_table(rows: list[dict], space: list[str], metric: str):
+    """The trials as a Rich table (on a terminal: updated live as trials finish, and shown at the end)."""
     from rich.table import Table  # deferred: only a terminal sees the table
 
     table = Table(title="trials")
@@ -151,7 +151,11 @@ def show_table(rows: list[dict], space: list[str], metric: str) -> None:
         value = "" if row["value"] is None else f"{row['value']:.4g}"
         table.add_row(str(row["number"]), row["state"], *(_short(row["params"].get(k)) for k in space), value,
                       "" if row["seconds"] is None else f"{row['seconds']:.1f}")
-    console.show(table)
+    return table
+
+
+def show_table(rows: list[dict], space: list[str], metric: str) -> None:
+    console.show(trials_table(rows, space, metric))
 
 
 def _short(value: Any) -> str:

@@ -34,7 +34,7 @@ from mlcli.settings import Settings, active_settings, use_settings
 
 
 @contextlib.contextmanager
-def _sigterm_interrupts():
+def sigterm_interrupts():
     """SIGTERM before training starts (loading data, importing TensorFlow) ends like Ctrl-C: exit 130.
     During training, the run's own handler takes over and saves state first."""
 
@@ -71,7 +71,7 @@ def run_training(
             overrides.append(f"{key}={value}")
             flags[f"--set {key}={value}"] = f"{flag} {value}"
 
-    with _sigterm_interrupts():
+    with sigterm_interrupts():
         try:
             if folds is not None:
                 # deferred: cross-validation loads the config and the training stage

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import List, Optional
 
@@ -20,6 +21,7 @@ from mlcli.cli.options import (
     set_option,
     verbose_option,
 )
+from mlcli.cli.train import sigterm_interrupts
 from mlcli.errors import UsageError
 from mlcli.settings import Settings, use_settings
 
@@ -91,13 +93,12 @@ def tune(
         args.append("--quiet")
     console.info(f"sweep {sweep_dir}: {total} trial(s) in total, {loaded.config.tune.sampler} sampler, "
                  f"{loaded.config.tune.pruner} pruner, {jobs} at once")
-    if live is not None:
-        with live:
-            result = sweep.run_sweep(loaded, sweep_dir, jobs, sweep.python_worker_command(args), report)
-    else:
+    # SIGTERM between trials ends like Ctrl-C (exit 130); inside a trial, the run's own handler saves its state
+    # first, and the trial stays running in the study for the next `mlcli tune` to resume.
+    with sigterm_interrupts(), (live if live is not None else contextlib.nullcontext()):
         result = sweep.run_sweep(loaded, sweep_dir, jobs, sweep.python_worker_command(args), report)
-        if console.is_terminal() and not quiet:
-            sweep.outputs.show_table(result.rows, result.space, result.metric)
+    if live is None and console.is_terminal() and not quiet:
+        sweep.outputs.show_table(result.rows, result.space, result.metric)
     for note in result.notes:
         console.info(f"note: {note}")
     if result.status == "failed":

@@ -183,7 +183,8 @@ def run_sweep(loaded: LoadedConfig, sweep_dir: Path, jobs: int, worker_command: 
 def _run_workers(command: list[str], jobs: int) -> None:
     """J `mlcli tune --worker` processes on the same study; each prints its own trials' lines on stderr.
     Ctrl-C reaches them too (one process group): each leaves its trial to be resumed."""
-    workers = [subprocess.Popen(command) for _ in range(jobs)]
+    # stdout is the coordinator's (its --json document): a worker writes only to stderr.
+    workers = [subprocess.Popen(command, stdout=subprocess.DEVNULL) for _ in range(jobs)]
     codes = []
     try:
         codes = [w.wait() for w in workers]

@@ -61,17 +61,24 @@ def test_every_problem_of_the_space_at_once_with_file_and_line(tmp_path):
                                "    model.layers.5.units: {choice: [3]}\n"
                                "    training.batch_size: {int: [0, 64]}\n"
                                "    model.layers.1.rate: {choice: [0.5]}"))
+    text = config.read_text().splitlines()
+
+    def at(key: str) -> str:  # "FILE:LINE: KEY:" of the line that writes KEY
+        written = "metric" if key == "tune.metric" else key[len("tune.space."):]
+        line = next(i for i, t in enumerate(text, 1) if t.strip().startswith(written + ":"))
+        return f"{config}:{line}: {key}:"
+
     for command in (["tune", config, "--output", tmp_path / "s"], ["validate", config]):
         ran = run_cli(*command)
         assert ran.exit_code == 2, ran
         err = ran.stderr
-        assert f"{config}:16: tune.metric: 'val_acuracy' is not reported" in err and "val_accuracy" in err
-        assert f"{config}:21: tune.space.optimizer.learning_rate: loguniform has no grid" in err
-        assert f"{config}:22: tune.space.model.layers.0.units: " in err and "-8" in err
-        assert f"{config}:23: tune.space.optimizer.learnig_rate: " in err and "did you mean 'learning_rate'" in err
-        assert f"{config}:24: tune.space.model.layers.5.units: index 5 is out of range" in err
-        assert f"{config}:25: tune.space.training.batch_size: got 0" in err
-        assert f"{config}:26: tune.space.model.layers.1.rate: " in err and "no argument 'rate'" in err
+        assert f"{at('tune.metric')} 'val_acuracy' is not reported" in err and "val_accuracy" in err
+        assert f"{at('tune.space.optimizer.learning_rate')} loguniform has no grid" in err
+        assert at("tune.space.model.layers.0.units") in err and "-8" in err
+        assert at("tune.space.optimizer.learnig_rate") in err and "did you mean 'learning_rate'" in err
+        assert f"{at('tune.space.model.layers.5.units')} index 5 is out of range" in err
+        assert f"{at('tune.space.training.batch_size')} got 0" in err
+        assert at("tune.space.model.layers.1.rate") in err and "no argument 'rate'" in err
         assert "Traceback" not in err
     assert not (tmp_path / "s").exists()  # refused before the sweep directory was made
 

@@ -148,6 +148,17 @@ def markdown(r: dict) -> str:
             row("6", (f"training FLOP/s (6 x {u['trainable_parameters']:,} params x samples/s), "
                       f"batch {batch}, of the {peak / 1e9:.0f} GFLOP/s matmul peak"), share(m), share(b), share(tuned),
                 f"{m['fraction'] / b['fraction']:.2f}x", f"{m['fraction'] / tuned['fraction']:.2f}x")
+    if "tune" in r:
+        tu = r["tune"]
+        m, k = tu["median"]["mlcli"], tu["median"]["keras_tuner"]
+        row("7", f"sweep overhead per trial beyond its training time (digits, {tu['trials']} trials x {tu['epochs']} "
+                 "epochs, medians over trials of 3 seeds)", _s(tu["median_overhead_seconds_per_trial"]),
+            ratio=f"training {_s(tu['median_train_seconds_per_trial'])} a trial")
+        row("7", f"sweep wall time, whole process: `mlcli tune` vs KerasTuner RandomSearch, same space, "
+                 f"{tu['trials']} trials x {tu['epochs']} epochs (median of {tu['seeds']} seeds)", _s(m["seconds"]),
+            f"KerasTuner {_s(k['seconds'])}", ratio=f"{tu['wall_ratio_mlcli_to_keras_tuner']:.2f}x the time")
+        row("7", "sweep best val_accuracy (best epoch), median of seeds", _pct(m["best_value"]),
+            f"KerasTuner {_pct(k['best_value'])}", ratio=_points(m["best_value"] - k["best_value"]))
     lines = ["| # | measure | mlcli | baseline | tuned baseline | ratio | ratio to tuned | target | met |",
              "|---|---|---|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]

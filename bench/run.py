@@ -13,7 +13,8 @@ shared machine slows them alike. Writes bench/results.json (every run's raw numb
     python bench/run.py [--rounds 3] [--rounds-256 5] [--startup-rounds 7] [--seed-rounds 7]
                         [--loading-rounds 7] [--only NAME ...] [--no-readme]
 
-Benchmarks: startup, seed, throughput, loading, predict, utilisation (needs throughput), images.
+Benchmarks: startup, seed, throughput, loading, predict, utilisation (needs throughput), images, tune
+(bench/tune_overhead.py: mlcli tune's overhead per trial, and mlcli tune against KerasTuner's RandomSearch).
 The generated data sets are cached in bench/results/data/ (gitignored).
 """
 
@@ -34,6 +35,7 @@ sys.path.insert(1, str(Path(__file__).absolute().parent.parent))  # mlcli, when 
 
 import common
 import report
+import tune_overhead
 from common import REPO, WORK, median, run
 
 PYTHON = sys.executable
@@ -416,12 +418,15 @@ def main() -> None:
     parser.add_argument("--seed-rounds", type=int, default=7)
     parser.add_argument("--loading-rounds", type=int, default=7)
     parser.add_argument("--only", nargs="+", choices=["startup", "seed", "throughput", "loading", "predict",
-                                                      "utilisation", "images"])
+                                                      "utilisation", "images", "tune"])
+    parser.add_argument("--tune-seeds", type=int, default=3, help="seeds per side of the sweep comparison")
     parser.add_argument("--no-readme", action="store_true", help="do not write the table into README.md")
     args = parser.parse_args()
-    if min(args.rounds, args.rounds_256, args.startup_rounds, args.seed_rounds, args.loading_rounds) < 3:
+    if min(args.rounds, args.rounds_256, args.startup_rounds, args.seed_rounds, args.loading_rounds,
+           args.tune_seeds) < 3:
         parser.error("every figure is a median of at least three runs: rounds must be >= 3")
-    wanted = set(args.only or ["startup", "seed", "throughput", "loading", "predict", "utilisation", "images"])
+    everything = {"startup", "seed", "throughput", "loading", "predict", "utilisation", "images", "tune"}
+    wanted = set(args.only or everything)
 
     started = time.perf_counter()
     results: dict = {"machine": machine(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -448,6 +453,9 @@ def main() -> None:
     if "images" in wanted:
         log("images")
         results["images"] = bench_images(args.rounds)
+    if "tune" in wanted:
+        log("tune")
+        results["tune"] = tune_overhead.bench_tune(args.tune_seeds)
     results["seconds"] = time.perf_counter() - started
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
 
@@ -455,10 +463,10 @@ def main() -> None:
     table = report.markdown(results)
     (REPO / "bench" / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     (REPO / "bench" / "results.md").write_text(table)
-    if not args.no_readme and wanted == {"startup", "seed", "throughput", "loading", "predict", "utilisation",
-                                         "images"}:
+    if not args.no_readme and wanted == everything:
         report.update_readme(REPO / "README.md", table)
     shutil.rmtree(WORK / "runs", ignore_errors=True)
+    shutil.rmtree(WORK / "tune", ignore_errors=True)
     print(table)
     log(f"done in {results['seconds'] / 60:.1f} min; wrote bench/results.json and bench/results.md")
 

@@ -34,7 +34,7 @@ from mlcli.settings import Settings, active_settings, use_settings
 
 
 @contextlib.contextmanager
-def _sigterm_interrupts():
+def sigterm_interrupts():
     """SIGTERM before training starts (loading data, importing TensorFlow) ends like Ctrl-C: exit 130.
     During training, the run's own handler takes over and saves state first."""
 
@@ -56,6 +56,7 @@ def run_training(
     kind: str, config: Optional[Path], parent: Optional[Path], output: Optional[Path], sets: list[str],
     resume: bool, force: bool, device: Optional[str], seed: Optional[int], json_: bool,
     fail_under: list[str] | None, fail_over: list[str] | None, progress_every: float | None = None,
+    folds: int | None = None,
 ) -> None:
     """train and finetune after their settings are active: plan, run, render, then the gates.
     `progress_every`: --progress-every, seconds between progress lines inside long epochs."""
@@ -70,8 +71,24 @@ def run_training(
             overrides.append(f"{key}={value}")
             flags[f"--set {key}={value}"] = f"{flag} {value}"
 
-    with _sigterm_interrupts():
+    with sigterm_interrupts():
         try:
+            if folds is not None:
+                # deferred: cross-validation loads the config and the training stage
+                from mlcli.tune.folds import run_folds
+
+                def one_fold(fold_dir, fold_overrides, fold_resume):
+                    return _plan_and_run(kind, config, parent, fold_dir, fold_overrides, fold_resume, force, under,
+                                         over, False, progress_every)
+
+                result = run_folds(one_fold, config, output, overrides, folds, resume, force)
+                if json_:
+                    console.data_json(result.document())
+                console.info(f"cross-validation, {folds} folds: " + ", ".join(
+                    f"{name} {result.mean[name]:.4g} ± {result.std[name]:.2g}" for name in result.mean)
+                    + f" — {result.cv_dir / 'cv.json'}")
+                check_gates(result.mean, under, over)
+                return
             result = _plan_and_run(kind, config, parent, output, overrides, resume, force, under, over, json_,
                                    progress_every)
         except ConfigError as exc:
@@ -119,8 +136,13 @@ def train(
     fail_under: Optional[List[str]] = fail_under_option(),
     fail_over: Optional[List[str]] = fail_over_option(),
     progress_every: Optional[float] = progress_every_option(),
+    folds: Optional[int] = typer.Option(
+        None, "--folds", metavar="K", show_default=False,
+        help="K-fold cross-validation: runs DIR/fold-1..K (stratified for classification) and DIR/cv.json; "
+             "gates apply to the folds' mean.",
+    ),
 ) -> None:
     """Train a model from a YAML config into a self-describing run directory."""
     use_settings(Settings(quiet=quiet, json=json_, verbose=verbose))
     run_training("train", config, None, output, set_ or [], resume, force, device, seed, json_, fail_under, fail_over,
-                 progress_every)
+                 progress_every, folds)

@@ -33,7 +33,12 @@ def validate(
     use_settings(Settings(json=json_))
     try:
         loaded = load_config(config, set_ or [])
-        check_config(loaded)
+        if loaded.config.tune is not None:  # a sweep's config: its space is tried on the config too
+            from mlcli.tune.space import check_tune  # deferred: only a config with a tune: section needs it
+
+            check_tune(loaded)
+        else:
+            check_config(loaded)
         summary = None
         if deep:
             # deferred: builds the model, which imports TensorFlow

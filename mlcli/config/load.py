@@ -132,7 +132,7 @@ def _absolute(value: Any, directory: Path) -> Any:
 
 def default_dict() -> dict:
     """The schema's defaults as plain data (data.train has none: it is required)."""
-    defaults = Config(data=DataConfig(train="-")).model_dump(mode="json", exclude={"extends", "name"})
+    defaults = Config(data=DataConfig(train="-")).model_dump(mode="json", exclude={"extends", "name", "tune"})
     # No data defaults here: the schema fills them, and a config without a data section is then
     # reported as exactly that rather than as a missing data.train.
     del defaults["data"]
@@ -148,7 +148,14 @@ def validate(data: Any, positions: Positions) -> Config:
 
 def to_dict(config: Config) -> dict:
     """The fully resolved config as plain data: what config.yaml holds and `validate --print` shows."""
-    return config.model_dump(mode="json", exclude={"extends"})
+    # The sections only some runs have (tune:, data.fold) are left out when absent, so that every other
+    # run's config.yaml and config hash stay what they were before those keys existed.
+    exclude: dict = {"extends": True}
+    if config.tune is None:
+        exclude["tune"] = True
+    if config.data.fold is None:
+        exclude["data"] = {"fold"}
+    return config.model_dump(mode="json", exclude=exclude)
 
 
 def config_hash(config: Config) -> str:

@@ -8,11 +8,12 @@ passed to Keras and checked by `validate --deep` and by train.
 
 from __future__ import annotations
 
+import builtins
 import math
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 # The patterns below are written in the subset of regex syntax that Python and JSON Schema (ECMA 262)
@@ -240,6 +241,13 @@ class ImageConfig(_Section):
     )
 
 
+class FoldConfig(_Section):
+    """One fold of `mlcli train --folds K`: the run's validation split is this fold of the training rows."""
+
+    index: int = Field(ge=1, description="Which fold (1..of) is held out as this run's validation split.")
+    of: int = Field(ge=2, description="How many folds the training rows are cut into (stratified for classification).")
+
+
 class DataConfig(_Section):
     """Where the data comes from and how it is prepared."""
 
@@ -304,6 +312,10 @@ class DataConfig(_Section):
         default_factory=list,
         description="Image data: Keras augmentation layers applied in training only, e.g. [{type: RandomFlip, "
         "mode: horizontal}, {type: RandomRotation, factor: 0.1}].",
+    )
+    fold: Union[FoldConfig, None] = Field(
+        None, description="Written by `mlcli train --folds K` into each fold's run: {index: i, of: K} — the "
+        "validation split is the i-th of K folds of data.train (seeded) instead of a fraction.",
     )
 
     @field_validator("validation", mode="before")
@@ -551,6 +563,85 @@ def _names_in_items(schema: dict) -> None:
     schema["items"].update(_pattern(_NAME))  # a string item is a Keras name (a mapping is checked by its `type`)
 
 
+class SpaceSpec(_Section):
+    """One search-space entry of tune.space: exactly one of loguniform, uniform, int, choice."""
+
+    loguniform: Union[Annotated[list[float], Field(min_length=2, max_length=2)], None] = Field(
+        None, description="[low, high], both > 0: sampled evenly on a log scale (learning rates).")
+    uniform: Union[Annotated[list[float], Field(min_length=2, max_length=2)], None] = Field(
+        None, description="[low, high]: a float sampled evenly.")
+    int: Union[Annotated[list[builtins.int], Field(min_length=2, max_length=2)], None] = Field(
+        None, description="[low, high]: an integer from low to high, both included.")
+    step: Union[Annotated[builtins.int, Field(ge=1)], None] = Field(None, description="int: the step between values (default 1).")
+    choice: Union[Annotated[list[Union[bool, builtins.int, float, str, None]], Field(min_length=1)], None] = Field(
+        None, description="One of these values (numbers, strings, true/false, null).")
+
+    def kind(self) -> str:
+        return next(k for k in ("loguniform", "uniform", "int", "choice") if getattr(self, k) is not None)
+
+    def values(self) -> list:
+        """Every value worth checking against the config: the bounds, or each choice."""
+        return list(getattr(self, self.kind()))
+
+    @field_validator("loguniform", "uniform", mode="before")
+    @classmethod
+    def _floats(cls, value: Any) -> Any:
+        # YAML `[0, 1]` is two integers: a float range takes them as floats.
+        if isinstance(value, list):
+            return [float(v) if isinstance(v, builtins.int) and not isinstance(v, bool) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "SpaceSpec":
+        kinds = [k for k in ("loguniform", "uniform", "int", "choice") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise _reject(f"{'has ' + ' and '.join(kinds) if kinds else 'is empty'} — expected exactly one of "
+                          "loguniform: [low, high], uniform: [low, high], int: [low, high], choice: [...]")
+        kind = kinds[0]
+        if self.step is not None and kind != "int":
+            raise _reject("step is for int ranges only")
+        if kind != "choice":
+            low, high = getattr(self, kind)
+            if not low < high:
+                raise _reject(f"{kind}: [{low}, {high}] — expected low < high")
+            if kind == "loguniform" and low <= 0:
+                raise _reject(f"loguniform: [{low}, {high}] — both bounds must be > 0 (a log scale)")
+        elif len({repr(v) for v in self.choice}) != len(self.choice):
+            raise _reject("lists a value twice — name each choice once")
+        return self
+
+
+class TuneConfig(_Section):
+    """Read by `mlcli tune`: the metric, the trials and the search space of a sweep (Optuna)."""
+
+    metric: str = Field("val_loss", description="The metric every trial is judged by: any metric the run "
+                        "reports during training (loss, val_accuracy, ...).")
+    direction: Literal["auto", "maximize", "minimize"] = Field(
+        "auto", description="auto: minimize for losses and errors (loss, mse, mae, ...), maximize otherwise.")
+    trials: int = Field(20, ge=1, description="Trials in total (a resumed sweep counts the ones it has).")
+    sampler: Literal["tpe", "random", "grid"] = Field(
+        "tpe", description="tpe (Optuna's default Bayesian sampler) | random | grid (choice and int spaces only).")
+    pruner: Literal["median", "hyperband", "none"] = Field(
+        "median", description="Stops unpromising trials early from their per-epoch values of the metric.")
+    space: dict[str, SpaceSpec] = Field(
+        default_factory=dict,
+        description="Dotted config keys, as --set writes them, each with {loguniform|uniform|int: [low, high]} "
+        "or {choice: [...]}.")
+    storage: Union[str, None] = Field(
+        None, description="An Optuna storage URL (sqlite:///..., postgresql://...); null: the sweep's study.db. "
+        "Several `mlcli tune` processes on one storage share one study.")
+    seed: Union[Annotated[int, Field(ge=0, le=SEED_MAX)], None] = Field(
+        None, description="Seeds the sampler; null: the config's seed. Same seed, same sampled parameters.")
+
+    @field_validator("space")
+    @classmethod
+    def _space(cls, value: dict) -> dict:
+        if not value:
+            raise _reject("is empty — expected dotted config keys, e.g. optimizer.learning_rate: "
+                          "{loguniform: [1.0e-4, 1.0e-1]}")
+        return value
+
+
 class Config(_Section):
     """A whole mlcli config."""
 
@@ -579,6 +670,7 @@ class Config(_Section):
                                      description="The training run: epochs, batch size, early stopping, checkpoints.")
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig, description="Read by `mlcli finetune`.")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Device, precision, distribution.")
+    tune: Union[TuneConfig, None] = Field(None, description="Read by `mlcli tune`: a hyperparameter sweep.")
 
     @field_validator("name")
     @classmethod

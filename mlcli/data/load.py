@@ -39,6 +39,10 @@ def prepare_data(config: Config, vocabulary: list | None = None, plans: list[Fea
     stream, why = should_stream(config)
     if not stream:
         return prepare(config, vocabulary, plans, typed)
+    if config.data.fold is not None:
+        raise ConfigError(ConfigProblem("data.fold", "cross-validation folds (--folds) are not supported with "
+                                        "data.stream yet" + (f" — {why}" if why else ""), f"data.train: {config.data.train}"),
+                          hint="set data.stream: false to load the table into memory")
     if config.data.missing_label != "error":
         raise ConfigError(ConfigProblem("data.missing_label", "drop is not supported with data.stream yet",
                                         f"data.train: {config.data.train}"),

@@ -25,7 +25,7 @@ from mlcli.data.labels import (
 )
 from mlcli.data.split import Split
 from mlcli.data.stream import StreamSplit
-from mlcli.errors import ConfigError, ConfigProblem, DataError
+from mlcli.errors import ConfigError, ConfigProblem, DataError, UsageError
 
 
 @dataclass
@@ -68,6 +68,30 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     mask = np.zeros(len(labels), dtype=bool)
     mask[np.concatenate(held) if held else []] = True
     return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+
+def fold_split(labels: np.ndarray | None, rows: int, index: int, of: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation) of fold `index` (1..of) of `of` folds, seeded: every row is held out by
+    exactly one fold. With labels (classification) each class is dealt round the folds in turn, so every
+    fold holds its share of every class (stratified); K above the smallest class's rows is exit 2."""
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(rows, dtype=np.int64)
+    if labels is None:
+        fold_of[rng.permutation(rows)] = np.arange(rows) % of
+    else:
+        values, counts = np.unique(labels, return_counts=True)
+        if counts.min() < of:
+            smallest = values[int(np.argmin(counts))]
+            raise UsageError(f"--folds {of}: class {smallest.item() if hasattr(smallest, 'item') else smallest!r} "
+                             f"has only {int(counts.min())} training row(s), fewer than the {of} folds — every "
+                             "fold needs a row of every class",
+                             hint=f"use --folds {int(counts.min())} or fewer")
+        offset = 0
+        for value in values:
+            members = rng.permutation(np.flatnonzero(labels == value))
+            fold_of[members] = (np.arange(len(members)) + offset) % of  # the next class starts where this one ended
+            offset += len(members)
+    return np.flatnonzero(fold_of != index - 1), np.flatnonzero(fold_of == index - 1)
 
 
 def random_split(rows: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,6 +152,9 @@ def validation_split(config: Config, task: str, train: Frame) -> tuple[np.ndarra
     run's own config to get back exactly the rows the run was validated on.
     """
     fraction = config.data.validation
+    if config.data.fold is not None:  # mlcli train --folds K: this run holds out one of the K folds
+        return fold_split(train.y if task == "classification" else None, train.rows, config.data.fold.index,
+                          config.data.fold.of, config.seed)
     if task == "classification":
         keep, held = stratified_split(train.y, fraction, config.seed)
     else:

@@ -61,7 +61,7 @@ def fit(request: TrainRequest, model, prepared, encoding: str, batch: int, progr
     )
     progress_bar = cb.Progress(epochs, steps, first_step, every=request.progress_every)
     summaries = cb.EpochSummaries(run_dir / files.LOGS)
-    callbacks = [guard, interrupt] + ([early] if early is not None else []) + [keeper, summaries, progress_bar]
+    callbacks = [guard, interrupt] + ([early] if early is not None else []) + [keeper, summaries, progress_bar] + list(request.callbacks)
     val_ds = None
     if prepared.validation is not None:
         val_ds = evaluation_dataset(prepared.validation, batch_size=evaluation_batch_size(batch), encoding=encoding,

@@ -21,6 +21,7 @@ class TrainRequest:
     replace: bool = False  # --force: remove the old run in run_dir once this one is ready to write
     epochs_before: int | None = None  # resume raising training.epochs: the epochs the run was started with
     progress_every: float | None = None  # --progress-every: seconds between progress lines inside an epoch
+    callbacks: list = field(default_factory=list)  # more Keras callbacks (a sweep's pruning reporter)
 
 
 @dataclass

@@ -169,7 +169,8 @@ def finished_result(run_dir: Path):
     )
 
 
-def execute(plan: RunPlan, command: list[str], *, unsafe: bool = False, progress_every: float | None = None):
+def execute(plan: RunPlan, command: list[str], *, unsafe: bool = False, progress_every: float | None = None,
+            callbacks: list | None = None):
     """Run the plan. `unsafe` (--unsafe) lets Keras run code stored in a finetune parent's file;
     `progress_every` (--progress-every): seconds between progress lines inside long epochs."""
     make_model = None
@@ -178,5 +179,5 @@ def execute(plan: RunPlan, command: list[str], *, unsafe: bool = False, progress
         make_model = model_from_parent(plan.parent, unsafe=unsafe)
     request = TrainRequest(plan.loaded, plan.run_dir, command, resume=plan.resume, make_model=make_model,
                            parent=plan.parent, replace=plan.replace, epochs_before=plan.epochs_before,
-                           progress_every=progress_every)
+                           progress_every=progress_every, callbacks=list(callbacks or []))
     return run_training(request)

@@ -499,6 +499,30 @@ def test_a_lost_worker_stops_the_others_and_the_restarted_cluster_ends_as_if_nev
         assert np.array_equal(mine, expected), name  # exact: the resume restores every bit
 
 
+@pytest.mark.slow
+@pytest.mark.multiworker
+def test_resuming_on_replicas_that_cannot_split_the_global_batch_is_exit_2_on_every_worker(tmp_path):
+    """A run trained in one process with a global batch of 33 rows, stopped after its first epoch, then
+    resumed on two workers: 33 rows do not split in two, so the chief refuses, and so does worker 1."""
+    run = tmp_path / "run"
+    args = ["train", REPO / "configs" / "tiny.yaml", "--output", run, "--set", "training.batch_size=33"]
+    stopped = run_process(*args, "--quiet", env={"MLCLI_TEST_KILL_AT": "state-before-progress:2"})
+    assert stopped.returncode == -signal.SIGKILL and saved_point(run) == {"epochs_completed": 1, "step": 0}
+    ports = _free_ports(2)
+    workers = [_worker([*args, "--resume"], _tf_config(ports, i), tmp_path) for i in range(2)]
+    errors = [w.communicate(timeout=600)[1] for w in workers]
+    refusal = (f"{run} was trained with a global batch of 33 rows on 1 replica; a resumed run keeps its global "
+               "batch, and 2 replicas cannot split 33 rows evenly")
+    assert workers[0].returncode == 2 and f"usage error: {refusal}" in errors[0], errors[0]
+    assert workers[1].returncode == 2 and f"usage error: the chief refused to continue the run: {refusal}" \
+        in errors[1], errors[1]
+    for err in errors:
+        assert "hint: resume it on a number of replicas that divides 33 (1, 3, 11, 33), or start a new run" in err
+        _no_traceback(err)
+    assert json.loads((run / "run.json").read_text())["status"] == "running"  # as the kill left it: untouched
+    assert saved_point(run) == {"epochs_completed": 1, "step": 0}
+
+
 @pytest.mark.parametrize("tf_config, message", [
     ("{not json", "TF_CONFIG is not valid JSON"),
     ('{"cluster": {"worker": ["localhost:1"]}}', 'TF_CONFIG needs a "cluster" object and a "task" object'),

@@ -540,9 +540,9 @@ class RuntimeConfig(_Section):
     )
     peer_timeout: int = Field(
         30, ge=5,
-        description="multi_worker: seconds without a heartbeat (or an answer in a collective step) after which a "
-        "worker counts as lost: every other worker then stops (exit 4) and the run is resumed by starting every "
-        "worker again with --resume. Longer than a step and a save take; 5 at least, as heartbeats go every few "
+        description="multi_worker: seconds without a heartbeat after which a worker counts as lost: every other "
+        "worker then stops (exit 4), and starting every worker again with --resume continues the run. Heartbeats "
+        "go from a background thread, so a long step or save is not silence; 5 at least, as they go every few "
         "seconds.",
     )
 

@@ -57,7 +57,8 @@ def kept_batch(run_dir: Path, saved: dict | None, replicas: int, batch: int) -> 
     if kept % replicas:
         fits = [n for n in range(1, kept + 1) if kept % n == 0]
         raise UsageError(
-            f"{run_dir} was trained with a global batch of {kept} rows on {before} replicas{workers}; a resumed "
+            f"{run_dir} was trained with a global batch of {kept} rows on {before} replica{'s' * (before != 1)}"
+            f"{workers}; a resumed "
             f"run keeps its global batch, and {replicas} replicas cannot split {kept} rows evenly",
             hint=f"resume it on a number of replicas that divides {kept} ({', '.join(map(str, fits[:10]))}), "
                  "or start a new run",

@@ -39,7 +39,8 @@ def evaluate(
     ),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Rows per forward pass."),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE",
-                                        help="Also write the confusion matrix as a PNG (classification)."),
+                                        help="Also write a PNG: the confusion matrix (classification), or "
+                                             "predicted versus actual (regression)."),
     json_: bool = json_option(),
     quiet: bool = quiet_option(),
     verbose: bool = verbose_option(),

@@ -265,6 +265,13 @@ class DataConfig(_Section):
         "standard",
         description="Fitted on the training split only and saved inside the model, so predict applies it too.",
     )
+    label_transform: Literal["none", "standard", "log"] = Field(
+        "none",
+        description="Regression targets: train on (y - mean) / std of the training split (standard) or on "
+        "log(1 + y) (log; every target must be >= 0), undone inside the model, so predictions, evaluate's "
+        "metrics (mae, rmse, r2) and exported models are in the original units; the loss is on the "
+        "transformed scale. Use standard for targets in the thousands or millions.",
+    )
     shuffle: bool = Field(True, description="Reshuffle the training rows every epoch (seeded).")
     stream: Union[bool, Literal["auto"]] = Field(
         "auto",

@@ -42,6 +42,10 @@ def prepare_data(config: Config, vocabulary: list | None = None, plans: list[Fea
                                         "dropping values, or a typed parent model) are not supported with data.stream "
                                         "yet" + (f" — {why}" if why else ""), f"data.train: {config.data.train}"),
                           hint="set data.stream: false to load the table into memory")
+    if config.data.label_transform != "none":
+        raise ConfigError(ConfigProblem("data.label_transform", "is not supported with data.stream yet"
+                                        + (f" — {why}" if why else ""), f"data.train: {config.data.train}"),
+                          hint="set data.stream: false to load the table into memory")
     if config.data.missing_label != "error":
         raise ConfigError(ConfigProblem("data.missing_label", "drop is not supported with data.stream yet",
                                         f"data.train: {config.data.train}"),

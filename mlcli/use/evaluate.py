@@ -1,4 +1,5 @@
-"""`mlcli evaluate`: Keras's own metrics for a checkpoint, plus a confusion matrix and per-class scores.
+"""`mlcli evaluate`: Keras's own metrics for a checkpoint, plus a confusion matrix and per-class scores
+(classification) or rmse and r2 (regression).
 
 Everything comes from the run's files: the loss and metrics (compiled from its config.yaml, so the
 names are the ones training logged), the label vocabulary, the feature names, and the data when
@@ -29,8 +30,14 @@ from mlcli.errors import DataError, UsageError
 from mlcli.run.diverged import restart_hint
 from mlcli.run.files import check_writable_folder
 from mlcli.use.inference import Inference, default_batch_size
-from mlcli.use.plots import write_confusion
-from mlcli.use.scores import confusion_matrix, macro_average, per_class
+from mlcli.use.plots import write_confusion, write_predicted_vs_actual
+from mlcli.use.scores import (
+    confusion_matrix,
+    macro_average,
+    per_class,
+    regression_score_names,
+    regression_scores,
+)
 
 
 @dataclass
@@ -71,7 +78,7 @@ class _Data:
 
 def check_gate_names(ckpt: Checkpoint, gates: list[str]) -> None:
     """An unknown gate metric is exit 2, before any data is read or TensorFlow started."""
-    names = ckpt.metric_names()
+    names = ckpt.metric_names() + (regression_score_names(ckpt.labels or []) if ckpt.task == "regression" else [])
     unknown = [g for g in gates if g not in names]
     if unknown:
         raise UsageError(
@@ -180,14 +187,18 @@ def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: 
         if plot is not None:
             write_confusion(plot, result.confusion, ckpt.classes, f"{chosen.description}")
             result.notes.append(f"confusion matrix written to {plot}")
+    else:  # rmse and r2 from the same forward pass as predict's, in the target's own units
+        predicted = Inference(model, ckpt, batch).outputs(split.x)
+        metrics.update(regression_scores(split.y, predicted, ckpt.labels or []))
+        if plot is not None:
+            write_predicted_vs_actual(plot, split.y, predicted, ckpt.labels or [], f"{chosen.description}")
+            result.notes.append(f"predicted versus actual written to {plot}")
     return result
 
 
 def check_plot_path(plot: Path, ckpt: Checkpoint) -> None:
-    """--plot FILE: a .png for a classifier, in a folder that exists and can be written — checked before
-    any work."""
-    if ckpt.task != "classification":
-        raise UsageError(f"--plot {plot}: a confusion matrix needs a classification model; this one is regression")
+    """--plot FILE: a .png (a classifier's confusion matrix, a regression's predicted versus actual), in a
+    folder that exists and can be written — checked before any work."""
     if plot.suffix.lower() != ".png":
         raise UsageError(f"--plot {plot}: expected a .png file name")
     if not plot.parent.is_dir():

@@ -48,6 +48,7 @@ class Checkpoint:
     notes: tuple[str, ...] = ()
     input_shape: tuple[int, ...] | None = None  # per row, from the archive (so inputs are checked before TF)
     typed: list[dict] | None = None  # typed features' records (run.json's features), in input order; None: plain
+    facts_threshold: dict | None = None  # standalone: the F1-best threshold mlcli.json recorded (binary)
 
     @property
     def input_known(self) -> bool:
@@ -72,6 +73,12 @@ class Checkpoint:
         """The layers as the user declared them: no input layer, no mlcli normalization."""
         return archive.declared_layers(self.architecture)
 
+
+    @property
+    def best_threshold(self) -> float | None:
+        """A binary classifier's F1-best threshold on its validation split, recorded by training."""
+        recorded = self.manifest.get("threshold") if self.run_dir is not None else self.facts_threshold
+        return recorded.get("best") if isinstance(recorded, dict) else None
 
     @property
     def from_finetune(self) -> bool:
@@ -209,7 +216,7 @@ def _standalone_checkpoint(model_path: Path, architecture: dict) -> Checkpoint:
         return Checkpoint(
             model_path, None, architecture, facts["task"], feature_names(facts["features"]), list(facts["labels"]),
             facts["classes"], compile_config=compile_config, input_shape=shape,
-            typed=typed_features(facts["features"]),
+            typed=typed_features(facts["features"]), facts_threshold=facts.get("threshold"),
             notes=(f"{model_path} is not inside a run directory: its input columns and labels come from the "
                    f"{archive.ARCHIVE_FACTS} mlcli saved inside it",),
         )

@@ -38,6 +38,7 @@ from mlcli.use.scores import (
     regression_score_names,
     regression_scores,
 )
+from mlcli.use.threshold import resolve_threshold
 
 
 @dataclass
@@ -53,6 +54,7 @@ class EvalResult:
     per_class: list[dict] | None = None
     notes: list[str] = field(default_factory=list)
     only_classes: list | None = None  # the run's data.classes filter, when it chose the rows evaluated
+    threshold: float | None = None  # --threshold: a binary classifier's decision
 
     def document(self) -> dict:
         """The --json document: docs/contract.md §1's keys, then the classification details."""
@@ -60,6 +62,8 @@ class EvalResult:
                "metrics": self.metrics, "source": self.source, "task": self.task}
         if self.only_classes is not None:
             doc["data_classes"] = self.only_classes
+        if self.threshold is not None:
+            doc["threshold"] = self.threshold
         if self.task == "classification":
             doc["classes"] = self.classes
             doc["confusion_matrix"] = self.confusion.tolist()
@@ -133,12 +137,16 @@ def _diverged_note(ckpt: Checkpoint) -> list[str]:
 
 
 def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: list[str],
-             plot: Path | None = None, *, labels: list[str] | None = None, unsafe: bool = False) -> EvalResult:
+             plot: Path | None = None, *, labels: list[str] | None = None, unsafe: bool = False,
+             threshold: float | str | None = None) -> EvalResult:
     """`labels` (--label) name the label column(s) of `data`; `unsafe` (--unsafe) lets Keras run Python
-    code stored in the model file."""
+    code stored in the model file; `threshold` (--threshold, a number or `best`) decides a binary
+    classifier's class, and so its accuracy and confusion matrix (mlcli.use.threshold)."""
     ckpt = open_checkpoint(checkpoint)
     if labels:
         ckpt = with_label_columns(ckpt, labels, data)
+    if ckpt.classes is not None or ckpt.task != "classification":  # known before TensorFlow starts
+        resolve_threshold(threshold, ckpt)
     check_gate_names(ckpt, gates)
     if plot is not None:
         check_plot_path(plot, ckpt)
@@ -179,10 +187,15 @@ def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: 
     result = EvalResult(str(ckpt.model_path), chosen.description, chosen.source, split.rows, metrics, ckpt.task,
                         notes=notes, only_classes=chosen.only_classes)
     if ckpt.task == "classification":
-        inference = Inference(model, ckpt, batch)
+        result.threshold = resolve_threshold(threshold, ckpt)
+        inference = Inference(model, ckpt, batch, result.threshold)
         predicted, _ = inference.decode(inference.outputs(split.x))
         result.classes = ckpt.classes
         result.confusion = confusion_matrix(split.y, predicted, len(ckpt.classes))
+        if result.threshold is not None and "accuracy" in metrics:  # Keras's accuracy decides at 0.5
+            metrics["accuracy"] = float(np.trace(result.confusion) / max(int(result.confusion.sum()), 1))
+            notes.append(f"classes decided at --threshold {result.threshold:g}: accuracy, the confusion matrix "
+                         f"and the per-class scores follow it ({ckpt.classes[1]!r} when its probability is above it)")
         result.per_class = per_class(result.confusion, ckpt.classes)
         if plot is not None:
             write_confusion(plot, result.confusion, ckpt.classes, f"{chosen.description}")

@@ -32,6 +32,7 @@ from mlcli.data.inputs import InputReader
 from mlcli.errors import DataError, UsageError
 from mlcli.run.files import check_writable_folder, writing
 from mlcli.use.inference import Inference, default_batch_size
+from mlcli.use.threshold import resolve_threshold
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 PARQUET_ROW_GROUP = 1 << 16
@@ -79,10 +80,13 @@ def prediction_columns(ckpt: Checkpoint, probabilities: bool) -> list[str]:
 
 
 def predict(checkpoint: Path, input_spec: str, output: Path | None, batch_size: int | None, keep: list[str],
-            probabilities: bool, *, unsafe: bool = False) -> PredictResult:
-    """`unsafe` (--unsafe) lets Keras run Python code stored in the model file."""
+            probabilities: bool, *, unsafe: bool = False, threshold: float | str | None = None) -> PredictResult:
+    """`unsafe` (--unsafe) lets Keras run Python code stored in the model file; `threshold` (--threshold, a
+    number or `best`) decides a binary classifier's class (mlcli.use.threshold)."""
     fmt = output_format(output)
     ckpt = open_checkpoint(checkpoint)
+    if ckpt.classes is not None or ckpt.task != "classification":  # known before TensorFlow starts
+        resolve_threshold(threshold, ckpt)
     keep = list(dict.fromkeys(keep))
     for note in ckpt.notes:
         console.info(note)
@@ -95,7 +99,7 @@ def predict(checkpoint: Path, input_spec: str, output: Path | None, batch_size: 
         ckpt = replace(ckpt, labels=[str(i) for i in range(units)])  # one prediction column per output
     reader = reader or _open_input(ckpt, input_spec, keep, probabilities)
     names = _output_names(ckpt, keep, probabilities)  # a standalone model's classes are known now
-    inference = Inference(model, ckpt, batch_size or default_batch_size(ckpt))
+    inference = Inference(model, ckpt, batch_size or default_batch_size(ckpt), resolve_threshold(threshold, ckpt))
     labels = _class_array(ckpt.classes, fmt) if ckpt.task == "classification" else None
     rows = 0
     kept_types = KeptTypes() if fmt != "csv" else None

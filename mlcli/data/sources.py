@@ -14,7 +14,8 @@ from pathlib import Path
 from mlcli.data import formats
 from mlcli.errors import DataError
 
-BUILTIN_SETS = {"digits": "classification", "diabetes": "regression", "churn": "classification"}
+BUILTIN_SETS = {"digits": "classification", "diabetes": "regression", "churn": "classification",
+                "penguins": "classification", "autompg": "regression"}
 
 
 @dataclass(frozen=True)

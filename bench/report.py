@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typed_tables import rows as typed_rows
+
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
@@ -43,6 +45,10 @@ def targets(r: dict) -> dict[str, dict]:
         check("predict_rate", p["rows_per_second_streaming"] >= 200_000, p["rows_per_second_streaming"],
               ">= 200,000 rows/s")
         check("predict_memory", p["memory_growth"] <= 0.15, p["memory_growth"], "1M-row peak within 15% of 100k-row")
+    if "typed_tables" in r:
+        for name, e in r["typed_tables"].items():
+            check(f"typed_time_{name}", e["time_ratio"] <= 1.3, e["time_ratio"],
+                  "<= 1.3x the epochs' time on pre-encoded numeric columns")
     return out
 
 
@@ -136,6 +142,11 @@ def markdown(r: dict) -> str:
             row("6", (f"training FLOP/s (6 x {u['trainable_parameters']:,} params x samples/s), "
                       f"batch {batch}, of the {peak / 1e9:.0f} GFLOP/s matmul peak"), share(m), share(b), share(tuned),
                 f"{m['fraction'] / b['fraction']:.2f}x", f"{m['fraction'] / tuned['fraction']:.2f}x")
+    if "typed_tables" in r:
+        for (measure, mine, theirs, ratio, target), name in zip(typed_rows(r["typed_tables"]),
+                                                                 [n for n in r["typed_tables"] for _ in range(3)]):
+            row("7", measure, mine, theirs, ratio=ratio, target=target,
+                met=_yes(f"typed_time_{name}", t) if target else "")
     lines = ["| # | measure | mlcli | baseline | tuned baseline | ratio | ratio to tuned | target | met |",
              "|---|---|---|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]

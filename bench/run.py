@@ -13,7 +13,9 @@ shared machine slows them alike. Writes bench/results.json (every run's raw numb
     python bench/run.py [--rounds 3] [--rounds-256 5] [--startup-rounds 7] [--seed-rounds 7]
                         [--loading-rounds 7] [--only NAME ...] [--no-readme]
 
-Benchmarks: startup, seed, throughput, loading, predict, utilisation (needs throughput).
+Benchmarks: startup, seed, throughput, loading, predict, utilisation (needs throughput), typed (real
+public tables with typed features against HistGradientBoosting, and typed vs pre-encoded training time:
+bench/typed_tables.py).
 The generated data sets are cached in bench/results/data/ (gitignored).
 """
 
@@ -34,6 +36,7 @@ sys.path.insert(1, str(Path(__file__).absolute().parent.parent))  # mlcli, when 
 
 import common
 import report
+import typed_tables
 from common import REPO, WORK, median, run
 
 PYTHON = sys.executable
@@ -359,12 +362,13 @@ def main() -> None:
     parser.add_argument("--seed-rounds", type=int, default=7)
     parser.add_argument("--loading-rounds", type=int, default=7)
     parser.add_argument("--only", nargs="+", choices=["startup", "seed", "throughput", "loading", "predict",
-                                                      "utilisation"])
+                                                      "utilisation", "typed"])
     parser.add_argument("--no-readme", action="store_true", help="do not write the table into README.md")
     args = parser.parse_args()
     if min(args.rounds, args.rounds_256, args.startup_rounds, args.seed_rounds, args.loading_rounds) < 3:
         parser.error("every figure is a median of at least three runs: rounds must be >= 3")
-    wanted = set(args.only or ["startup", "seed", "throughput", "loading", "predict", "utilisation"])
+    everything = {"startup", "seed", "throughput", "loading", "predict", "utilisation", "typed"}
+    wanted = set(args.only or everything)
 
     started = time.perf_counter()
     results: dict = {"machine": machine(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -388,6 +392,9 @@ def main() -> None:
     if "predict" in wanted:
         log("predict")
         results["predict"] = bench_predict(args.rounds, REPO / results["throughput"]["checkpoint"])
+    if "typed" in wanted:
+        log("typed tables")
+        results["typed_tables"] = typed_tables.bench_typed_tables(args.rounds)
     results["seconds"] = time.perf_counter() - started
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
 
@@ -395,7 +402,7 @@ def main() -> None:
     table = report.markdown(results)
     (REPO / "bench" / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     (REPO / "bench" / "results.md").write_text(table)
-    if not args.no_readme and wanted == {"startup", "seed", "throughput", "loading", "predict", "utilisation"}:
+    if not args.no_readme and wanted == everything:
         report.update_readme(REPO / "README.md", table)
     shutil.rmtree(WORK / "runs", ignore_errors=True)
     print(table)

@@ -250,3 +250,17 @@ def _metric_name(metric: Any) -> str:
 
         return str((metric.get("config") or {}).get("name") or snake_case(str(metric.get("class_name", ""))))
     return str(metric)
+
+
+def checkpoint_dialect(path: Path):
+    """The CSV dialect (data.csv) of the run CKPT belongs to; the default one for a standalone file or a
+    CKPT that cannot be opened (opening it again reports why)."""
+    from mlcli.data.formats.csv import Dialect  # deferred: only evaluate and predict read CSV for a CKPT
+
+    try:
+        model_path, run_dir = locate(path, "CKPT")
+        if run_dir is None or not has_manifest(run_dir):
+            return Dialect()
+        return Dialect.of(load_config(run_dir / files.CONFIG).config.data)
+    except Exception:  # noqa: BLE001 — open_checkpoint reports the problem in its own words
+        return Dialect()

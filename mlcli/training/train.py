@@ -13,6 +13,7 @@ from mlcli import console, runtime
 from mlcli.config import to_dict
 from mlcli.config.yamlio import dump_yaml
 from mlcli.data.feature_report import show_features
+from mlcli.data.formats.csv import Dialect, use_dialect
 from mlcli.data.labels import label_encoding
 from mlcli.data.load import prepare_data
 from mlcli.errors import ConfigError, Diverged, Interrupted, StorageError
@@ -43,6 +44,12 @@ from mlcli.training.request import TrainRequest, TrainResult, resume_command
 
 
 def run_training(request: TrainRequest) -> TrainResult:
+    """Every CSV file of the run is read in its data.csv dialect (mlcli.data.formats.csv)."""
+    with use_dialect(Dialect.of(request.loaded.config.data)):
+        return _run_training(request)
+
+
+def _run_training(request: TrainRequest) -> TrainResult:
     loaded = request.loaded
     too_many = runtime.cpu_count_problem(loaded.config.runtime.device)
     if too_many:

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mlcli.checkpoint.checkpoint import Checkpoint, open_checkpoint
+from mlcli.checkpoint.checkpoint import Checkpoint, checkpoint_dialect, open_checkpoint
 from mlcli.checkpoint.load import compile_for_evaluation, load_model
 from mlcli.data.feature_types import FeaturePlan
+from mlcli.data.formats.csv import use_dialect
 from mlcli.data.inputs import InputReader
 from mlcli.data.labels import class_indices, regression_targets
 from mlcli.data.pipeline import evaluation_dataset
@@ -136,7 +137,14 @@ def _diverged_note(ckpt: Checkpoint) -> list[str]:
             f"finite state, after epoch {ckpt.manifest.get('epochs_completed')}. {restart_hint(ckpt.run_dir)}"]
 
 
-def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: list[str],
+def evaluate(checkpoint: Path, *args, **kwargs):
+    """The run's CSV dialect (its config.yaml's data.csv; the default for a .keras file outside a run) for
+    every CSV it reads, then _evaluate."""
+    with use_dialect(checkpoint_dialect(checkpoint)):
+        return _evaluate(checkpoint, *args, **kwargs)
+
+
+def _evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: list[str],
              plot: Path | None = None, *, labels: list[str] | None = None, unsafe: bool = False,
              threshold: float | str | None = None) -> EvalResult:
     """`labels` (--label) name the label column(s) of `data`; `unsafe` (--unsafe) lets Keras run Python

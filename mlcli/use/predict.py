@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from mlcli import console
-from mlcli.checkpoint.checkpoint import Checkpoint, open_checkpoint
+from mlcli.checkpoint.checkpoint import Checkpoint, checkpoint_dialect, open_checkpoint
 from mlcli.checkpoint.load import load_model
 from mlcli.data.background import in_background, prefetch
+from mlcli.data.formats.csv import use_dialect
 from mlcli.data.inputs import InputReader
 from mlcli.errors import DataError, UsageError
 from mlcli.run.files import check_writable_folder, writing
@@ -79,7 +80,14 @@ def prediction_columns(ckpt: Checkpoint, probabilities: bool) -> list[str]:
     return [f"prediction_{name}" for name in ckpt.labels]
 
 
-def predict(checkpoint: Path, input_spec: str, output: Path | None, batch_size: int | None, keep: list[str],
+def predict(checkpoint: Path, *args, **kwargs):
+    """The run's CSV dialect (its config.yaml's data.csv; the default for a .keras file outside a run) for
+    every CSV it reads, then _predict."""
+    with use_dialect(checkpoint_dialect(checkpoint)):
+        return _predict(checkpoint, *args, **kwargs)
+
+
+def _predict(checkpoint: Path, input_spec: str, output: Path | None, batch_size: int | None, keep: list[str],
             probabilities: bool, *, unsafe: bool = False, threshold: float | str | None = None) -> PredictResult:
     """`unsafe` (--unsafe) lets Keras run Python code stored in the model file; `threshold` (--threshold, a
     number or `best`) decides a binary classifier's class (mlcli.use.threshold)."""

@@ -144,7 +144,7 @@ def markdown(r: dict) -> str:
                 f"{m['fraction'] / b['fraction']:.2f}x", f"{m['fraction'] / tuned['fraction']:.2f}x")
     if "typed_tables" in r:
         for (measure, mine, theirs, ratio, target), name in zip(typed_rows(r["typed_tables"]),
-                                                                 [n for n in r["typed_tables"] for _ in range(3)]):
+                                                                 [n for n in r["typed_tables"] for _ in range(4)]):
             row("7", measure, mine, theirs, ratio=ratio, target=target,
                 met=_yes(f"typed_time_{name}", t) if target else "")
     lines = ["| # | measure | mlcli | baseline | tuned baseline | ratio | ratio to tuned | target | met |",

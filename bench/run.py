@@ -13,8 +13,10 @@ shared machine slows them alike. Writes bench/results.json (every run's raw numb
     python bench/run.py [--rounds 3] [--rounds-256 5] [--startup-rounds 7] [--seed-rounds 7]
                         [--loading-rounds 7] [--only NAME ...] [--no-readme]
 
-Benchmarks: startup, seed, throughput, loading, predict, utilisation (needs throughput), images, tune
-(bench/tune_overhead.py: mlcli tune's overhead per trial, and mlcli tune against KerasTuner's RandomSearch).
+Benchmarks: startup, seed, throughput, loading, predict, utilisation (needs throughput), images, typed (real
+public tables with typed features against HistGradientBoosting, and typed vs pre-encoded training time:
+bench/typed_tables.py), tune (bench/tune_overhead.py: mlcli tune's overhead per trial, and mlcli tune against
+KerasTuner's RandomSearch).
 The generated data sets are cached in bench/results/data/ (gitignored).
 """
 
@@ -36,6 +38,7 @@ sys.path.insert(1, str(Path(__file__).absolute().parent.parent))  # mlcli, when 
 import common
 import report
 import tune_overhead
+import typed_tables
 from common import REPO, WORK, median, run
 
 PYTHON = sys.executable
@@ -418,14 +421,14 @@ def main() -> None:
     parser.add_argument("--seed-rounds", type=int, default=7)
     parser.add_argument("--loading-rounds", type=int, default=7)
     parser.add_argument("--only", nargs="+", choices=["startup", "seed", "throughput", "loading", "predict",
-                                                      "utilisation", "images", "tune"])
+                                                      "utilisation", "images", "typed", "tune"])
     parser.add_argument("--tune-seeds", type=int, default=3, help="seeds per side of the sweep comparison")
     parser.add_argument("--no-readme", action="store_true", help="do not write the table into README.md")
     args = parser.parse_args()
     if min(args.rounds, args.rounds_256, args.startup_rounds, args.seed_rounds, args.loading_rounds,
            args.tune_seeds) < 3:
         parser.error("every figure is a median of at least three runs: rounds must be >= 3")
-    everything = {"startup", "seed", "throughput", "loading", "predict", "utilisation", "images", "tune"}
+    everything = {"startup", "seed", "throughput", "loading", "predict", "utilisation", "images", "typed", "tune"}
     wanted = set(args.only or everything)
 
     started = time.perf_counter()
@@ -456,6 +459,9 @@ def main() -> None:
     if "tune" in wanted:
         log("tune")
         results["tune"] = tune_overhead.bench_tune(args.tune_seeds)
+    if "typed" in wanted:
+        log("typed tables")
+        results["typed_tables"] = typed_tables.bench_typed_tables(args.rounds)
     results["seconds"] = time.perf_counter() - started
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
 

@@ -162,7 +162,7 @@ def test_per_class_numbers_match_a_hand_count(digits, tmp_path):
 def test_regression_reports_keras_metrics_and_no_matrix(tmp_path_factory):
     run = trained("diabetes", tmp_path_factory)
     doc = _json(run)
-    assert list(doc["metrics"]) == ["loss", "mae"]
+    assert list(doc["metrics"]) == ["loss", "mae", "rmse", "r2"]  # rmse and r2 computed by evaluate
     assert doc["metrics"]["mae"] == pytest.approx(_recorded(run)["test_mae"], rel=1e-6)
     assert doc["task"] == "regression" and "confusion_matrix" not in doc and "per_class" not in doc
 

@@ -23,6 +23,7 @@ from mlcli import limits
 from mlcli.config.keras_checks import keras_index
 from mlcli.errors import DataError, UsageError, first_line
 from mlcli.model.features import BODY  # mlcli.model imports TensorFlow only inside functions
+from mlcli.model.label_transform import plain_compile_config
 from mlcli.model.normalize import NORMALIZE_LAYER
 from mlcli.run.files import replacing
 from mlcli.run.manifest import typed_features
@@ -237,7 +238,8 @@ def save_model(model, path: Path, facts: dict | None = None) -> None:
 
     `facts` go into the archive as one more member, mlcli.json (see the module docstring)."""
     with replacing(path, suffix=".keras") as tmp:
-        model.save(tmp)
+        with plain_compile_config(model):  # plain Keras must load it: no mlcli loss in the file
+            model.save(tmp)
         if facts is not None:
             with zipfile.ZipFile(tmp, "a") as archive:
                 archive.writestr(ARCHIVE_FACTS, json.dumps(facts, default=str))

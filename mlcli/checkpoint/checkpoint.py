@@ -53,6 +53,7 @@ class Checkpoint:
     @property
     def takes_images(self) -> bool:
         return bool(self.inputs) and self.inputs.get("kind") == "image"
+    facts_threshold: dict | None = None  # standalone: the F1-best threshold mlcli.json recorded (binary)
 
     @property
     def input_known(self) -> bool:
@@ -77,6 +78,12 @@ class Checkpoint:
         """The layers as the user declared them: no input layer, no mlcli normalization."""
         return archive.declared_layers(self.architecture)
 
+
+    @property
+    def best_threshold(self) -> float | None:
+        """A binary classifier's F1-best threshold on its validation split, recorded by training."""
+        recorded = self.manifest.get("threshold") if self.run_dir is not None else self.facts_threshold
+        return recorded.get("best") if isinstance(recorded, dict) else None
 
     @property
     def from_finetune(self) -> bool:
@@ -215,7 +222,7 @@ def _standalone_checkpoint(model_path: Path, architecture: dict) -> Checkpoint:
         return Checkpoint(
             model_path, None, architecture, facts["task"], feature_names(facts["features"]), list(facts["labels"]),
             facts["classes"], compile_config=compile_config, input_shape=shape,
-            typed=typed_features(facts["features"]),
+            typed=typed_features(facts["features"]), facts_threshold=facts.get("threshold"),
             inputs=facts.get("inputs"),
             notes=(f"{model_path} is not inside a run directory: its input columns and labels come from the "
                    f"{archive.ARCHIVE_FACTS} mlcli saved inside it",),
@@ -250,3 +257,17 @@ def _metric_name(metric: Any) -> str:
 
         return str((metric.get("config") or {}).get("name") or snake_case(str(metric.get("class_name", ""))))
     return str(metric)
+
+
+def checkpoint_dialect(path: Path):
+    """The CSV dialect (data.csv) of the run CKPT belongs to; the default one for a standalone file or a
+    CKPT that cannot be opened (opening it again reports why)."""
+    from mlcli.data.formats.csv import Dialect  # deferred: only evaluate and predict read CSV for a CKPT
+
+    try:
+        model_path, run_dir = locate(path, "CKPT")
+        if run_dir is None or not has_manifest(run_dir):
+            return Dialect()
+        return Dialect.of(load_config(run_dir / files.CONFIG).config.data)
+    except Exception:  # noqa: BLE001 — open_checkpoint reports the problem in its own words
+        return Dialect()

@@ -16,6 +16,7 @@ from mlcli.checkpoint.archive import check_archive
 from mlcli.checkpoint.checkpoint import Checkpoint
 from mlcli.errors import UsageError, first_line
 from mlcli.model.compile import build_loss, build_metrics
+from mlcli.model.label_transform import transform_of, transformed_loss
 from mlcli.runtime import import_tensorflow
 
 
@@ -67,8 +68,9 @@ def load_model(ckpt: Checkpoint, *, unsafe: bool):
 def compile_for_evaluation(model, ckpt: Checkpoint) -> None:
     """The run's own loss and metrics, so evaluate reports Keras's names and numbers as training did."""
     if ckpt.loaded is not None:
-
-        model.compile(loss=build_loss(ckpt.loaded), metrics=build_metrics(ckpt.loaded))
+        # a data.label_transform run's loss is on the transformed scale, as training logged it
+        model.compile(loss=transformed_loss(build_loss(ckpt.loaded), transform_of(model)),
+                      metrics=build_metrics(ckpt.loaded))
         return
     recorded = ckpt.compile_config or {}
     if recorded.get("loss") is not None:

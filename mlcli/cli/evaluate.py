@@ -39,7 +39,12 @@ def evaluate(
     ),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Rows per forward pass."),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE",
-                                        help="Also write the confusion matrix as a PNG (classification)."),
+                                        help="Also write a PNG: the confusion matrix (classification), or "
+                                             "predicted versus actual (regression)."),
+    threshold: Optional[str] = typer.Option(
+        None, "--threshold", metavar="T",
+        help="Binary classifiers: the positive class (the second label) when its probability is above T "
+             "(default 0.5); best: the F1-best threshold training recorded on the validation split."),
     json_: bool = json_option(),
     quiet: bool = quiet_option(),
     verbose: bool = verbose_option(),
@@ -50,12 +55,14 @@ def evaluate(
     """Evaluate a checkpoint with its run's own loss and metrics (plus a confusion matrix)."""
     # deferred: the evaluate stage imports numpy and pydantic, and TensorFlow when it runs
     from mlcli.use.evaluate import evaluate as run_evaluate
+    from mlcli.use.threshold import parse_threshold
 
     use_settings(Settings(quiet=quiet, json=json_, verbose=verbose, unsafe=unsafe))
+    decision = parse_threshold(threshold)
     under = parse_gates(fail_under, "--fail-under")
     over = parse_gates(fail_over, "--fail-over")
     result = run_evaluate(checkpoint, data, batch_size, list(under) + list(over), plot=plot, labels=label,
-                          unsafe=unsafe)
+                          unsafe=unsafe, threshold=decision)
     if json_:
         console.data_json(result.document())
     _render_evaluation(result)

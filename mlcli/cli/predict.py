@@ -38,6 +38,10 @@ def predict(
     keep: Optional[List[str]] = typer.Option(None, "--keep", metavar="COLUMN",
                                              help="Copy this input column to the output, first (repeatable)."),
     no_probabilities: bool = typer.Option(False, "--no-probabilities", help="Only the predicted label."),
+    threshold: Optional[str] = typer.Option(
+        None, "--threshold", metavar="T",
+        help="Binary classifiers: the positive class (the second label) when its probability is above T "
+             "(default 0.5); best: the F1-best threshold training recorded on the validation split."),
     json_: bool = json_option(help='With --output FILE: a summary on stdout, {"checkpoint", "input", "output", '
                                    '"rows"}; human output on stderr.'),
     quiet: bool = quiet_option(),
@@ -49,8 +53,10 @@ def predict(
     # deferred: the predict stage imports numpy and pydantic, and TensorFlow and pyarrow when it runs
     from mlcli.use.predict import predict as run_predict
     from mlcli.use.predict import to_stdout
+    from mlcli.use.threshold import parse_threshold
 
     use_settings(Settings(quiet=quiet, json=json_, verbose=verbose, unsafe=unsafe))
+    decision = parse_threshold(threshold)
     if json_ and to_stdout(output):
         raise UsageError("--json needs --output FILE: without it, stdout holds the predictions themselves (CSV)",
                          hint=f"mlcli predict {checkpoint} {input_} --output predictions.csv --json")
@@ -59,7 +65,7 @@ def predict(
         with Heartbeat(progress_every, lambda: f"predict: still running on {input_} "
                                                f"({time.monotonic() - started:.0f}s so far)"):
             result = run_predict(checkpoint, input_, output, batch_size, keep or [], not no_probabilities,
-                                 unsafe=unsafe)
+                                 unsafe=unsafe, threshold=decision)
     except BrokenPipeError:
         # `mlcli predict ... | head`: the reader has all it wants; that is not an error.
         _silence_stdout()

@@ -137,6 +137,12 @@ def _feature_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
             problems.append(loaded.problem(("data", "exclude", index), f"{name!r} is the label column — the label is "
                                            "never a feature already; remove it from data.exclude"))
     problems += _image_problems(loaded)
+    if data.label_transform != "none" and data.task == "classification":
+        problems.append(loaded.problem(("data", "label_transform"), f"{data.label_transform} transforms regression "
+                                       "targets but data.task is classification — set it to none"))
+    if data.label_transform != "none" and data.stream is True:
+        problems.append(loaded.problem(("data", "label_transform"), "is not supported with data.stream: true yet — "
+                                       "set data.stream: false (or auto) to load the table into memory"))
     if loaded.config.training.class_weight is not None and data.task == "regression":
         problems.append(loaded.problem(("training", "class_weight"), "class weights are for classification but "
                                        "data.task is regression — remove training.class_weight"))

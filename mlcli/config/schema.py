@@ -248,6 +248,40 @@ class FoldConfig(_Section):
     of: int = Field(ge=2, description="How many folds the training rows are cut into (stratified for classification).")
 
 
+class CsvDialect(_Section):
+    """How CSV files are written: every CSV reader (training, streaming, evaluate and predict inputs) follows it."""
+
+    delimiter: str = Field(",", min_length=1, max_length=1, description="The field separator, e.g. ';' or a tab.")
+    decimal: Literal[".", ","] = Field(".", description="The decimal mark of numbers: '.' (3.5) or ',' (3,5).")
+    encoding: str = Field("utf-8", description="The text encoding, e.g. utf-8, latin-1, cp1252.")
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delimiter(cls, value: str) -> str:
+        if value in ('"', "\n", "\r"):
+            raise _reject(f"{value!r} cannot separate fields — expected e.g. ',', ';', '|' or a tab")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, value: str) -> str:
+        import codecs  # the standard library's
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise _reject(f"{value!r} is not a text encoding Python knows — expected e.g. utf-8, latin-1, "
+                          "cp1252") from None
+        return value
+
+    @model_validator(mode="after")
+    def _decimal_is_not_the_delimiter(self) -> "CsvDialect":
+        if self.decimal == self.delimiter:
+            raise _reject(f"decimal {self.decimal!r} is also the delimiter — a file with decimal commas is "
+                             "usually separated by ';' (delimiter: ';')")
+        return self
+
+
 class DataConfig(_Section):
     """Where the data comes from and how it is prepared."""
 
@@ -292,6 +326,18 @@ class DataConfig(_Section):
     normalize: Literal["standard", "minmax", "none"] = Field(
         "standard",
         description="Fitted on the training split only and saved inside the model, so predict applies it too.",
+    )
+    label_transform: Literal["none", "standard", "log"] = Field(
+        "none",
+        description="Regression targets: train on (y - mean) / std of the training split (standard) or on "
+        "log(1 + y) (log; every target must be >= 0), undone inside the model, so predictions, evaluate's "
+        "metrics (mae, rmse, r2) and exported models are in the original units; the loss is on the "
+        "transformed scale. Use standard for targets in the thousands or millions.",
+    )
+    csv: CsvDialect = Field(
+        default_factory=CsvDialect,
+        description="CSV dialect of data.train, validation and test, and the default for evaluate and predict "
+        "on this run: {delimiter, decimal, encoding}.",
     )
     shuffle: bool = Field(True, description="Reshuffle the training rows every epoch (seeded).")
     stream: Union[bool, Literal["auto"]] = Field(

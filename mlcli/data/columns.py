@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
+from mlcli.data.formats.csv import delimiter_hint
 from mlcli.errors import ConfigError, ConfigProblem, DataError
 
 
@@ -132,10 +133,9 @@ def _plan(columns: list[str], features: list[str], labels: list[str], keep: list
 def column_hint(name: str, columns: list[str]) -> str:
     """Why a column may be missing: the file is not comma-separated, or the name is spelt differently."""
     if len(columns) == 1:
-        for delimiter, called in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'")):
-            if delimiter in columns[0]:
-                return (f" (one column: the file seems separated by {called}, but mlcli reads "
-                        "comma-separated CSV — save it with commas)")
+        hint = delimiter_hint(columns[0])
+        if hint:
+            return f" ({hint})"
     near = [c for c in columns if c.strip().lower() == name.strip().lower()]
     near = near or difflib.get_close_matches(name, columns, n=1, cutoff=0.8)
     return f"; did you mean {near[0]!r}?" if near else ""

@@ -43,6 +43,10 @@ def prepare_data(config: Config, vocabulary: list | None = None, plans: list[Fea
         raise ConfigError(ConfigProblem("data.fold", "cross-validation folds (--folds) are not supported with "
                                         "data.stream yet" + (f" — {why}" if why else ""), f"data.train: {config.data.train}"),
                           hint="set data.stream: false to load the table into memory")
+    if config.data.label_transform != "none":
+        raise ConfigError(ConfigProblem("data.label_transform", "is not supported with data.stream yet"
+                                        + (f" — {why}" if why else ""), f"data.train: {config.data.train}"),
+                          hint="set data.stream: false to load the table into memory")
     if config.data.missing_label != "error":
         raise ConfigError(ConfigProblem("data.missing_label", "drop is not supported with data.stream yet",
                                         f"data.train: {config.data.train}"),

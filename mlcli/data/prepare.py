@@ -14,6 +14,13 @@ from mlcli.config.schema import Config
 from mlcli.data.feature_types import FeaturePlan, plan_features
 from mlcli.data.fit_features import FittedFeature, fit_features
 from mlcli.data.frames import Frame, load_frame
+from mlcli.data.label_scale import (
+    LabelTransform,
+    check_log_targets,
+    classification_refused,
+    fit_label_transform,
+    scale_warning,
+)
 from mlcli.data.labels import (
     adopt_vocabulary,
     class_indices,
@@ -23,6 +30,7 @@ from mlcli.data.labels import (
     single_class_error,
     sorted_vocabulary,
 )
+from mlcli.data.sources import same_file_warnings
 from mlcli.data.split import Split
 from mlcli.data.stream import StreamSplit
 from mlcli.errors import ConfigError, ConfigProblem, DataError, UsageError
@@ -42,6 +50,8 @@ class Prepared:
     notes: list[str] = field(default_factory=list)
     features: list[FittedFeature] | None = None  # typed features, fitted on the training split; None: plain floats
     inputs: dict | None = None  # image data: {kind: image, size, channels, ...} (mlcli.data.image_prepare)
+    label_transform: LabelTransform | None = None  # data.label_transform, fitted on the training split
+    warnings: list[str] = field(default_factory=list)  # shown on stderr as training starts, kept in run.json
 
     def feature_facts(self) -> list:
         """run.json's and the model's `features`: the column names in input order, or for typed
@@ -183,7 +193,11 @@ def prepare(config: Config, vocabulary: list | None = None, plans: list[FeatureP
 
     if task == "regression":
         # Checked on the whole file, before the split, so a bad target is named by its row in the file.
-        regression_targets(train.y, "data.train", train.source.spec, labels)
+        targets = regression_targets(train.y, "data.train", train.source.spec, labels)
+        if data.label_transform == "log":
+            check_log_targets(targets, "data.train", train.source.spec, labels)
+    elif data.label_transform != "none":
+        raise classification_refused(data.label_transform, f"data.train: {data.train}")
     validation_frame: Frame | None = None
     if isinstance(data.validation, float):
         keep, held = validation_split(config, task, train)
@@ -219,6 +233,8 @@ def prepare(config: Config, vocabulary: list | None = None, plans: list[FeatureP
             y = class_indices(frame.y, classes, role, frame.source.spec)
         else:
             y = regression_targets(frame.y, role, frame.source.spec, labels)
+            if data.label_transform == "log":
+                check_log_targets(y, role, frame.source.spec, labels)
         return Split(frame.x, y, name)
 
     fitted = None
@@ -228,18 +244,28 @@ def prepare(config: Config, vocabulary: list | None = None, plans: list[FeatureP
         if frame is not None and frame.dropped:
             notes.append(f"{role}: left out " + ", ".join(f"{count:,} row(s) with a {why}"
                                                           for why, count in frame.dropped.items()))
+    train_split = to_split(train, "train", "data.train")
+    warnings = same_file_warnings(data)
+    transform = None
+    if task == "regression":  # the training split only, like every statistic inside the model
+        transform = fit_label_transform(data.label_transform, train_split.y)
+        warning = scale_warning(train_split.y, train.label_names, data.label_transform)
+        if warning:
+            warnings.append(warning)
     return Prepared(
         task=task,
         classes=classes,
         feature_names=train.feature_names,
         label_names=train.label_names,
         input_shape=(len(train.feature_names),) if fitted else tuple(int(d) for d in train.x.shape[1:]),
-        train=to_split(train, "train", "data.train"),
+        train=train_split,
         validation=to_split(validation_frame, "validation", "data.validation"),
         test=to_split(test_frame, "test", "data.test"),
         files=files,
         notes=notes,
         features=fitted,
+        label_transform=transform,
+        warnings=warnings,
     )
 
 

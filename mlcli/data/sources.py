@@ -14,7 +14,8 @@ from pathlib import Path
 from mlcli.data import formats
 from mlcli.errors import DataError
 
-BUILTIN_SETS = {"digits": "classification", "diabetes": "regression", "churn": "classification"}
+BUILTIN_SETS = {"digits": "classification", "diabetes": "regression", "churn": "classification",
+                "penguins": "classification", "autompg": "regression"}
 
 
 @dataclass(frozen=True)
@@ -90,3 +91,28 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def same_file_warnings(data) -> list[str]:
+    """A warning for each of data.validation (a path) and data.test that reads a file data.train reads
+    too: its scores would be on rows the model was trained on (docs/contract.md §6)."""
+    if not isinstance(data.train, str):
+        return []
+    try:
+        train = {p.resolve() for p in resolve(data.train, "data.train").paths}
+    except DataError:
+        return []  # reading data.train reports it
+    out = []
+    for role in ("validation", "test"):
+        spec = getattr(data, role)
+        if not isinstance(spec, str):
+            continue
+        try:
+            shared = sorted(str(p) for p in resolve(spec, f"data.{role}").paths if p.resolve() in train)
+        except DataError:
+            continue
+        if shared:
+            out.append(f"warning: data.{role} ({spec}) reads the same file as data.train ({shared[0]}): its "
+                       f"scores are on rows the model trained on, not on unseen data — give data.{role} a "
+                       "separate file" + (", or a fraction such as 0.2" if role == "validation" else ""))
+    return out

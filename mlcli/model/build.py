@@ -8,26 +8,34 @@ from __future__ import annotations
 from typing import Any
 
 from mlcli.config.load import LoadedConfig
+from mlcli.data.label_scale import LabelTransform
 from mlcli.errors import ConfigError, first_line
 from mlcli.model.features import body_of, typed_model
 from mlcli.model.image_input import image_input_layers, in_input_block
+from mlcli.model.label_transform import LAYERS as LABEL_LAYERS
+from mlcli.model.label_transform import undo_layers
 from mlcli.model.layers import build_layer
 from mlcli.model.normalize import NORMALIZE_LAYER, normalization_layer
 
 
 def build_model(loaded: LoadedConfig, input_shape: tuple[int, ...], train_x,
-                output_float32: bool = False, feature_names: list[str] | None = None, features: list | None = None):
+                output_float32: bool = False, feature_names: list[str] | None = None, features: list | None = None,
+                label_transform: LabelTransform | None = None):
     """Input -> (Normalization) -> the configured layers. The last layer computes in float32 under
     mixed precision (Keras's advice for softmax).
 
     `features`: typed features fitted on the training split (mlcli.data.fit_features): the model is
-    then their input block (mlcli.model.features) with the configured layers as its body."""
+    then their input block (mlcli.model.features) with the configured layers as its body.
+
+    `label_transform`: data.label_transform's statistics; layers after the body undo it
+    (mlcli.model.label_transform), so the model outputs the target's own units."""
     import keras  # deferred: imports TensorFlow
 
     config = loaded.config
+    tail = undo_layers(label_transform) if label_transform is not None else []
     if features is not None:
         try:
-            model = typed_model(features, _body(loaded, output_float32), config.name or "mlcli_model")
+            model = typed_model(features, _body(loaded, output_float32), config.name or "mlcli_model", tail)
         except (ValueError, TypeError) as exc:
             raise ConfigError(loaded.problem(("model", "layers"),
                                              f"the layers do not fit together: {first_line(exc)}")) from None
@@ -38,7 +46,7 @@ def build_model(loaded: LoadedConfig, input_shape: tuple[int, ...], train_x,
     else:
         layers = [keras.Input(shape=input_shape, name="features")]
         layers += _normalization(loaded, train_x, feature_names)
-    layers += _body(loaded, output_float32)
+    layers += _body(loaded, output_float32) + tail
     try:
         model = keras.Sequential(layers, name=config.name or "mlcli_model")
     except (ValueError, TypeError) as exc:
@@ -83,7 +91,8 @@ def user_layers(model) -> list:
     body = body_of(model)
     if body is not None:
         return list(body.layers)
-    return [layer for layer in model.layers if layer.name != NORMALIZE_LAYER and not in_input_block(layer)]
+    return [layer for layer in model.layers if layer.name != NORMALIZE_LAYER and not in_input_block(layer)
+            and layer.name not in LABEL_LAYERS]
 
 
 def layer_names(layers: list) -> list[tuple[str, str]]:

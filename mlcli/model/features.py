@@ -35,8 +35,9 @@ FEATURES = "mlcli_features"  # the concatenation of every encoded feature: the b
 _INPUT_NAME_WARNING = "When providing `inputs` as a dict"
 
 
-def typed_model(fitted: list, body_layers: list, name: str):
-    """The functional model: every feature's input and encoder, then the body."""
+def typed_model(fitted: list, body_layers: list, name: str, tail: list = ()):
+    """The functional model: every feature's input and encoder, then the body (then `tail`: the layers
+    undoing data.label_transform, mlcli.model.label_transform)."""
     import keras  # deferred: imports TensorFlow
 
     inputs, encoded = {}, []
@@ -51,7 +52,10 @@ def typed_model(fitted: list, body_layers: list, name: str):
     body = keras.Sequential(body_layers, name=BODY)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_INPUT_NAME_WARNING)  # a column named a/b: input a_b
-        return keras.Model(inputs, body(features), name=name)
+        output = body(features)
+        for layer in tail:
+            output = layer(output)
+        return keras.Model(inputs, output, name=name)
 
 
 def body_of(model):

@@ -114,6 +114,8 @@ def start_manifest(request, prepared, device: str, precision: str, model, starte
         "inputs": getattr(prepared, "inputs", None),  # image data: {kind: image, size, channels, ...}
         "labels": prepared.label_names,
         "classes": prepared.classes,
+        "label_transform": prepared.label_transform.record() if getattr(prepared, "label_transform", None) else None,
+        "warnings": list(getattr(prepared, "warnings", [])),
         "rows": {name: getattr(prepared, name).rows for name in ("train", "validation", "test")
                  if getattr(prepared, name) is not None},
         "parameters": parameter_counts(model),

@@ -14,6 +14,7 @@ from mlcli.run.manifest import now, write_manifest
 from mlcli.training.fit import Fitted
 from mlcli.training.request import TrainRequest, TrainResult, resume_command
 from mlcli.use.plots import start_run_plots
+from mlcli.use.threshold import validation_threshold
 
 
 def finish(request: TrainRequest, model, prepared, encoding: str, batch: int, fitted: Fitted, manifest: dict,
@@ -58,7 +59,13 @@ def finish(request: TrainRequest, model, prepared, encoding: str, batch: int, fi
     # finished run. A streamed split is not held in memory: no confusion matrix for it, the curves only.
     painter = start_run_plots(run_dir, history, model,
                               None if prepared.train.streamed else prepared, config)
-    save_model(model, run_dir / files.MODEL, model_facts(prepared))
+    facts = model_facts(prepared)
+    threshold = validation_threshold(model, prepared, config)  # binary classifiers: --threshold best
+    if threshold is not None:
+        facts["threshold"] = manifest["threshold"] = threshold
+        notes.append(f"F1-best threshold on the validation split: {threshold['best']:.4f} (F1 {threshold['f1']:.4f}); "
+                     "use it with --threshold best in evaluate and predict")
+    save_model(model, run_dir / files.MODEL, facts)
     metrics = final_metrics(history, model_epoch)
     if prepared.test is not None:
         test_ds = evaluation_dataset(prepared.test, batch_size=evaluation_batch_size(batch),

@@ -13,6 +13,7 @@ from mlcli import console, runtime
 from mlcli.config import to_dict
 from mlcli.config.yamlio import dump_yaml
 from mlcli.data.feature_report import show_features
+from mlcli.data.formats.csv import Dialect, use_dialect
 from mlcli.data.labels import label_encoding
 from mlcli.data.load import prepare_data
 from mlcli.errors import ConfigError, Diverged, Interrupted, StorageError
@@ -20,6 +21,7 @@ from mlcli.model.build import build_model
 from mlcli.model.compile import build_loss, build_metrics, build_optimizer
 from mlcli.model.finetune_model import parent_classes, parent_feature_types
 from mlcli.model.heads import check_output_width
+from mlcli.model.label_transform import transform_of, transformed_loss
 from mlcli.model.memory import check_fits_in_memory, training_memory
 from mlcli.model.table import cost_summary
 from mlcli.run import files, resume
@@ -43,6 +45,12 @@ from mlcli.training.request import TrainRequest, TrainResult, resume_command
 
 
 def run_training(request: TrainRequest) -> TrainResult:
+    """Every CSV file of the run is read in its data.csv dialect (mlcli.data.formats.csv)."""
+    with use_dialect(Dialect.of(request.loaded.config.data)):
+        return _run_training(request)
+
+
+def _run_training(request: TrainRequest) -> TrainResult:
     loaded = request.loaded
     too_many = runtime.cpu_count_problem(loaded.config.runtime.device)
     if too_many:
@@ -57,11 +65,16 @@ def run_training(request: TrainRequest) -> TrainResult:
     precision = runtime.choose_precision(config.runtime.precision, device)
     with runtime.run_settings(precision, config.runtime.deterministic):
         runtime.seed_everything(config.seed)
+        if request.parent is not None and config.data.label_transform != "none":
+            raise ConfigError(loaded.problem(("data", "label_transform"), "finetune of a model trained with "
+                                             "data.label_transform is not supported yet — train a new run instead"))
         # Every Keras name is resolved before any data is read: a typo costs no time.
         build_optimizer(loaded), build_loss(loaded), build_metrics(loaded)
         # finetune reads its data the way the parent was trained (typed or plain)
         parent_types = parent_feature_types(request.parent) if request.parent is not None else {}
         prepared = prepare_data(config, _parent_classes(request), **parent_types)
+        for warning in prepared.warnings:
+            console.info(warning)
         if prepared.features is not None:
             show_features(prepared.features, "features" if request.parent is None else
                           "features, read as the parent was trained (its vocabularies and statistics stay in the "
@@ -112,7 +125,7 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
         else:  # streamed data brings its statistics, computed chunk by chunk, instead of its rows
             model = build_model(loaded, prepared.input_shape, prepared.train.normalization_input,
                                 output_float32=precision != "float32", feature_names=prepared.feature_names,
-                                features=prepared.features)
+                                features=prepared.features, label_transform=prepared.label_transform)
 
         outputs = int(model.output_shape[-1])
         encoding = label_encoding(config, prepared.task, outputs, len(prepared.classes or []))
@@ -120,8 +133,9 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
         weights = class_weights(loaded, prepared)
         spe = distribution.steps_per_execution(config, prepared.train.rows)
         batch = distribution.global_batch(config.training.batch_size)
-        model.compile(optimizer=build_optimizer(loaded), loss=build_loss(loaded), metrics=build_metrics(loaded),
-                      steps_per_execution=spe)
+        # the loss on data.label_transform's scale, read from the model's own undo layers
+        model.compile(optimizer=build_optimizer(loaded), loss=transformed_loss(build_loss(loaded), transform_of(model)),
+                      metrics=build_metrics(loaded), steps_per_execution=spe)
         shared = None
         if distribution.role is not None:  # every worker continues from the chief's saved state
             shared = cluster.share_point(distribution, run_dir, progress, batch, config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from mlcli import runtime
 from mlcli.config import LoadedConfig
 from mlcli.data.feature_report import show_features
+from mlcli.data.formats.csv import Dialect, use_dialect
 from mlcli.data.labels import label_encoding
 from mlcli.data.load import prepare_data
 from mlcli.model.build import build_model
@@ -23,7 +24,8 @@ def validate_deep(loaded: LoadedConfig) -> str:
     build_loss(loaded)
     build_metrics(loaded)
     # The same data path as train: streamed data (data.stream) is scanned chunk by chunk, never loaded.
-    prepared = prepare_data(loaded.config)
+    with use_dialect(Dialect.of(loaded.config.data)):
+        prepared = prepare_data(loaded.config)
     if prepared.features is not None:
         show_features(prepared.features)
     note = ""

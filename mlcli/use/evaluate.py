@@ -1,4 +1,5 @@
-"""`mlcli evaluate`: Keras's own metrics for a checkpoint, plus a confusion matrix and per-class scores.
+"""`mlcli evaluate`: Keras's own metrics for a checkpoint, plus a confusion matrix and per-class scores
+(classification) or rmse and r2 (regression).
 
 Everything comes from the run's files: the loss and metrics (compiled from its config.yaml, so the
 names are the ones training logged), the label vocabulary, the feature names, and the data when
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mlcli.checkpoint.checkpoint import Checkpoint, open_checkpoint
+from mlcli.checkpoint.checkpoint import Checkpoint, checkpoint_dialect, open_checkpoint
 from mlcli.checkpoint.load import compile_for_evaluation, load_model
 from mlcli.data.feature_types import FeaturePlan
+from mlcli.data.formats.csv import use_dialect
 from mlcli.data.image_files import ImageList
 from mlcli.data.image_inputs import labelled_split, list_for_evaluation
 from mlcli.data.image_prepare import split_validation, train_images
@@ -32,8 +34,15 @@ from mlcli.errors import DataError, UsageError
 from mlcli.run.diverged import restart_hint
 from mlcli.run.files import check_writable_folder
 from mlcli.use.inference import Inference, default_batch_size
-from mlcli.use.plots import write_confusion, write_misclassified
-from mlcli.use.scores import confusion_matrix, macro_average, per_class
+from mlcli.use.plots import write_confusion, write_misclassified, write_predicted_vs_actual
+from mlcli.use.scores import (
+    confusion_matrix,
+    macro_average,
+    per_class,
+    regression_score_names,
+    regression_scores,
+)
+from mlcli.use.threshold import resolve_threshold
 
 
 @dataclass
@@ -49,6 +58,7 @@ class EvalResult:
     per_class: list[dict] | None = None
     notes: list[str] = field(default_factory=list)
     only_classes: list | None = None  # the run's data.classes filter, when it chose the rows evaluated
+    threshold: float | None = None  # --threshold: a binary classifier's decision
 
     def document(self) -> dict:
         """The --json document: docs/contract.md §1's keys, then the classification details."""
@@ -56,6 +66,8 @@ class EvalResult:
                "metrics": self.metrics, "source": self.source, "task": self.task}
         if self.only_classes is not None:
             doc["data_classes"] = self.only_classes
+        if self.threshold is not None:
+            doc["threshold"] = self.threshold
         if self.task == "classification":
             doc["classes"] = self.classes
             doc["confusion_matrix"] = self.confusion.tolist()
@@ -74,7 +86,7 @@ class _Data:
 
 def check_gate_names(ckpt: Checkpoint, gates: list[str]) -> None:
     """An unknown gate metric is exit 2, before any data is read or TensorFlow started."""
-    names = ckpt.metric_names()
+    names = ckpt.metric_names() + (regression_score_names(ckpt.labels or []) if ckpt.task == "regression" else [])
     unknown = [g for g in gates if g not in names]
     if unknown:
         raise UsageError(
@@ -128,13 +140,24 @@ def _diverged_note(ckpt: Checkpoint) -> list[str]:
             f"finite state, after epoch {ckpt.manifest.get('epochs_completed')}. {restart_hint(ckpt.run_dir)}"]
 
 
-def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: list[str],
-             plot: Path | None = None, *, labels: list[str] | None = None, unsafe: bool = False) -> EvalResult:
+def evaluate(checkpoint: Path, *args, **kwargs):
+    """The run's CSV dialect (its config.yaml's data.csv; the default for a .keras file outside a run) for
+    every CSV it reads, then _evaluate."""
+    with use_dialect(checkpoint_dialect(checkpoint)):
+        return _evaluate(checkpoint, *args, **kwargs)
+
+
+def _evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: list[str],
+             plot: Path | None = None, *, labels: list[str] | None = None, unsafe: bool = False,
+             threshold: float | str | None = None) -> EvalResult:
     """`labels` (--label) name the label column(s) of `data`; `unsafe` (--unsafe) lets Keras run Python
-    code stored in the model file."""
+    code stored in the model file; `threshold` (--threshold, a number or `best`) decides a binary
+    classifier's class, and so its accuracy and confusion matrix (mlcli.use.threshold)."""
     ckpt = open_checkpoint(checkpoint)
     if labels:
         ckpt = with_label_columns(ckpt, labels, data)
+    if ckpt.classes is not None or ckpt.task != "classification":  # known before TensorFlow starts
+        resolve_threshold(threshold, ckpt)
     check_gate_names(ckpt, gates)
     if plot is not None:
         check_plot_path(plot, ckpt)
@@ -159,10 +182,15 @@ def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: 
     result = EvalResult(str(ckpt.model_path), chosen.description, chosen.source, split.rows, metrics, ckpt.task,
                         notes=notes, only_classes=chosen.only_classes)
     if ckpt.task == "classification":
-        inference = Inference(model, ckpt, batch)
+        result.threshold = resolve_threshold(threshold, ckpt)
+        inference = Inference(model, ckpt, batch, result.threshold)
         predicted, _ = inference.decode(inference.outputs(split.x))
         result.classes = ckpt.classes
         result.confusion = confusion_matrix(split.y, predicted, len(ckpt.classes))
+        if result.threshold is not None and "accuracy" in metrics:  # Keras's accuracy decides at 0.5
+            metrics["accuracy"] = float(np.trace(result.confusion) / max(int(result.confusion.sum()), 1))
+            notes.append(f"classes decided at --threshold {result.threshold:g}: accuracy, the confusion matrix "
+                         f"and the per-class scores follow it ({ckpt.classes[1]!r} when its probability is above it)")
         result.per_class = per_class(result.confusion, ckpt.classes)
         if plot is not None:
             write_confusion(plot, result.confusion, ckpt.classes, f"{chosen.description}")
@@ -171,6 +199,12 @@ def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: 
                 wrong = plot.with_name(f"{plot.stem}-misclassified.png")
                 write_misclassified(wrong, split.x, split.y, predicted, ckpt.classes, chosen.description)
                 result.notes.append(f"misclassified images written to {wrong}")
+    else:  # rmse and r2 from the same forward pass as predict's, in the target's own units
+        predicted = Inference(model, ckpt, batch).outputs(split.x)
+        metrics.update(regression_scores(split.y, predicted, ckpt.labels or []))
+        if plot is not None:
+            write_predicted_vs_actual(plot, split.y, predicted, ckpt.labels or [], f"{chosen.description}")
+            result.notes.append(f"predicted versus actual written to {plot}")
     return result
 
 
@@ -218,10 +252,8 @@ def load_with_data(ckpt: Checkpoint, chosen: _Data, *, unsafe: bool) -> LoadedDa
 
 
 def check_plot_path(plot: Path, ckpt: Checkpoint) -> None:
-    """--plot FILE: a .png for a classifier, in a folder that exists and can be written — checked before
-    any work."""
-    if ckpt.task != "classification":
-        raise UsageError(f"--plot {plot}: a confusion matrix needs a classification model; this one is regression")
+    """--plot FILE: a .png (a classifier's confusion matrix, a regression's predicted versus actual), in a
+    folder that exists and can be written — checked before any work."""
     if plot.suffix.lower() != ".png":
         raise UsageError(f"--plot {plot}: expected a .png file name")
     if not plot.parent.is_dir():

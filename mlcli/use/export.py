@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from mlcli import __version__
-from mlcli.checkpoint.checkpoint import Checkpoint, open_checkpoint
+from mlcli.checkpoint.checkpoint import Checkpoint, checkpoint_dialect, open_checkpoint
 from mlcli.checkpoint.load import load_model
+from mlcli.data.formats.csv import use_dialect
 from mlcli.data.inputs import InputReader
 from mlcli.data.sources import sha256
 from mlcli.data.typed_values import row_count, take_rows
@@ -63,8 +64,14 @@ class ExportResult:
                 "parity": self.signature["parity"]}
 
 
-def export(checkpoint: Path, fmt: str, output: Path, *, tolerance: float = TOLERANCE,
-           verbose: bool = False, unsafe: bool = False) -> ExportResult:
+def export(checkpoint: Path, *args, **kwargs) -> ExportResult:
+    """The parity rows (data.test) are read in the run's CSV dialect (data.csv), then _export."""
+    with use_dialect(checkpoint_dialect(checkpoint)):
+        return _export(checkpoint, *args, **kwargs)
+
+
+def _export(checkpoint: Path, fmt: str, output: Path, *, tolerance: float = TOLERANCE,
+            verbose: bool = False, unsafe: bool = False) -> ExportResult:
     """`unsafe` (--unsafe) lets Keras run Python code stored in the model file."""
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: unknown format — expected one of {', '.join(FORMATS)}")

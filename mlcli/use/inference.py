@@ -10,6 +10,7 @@ import numpy as np
 
 from mlcli.checkpoint.checkpoint import Checkpoint
 from mlcli.data.pipeline import evaluation_batch_size
+from mlcli.use.threshold import decide
 
 
 def default_batch_size(ckpt: Checkpoint) -> int:
@@ -27,8 +28,9 @@ class Inference:
     p > 0.5 for one sigmoid unit (binary_accuracy's threshold).
     """
 
-    def __init__(self, model, ckpt: Checkpoint, batch_size: int):
+    def __init__(self, model, ckpt: Checkpoint, batch_size: int, threshold: float | None = None):
         self.model = model
+        self.threshold = threshold  # --threshold: a binary classifier's decision (mlcli.use.threshold)
         self.ckpt = ckpt
         self.batch_size = batch_size
         self.units = int(np.prod(model.output_shape[1:]))
@@ -103,11 +105,16 @@ class Inference:
             p = outputs[:, 0].astype(np.float32)
             if self.from_logits:
                 p = (1.0 / (1.0 + np.exp(-p.astype(np.float64)))).astype(np.float32)
-            return (p > 0.5).astype(np.int64), np.stack([1.0 - p, p], axis=1)
+            probabilities = np.stack([1.0 - p, p], axis=1)
+            if self.threshold is not None:
+                return decide(probabilities, self.threshold), probabilities
+            return (p > 0.5).astype(np.int64), probabilities
         indices = np.argmax(outputs, axis=1)
         probabilities = outputs
         if self.from_logits:
             shifted = outputs.astype(np.float64) - outputs.max(axis=1, keepdims=True)
             exp = np.exp(shifted)
             probabilities = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+        if self.threshold is not None and probabilities.shape[1] == 2:  # a two-way softmax
+            indices = decide(probabilities, self.threshold)
         return indices, probabilities

@@ -251,3 +251,37 @@ def write_misclassified(path: Path, images: np.ndarray, true: np.ndarray, predic
     """`mlcli evaluate --plot FILE` on images: the misclassified ones beside the confusion matrix."""
     files.write_atomic(path, misclassified_figure(images, np.asarray(true).reshape(-1), np.asarray(predicted),
                                                   [str(c) for c in classes], what))
+
+
+# ---- predicted versus actual (regression) ---------------------------------------------------------
+
+def predicted_vs_actual_figure(true: np.ndarray, predicted: np.ndarray, targets: list[str], what: str) -> bytes:
+    """One scatter panel per target, with the y = x line a perfect model would sit on."""
+    true = np.asarray(true, dtype=np.float64).reshape(len(true), -1)
+    predicted = np.asarray(predicted, dtype=np.float64).reshape(len(predicted), -1)
+    count = true.shape[1]
+    columns = min(count, 3)
+    rows = math.ceil(count / columns)
+    figure = _figure(max(4.8 * columns, 6.0), 4.6 * rows + 0.8)
+    size = 12 if len(true) <= 2000 else 3
+    for i in range(count):
+        name = targets[i] if i < len(targets) else str(i)
+        axes = figure.add_subplot(rows, columns, i + 1)
+        axes.scatter(true[:, i], predicted[:, i], s=size, alpha=0.5, color=_TRAIN)
+        low = float(min(true[:, i].min(), predicted[:, i].min())) if len(true) else 0.0
+        high = float(max(true[:, i].max(), predicted[:, i].max())) if len(true) else 1.0
+        axes.plot([low, high], [low, high], color=_VALIDATION, linewidth=1, label="predicted = actual")
+        rmse = float(np.sqrt(np.mean((true[:, i] - predicted[:, i]) ** 2))) if len(true) else float("nan")
+        axes.set_title(f"{name}: rmse {rmse:.4g}")
+        axes.set_xlabel(f"actual {name}")
+        axes.set_ylabel(f"predicted {name}")
+        axes.grid(True, alpha=0.3)
+        axes.legend(fontsize="small")
+    figure.suptitle(f"predicted versus actual: {len(true):,} rows\n{what}", fontsize="medium")
+    return _png(figure)
+
+
+def write_predicted_vs_actual(path: Path, true: np.ndarray, predicted: np.ndarray, targets: list[str],
+                              what: str) -> None:
+    """`mlcli evaluate --plot FILE` for a regression model, as a PNG."""
+    files.write_atomic(path, predicted_vs_actual_figure(true, predicted, targets, what))

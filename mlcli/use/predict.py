@@ -25,14 +25,16 @@ from pathlib import Path
 import numpy as np
 
 from mlcli import console
-from mlcli.checkpoint.checkpoint import Checkpoint, open_checkpoint
+from mlcli.checkpoint.checkpoint import Checkpoint, checkpoint_dialect, open_checkpoint
 from mlcli.checkpoint.load import load_model
 from mlcli.data.background import in_background, prefetch
+from mlcli.data.formats.csv import use_dialect
 from mlcli.data.image_inputs import ImageInputReader
 from mlcli.data.inputs import InputReader
 from mlcli.errors import DataError, UsageError
 from mlcli.run.files import check_writable_folder, writing
 from mlcli.use.inference import Inference, default_batch_size
+from mlcli.use.threshold import resolve_threshold
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 PARQUET_ROW_GROUP = 1 << 16
@@ -80,11 +82,21 @@ def prediction_columns(ckpt: Checkpoint, probabilities: bool) -> list[str]:
     return [f"prediction_{name}" for name in ckpt.labels]
 
 
-def predict(checkpoint: Path, input_spec: str, output: Path | None, batch_size: int | None, keep: list[str],
-            probabilities: bool, *, unsafe: bool = False) -> PredictResult:
-    """`unsafe` (--unsafe) lets Keras run Python code stored in the model file."""
+def predict(checkpoint: Path, *args, **kwargs):
+    """The run's CSV dialect (its config.yaml's data.csv; the default for a .keras file outside a run) for
+    every CSV it reads, then _predict."""
+    with use_dialect(checkpoint_dialect(checkpoint)):
+        return _predict(checkpoint, *args, **kwargs)
+
+
+def _predict(checkpoint: Path, input_spec: str, output: Path | None, batch_size: int | None, keep: list[str],
+            probabilities: bool, *, unsafe: bool = False, threshold: float | str | None = None) -> PredictResult:
+    """`unsafe` (--unsafe) lets Keras run Python code stored in the model file; `threshold` (--threshold, a
+    number or `best`) decides a binary classifier's class (mlcli.use.threshold)."""
     fmt = output_format(output)
     ckpt = open_checkpoint(checkpoint)
+    if ckpt.classes is not None or ckpt.task != "classification":  # known before TensorFlow starts
+        resolve_threshold(threshold, ckpt)
     keep = list(dict.fromkeys(keep))
     for note in ckpt.notes:
         console.info(note)
@@ -100,7 +112,7 @@ def predict(checkpoint: Path, input_spec: str, output: Path | None, batch_size: 
         ckpt = replace(ckpt, labels=[str(i) for i in range(units)])  # one prediction column per output
     reader = reader or _open_input(ckpt, input_spec, keep, probabilities)
     names = _output_names(ckpt, keep, probabilities)  # a standalone model's classes are known now
-    inference = Inference(model, ckpt, batch_size or default_batch_size(ckpt))
+    inference = Inference(model, ckpt, batch_size or default_batch_size(ckpt), resolve_threshold(threshold, ckpt))
     labels = _class_array(ckpt.classes, fmt) if ckpt.task == "classification" else None
     rows = 0
     kept_types = KeptTypes() if fmt != "csv" else None

@@ -12,6 +12,7 @@ import csv  # the standard library's: imports are absolute
 import gzip
 import io
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlcli import limits
@@ -27,6 +28,62 @@ HEADER_BYTES = 16 << 20  # the longest header row read (~500,000 column names)
 TEXT_MEMORY_FACTOR = 4
 
 
+@dataclass(frozen=True)
+class Dialect:
+    """data.csv (docs/contract.md §6): how the CSV files of a run are written."""
+
+    delimiter: str = ","
+    decimal: str = "."
+    encoding: str = "utf-8"
+
+    @classmethod
+    def of(cls, data) -> Dialect:
+        """A config's data section's dialect (data.csv)."""
+        spec = getattr(data, "csv", None)
+        return cls(spec.delimiter, spec.decimal, spec.encoding) if spec is not None else cls()
+
+    def describe(self) -> str:
+        return f"delimiter {self.delimiter!r}, decimal {self.decimal!r}, encoding {self.encoding}"
+
+
+# The dialect every CSV read in this command follows. A process-wide value rather than a ContextVar:
+# CSV is also read in a prefetch thread (evaluate, predict) and in tf.data's generator threads
+# (data.stream), which do not inherit a context. One command runs at a time; `use_dialect` restores it.
+_ACTIVE = Dialect()
+
+
+@contextlib.contextmanager
+def use_dialect(dialect: Dialect):
+    global _ACTIVE
+    previous, _ACTIVE = _ACTIVE, dialect
+    try:
+        yield dialect
+    finally:
+        _ACTIVE = previous
+
+
+def active_dialect() -> Dialect:
+    return _ACTIVE
+
+
+def _read_options(**kwargs):
+    import pyarrow.csv as pacsv  # deferred: imports pyarrow
+
+    return pacsv.ReadOptions(encoding=_ACTIVE.encoding, **kwargs)
+
+
+def _parse_options(**kwargs):
+    import pyarrow.csv as pacsv  # deferred: imports pyarrow
+
+    return pacsv.ParseOptions(delimiter=_ACTIVE.delimiter, **kwargs)
+
+
+def _inferring_options():
+    import pyarrow.csv as pacsv  # deferred: imports pyarrow
+
+    return pacsv.ConvertOptions(decimal_point=_ACTIVE.decimal)
+
+
 def read_table(path: Path, role: str):
     """The whole file, by pyarrow's multi-threaded reader (types inferred), when its text fits in memory:
     a gzip file is decompressed as it is read, and refused once its text passes what fits (_Capped)."""
@@ -35,7 +92,10 @@ def read_table(path: Path, role: str):
     if _gzipped(path):
         return read_whole(path, role, "CSV", lambda: _read_gzipped(path, role), lambda exc: _explain(path, exc))
     limits.fits(declared(path, role, 0), f"{role}: {path}")
-    return read_whole(path, role, "CSV", lambda: pacsv.read_csv(path), lambda exc: _explain(path, exc))
+    return read_whole(path, role, "CSV", lambda: pacsv.read_csv(path, read_options=_read_options(),
+                                                                 parse_options=_parse_options(),
+                                                                 convert_options=_inferring_options()),
+                      lambda exc: _explain(path, exc))
 
 
 def declared(path: Path, role: str, up_to: int) -> limits.Declared:
@@ -61,7 +121,8 @@ def _read_gzipped(path: Path, role: str):
     import pyarrow.csv as pacsv  # deferred: imports pyarrow
 
     with _Capped(path, role) as text:
-        return pacsv.read_csv(text)
+        return pacsv.read_csv(text, read_options=_read_options(), parse_options=_parse_options(),
+                              convert_options=_inferring_options())
 
 
 class _Capped(io.RawIOBase):
@@ -111,11 +172,14 @@ def read_header(stream, name: str, role: str) -> list[str]:
                             "expected a header row naming the columns, then data rows")
         if not line or raw.count(b'"') % 2 == 0:
             break
+    encoding = "utf-8-sig" if _ACTIVE.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else _ACTIVE.encoding
     try:
-        text = raw.decode("utf-8-sig")
+        text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise DataError(f"{role}: {name}: cannot be read as CSV: {exc} — save the file as UTF-8") from None
-    names = next(csv.reader(io.StringIO(text)), [])
+        raise DataError(f"{role}: {name}: cannot be read as CSV: {exc} — save the file as UTF-8",
+                        hint="or name its encoding in the config: data.csv: {encoding: latin-1} (or cp1252, ...)") \
+            from None
+    names = next(csv.reader(io.StringIO(text), delimiter=_ACTIVE.delimiter), [])
     if not names:
         raise DataError(f"{role}: {name}: is empty — expected a header row naming the columns, then data rows")
     return names
@@ -152,7 +216,7 @@ def batches(path: Path | None, header: list[str] | None, needed: list[str], nume
     try:
         for table in _parallel_csv(path, needed, numeric):
             done += table.num_rows
-            yield table
+            yield table if _ACTIVE.decimal == "." else _decimal_commas(table)
         return
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
@@ -187,7 +251,8 @@ def _convert_options(needed: list[str], numeric):
 
     types = {c: pa.string() for c in needed}
     types.update({c: pa.float64() for c in numeric if c in types})
-    return pacsv.ConvertOptions(include_columns=needed, column_types=types, strings_can_be_null=True)
+    return pacsv.ConvertOptions(include_columns=needed, column_types=types, strings_can_be_null=True,
+                                decimal_point=_ACTIVE.decimal)
 
 
 def _parallel_csv(path: Path, needed: list[str], numeric):
@@ -199,7 +264,8 @@ def _parallel_csv(path: Path, needed: list[str], numeric):
 
     with _open(path) as handle:
         names = read_header(handle, str(path), "input")
-        options = pacsv.ReadOptions(column_names=names, block_size=CSV_BLOCK_BYTES, use_threads=True)
+        options = _read_options(column_names=names, block_size=CSV_BLOCK_BYTES, use_threads=True)
+        parse = _parse_options()
         convert = _convert_options(needed, numeric)
         rest = b""
         while True:
@@ -215,9 +281,11 @@ def _parallel_csv(path: Path, needed: list[str], numeric):
                 continue
             chunk, rest = data[:cut + 1], data[cut + 1:]
             if not chunk.isspace():
-                yield pacsv.read_csv(pa.py_buffer(chunk), read_options=options, convert_options=convert)
+                yield pacsv.read_csv(pa.py_buffer(chunk), read_options=options, parse_options=parse,
+                                     convert_options=convert)
         if rest and not rest.isspace():
-            yield pacsv.read_csv(pa.py_buffer(rest), read_options=options, convert_options=convert)
+            yield pacsv.read_csv(pa.py_buffer(rest), read_options=options, parse_options=parse,
+                                 convert_options=convert)
 
 
 def _row_end(data: bytes) -> int:
@@ -244,25 +312,70 @@ def _csv_reader(path: Path | None, header: list[str] | None, needed: list[str], 
     convert = _convert_options(needed, numeric)
     try:
         if path is None:
-            options = pacsv.ReadOptions(column_names=header, block_size=CSV_BLOCK_BYTES)
-            reader = pacsv.open_csv(sys.stdin.buffer, read_options=options, convert_options=convert)
-        else:
-            reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+            options = _read_options(column_names=header, block_size=CSV_BLOCK_BYTES)
+            reader = pacsv.open_csv(sys.stdin.buffer, read_options=options, parse_options=_parse_options(),
                                     convert_options=convert)
+        else:
+            reader = pacsv.open_csv(path, read_options=_read_options(block_size=CSV_BLOCK_BYTES),
+                                    parse_options=_parse_options(), convert_options=convert)
     except pa.ArrowInvalid as exc:
         if "Empty CSV" in str(exc):
             return  # a header and no rows: nothing to read
         raise
-    yield from reader
+    if _ACTIVE.decimal == ".":
+        yield from reader
+        return
+    for batch in reader:  # text columns: a number written 3,5 is read as 3.5 by the value checks
+        yield _decimal_commas(batch)
+
+
+def _decimal_commas(batch):
+    """data.csv.decimal ',': every text value that is a number written with a decimal comma, with a point."""
+    import pyarrow as pa  # deferred: imports pyarrow
+    import pyarrow.compute as pc  # deferred: imports pyarrow
+
+    columns = []
+    for column in batch.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            column = pc.replace_substring_regex(column, pattern=r"^(\s*[-+]?\d*),(\d+([eE][-+]?\d+)?\s*)$",
+                                                replacement=r"\1.\2")
+        columns.append(column)
+    return type(batch).from_arrays(columns, schema=batch.schema)
 
 
 # ---- why a file could not be read whole ------------------------------------------------------------
+
+
+def delimiter_hint(header: str) -> str | None:
+    """A one-column header that holds another delimiter: the data.csv setting that reads it."""
+    current = _ACTIVE.delimiter
+    if current in header:
+        return None
+    for delimiter, called, written in ((";", "semicolons", "';'"), ("\t", "tabs", "'\\t'"), ("|", "'|'", "'|'"),
+                                       (",", "commas", "','")):
+        if delimiter in header:
+            return (f"one column: the file seems separated by {called}, and data.csv.delimiter is {current!r} — "
+                    f"did you mean data.csv.delimiter: {written}? (evaluate and predict follow the run's data.csv)")
+    return None
+
+
+def _header_hint(path: Path) -> str | None:
+    """delimiter_hint for the file's first line, however it is encoded."""
+    try:
+        with _open(path) as handle:
+            first = handle.readline(HEADER_BYTES).decode(_ACTIVE.encoding, errors="replace")
+    except (OSError, LookupError, EOFError):
+        return None
+    return delimiter_hint(first.rstrip("\r\n"))
 
 
 def _explain(path: Path, exc: BaseException) -> str | None:
     not_text = _not_text(path)
     if not_text:
         return not_text
+    hint = _header_hint(path)
+    if hint:
+        return f"cannot be read as CSV: {hint}"
     ragged = _ragged_row(path, exc)
     return f"cannot be read as CSV: {ragged}" if ragged else None
 
@@ -294,9 +407,13 @@ def _ragged_row(path: Path, exc: BaseException) -> str | None:
         found.append(row)
         return "error"
 
-    with contextlib.suppress(Exception):  # the first error is already known; this only adds its row
-        pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=False),
-                       parse_options=pacsv.ParseOptions(invalid_row_handler=handler))
+    quiet, sys.unraisablehook = sys.unraisablehook, lambda _: None  # a row pyarrow cannot decode to show it
+    try:
+        with contextlib.suppress(Exception):  # the first error is already known; this only adds its row
+            pacsv.read_csv(path, read_options=_read_options(use_threads=False),
+                           parse_options=_parse_options(invalid_row_handler=handler))
+    finally:
+        sys.unraisablehook = quiet
     if not found or found[0].number is None:
         return None
     row = found[0]

@@ -12,6 +12,10 @@ Each limit can be changed by an environment variable (sizes in bytes, or with K,
                                  when the check is made (MemAvailable, or the container's limit)
     MLCLI_MAX_ARCHIVE_JSON       the largest JSON member read from a .keras archive; default 16M
     MLCLI_MAX_COMPRESSION_RATIO  how many times its stored size an archive member may inflate; default 100
+    MLCLI_MAX_IMAGE_PIXELS       the most pixels an image's header may declare (width x height); default 100M
+
+An image file is a small file that can declare a huge one too (an "image bomb": a few KB of PNG
+declaring 50,000 x 50,000 pixels): its header is read before it is decoded (mlcli.data.image_header).
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from mlcli.errors import DataError, UsageError
 MEMORY_LIMIT_VAR = "MLCLI_MEMORY_LIMIT"
 ARCHIVE_JSON_VAR = "MLCLI_MAX_ARCHIVE_JSON"
 RATIO_VAR = "MLCLI_MAX_COMPRESSION_RATIO"
+IMAGE_PIXELS_VAR = "MLCLI_MAX_IMAGE_PIXELS"
+# A 100-megapixel photo is about the largest a camera makes; decoded as RGB float32 it takes 1.2 GB.
+IMAGE_PIXELS = 100_000_000
 
 ARCHIVE_JSON_BYTES = 16 << 20  # config.json of a large model is a few hundred KB
 # Keras writes its archive members stored (1:1) and deflate cannot exceed ~1032:1: a member that
@@ -74,6 +81,21 @@ def parse_size(text: str, variable: str) -> int:
 def archive_json_limit() -> int:
     value = os.environ.get(ARCHIVE_JSON_VAR)
     return parse_size(value, ARCHIVE_JSON_VAR) if value else ARCHIVE_JSON_BYTES
+
+
+def image_pixels_limit() -> int:
+    value = os.environ.get(IMAGE_PIXELS_VAR)
+    return parse_size(value, IMAGE_PIXELS_VAR) if value else IMAGE_PIXELS
+
+
+def check_image_pixels(width: int, height: int, what: str) -> None:
+    """Exit 3 when an image's header declares more pixels than the limit (before it is decoded)."""
+    limit = image_pixels_limit()
+    if width * height > limit:
+        raise DataError(f"{what}: declares {width} x {height} = {width * height:,} pixels, more than the limit of "
+                        f"{limit:,} — it is not decoded (a file this small declaring that much is an image bomb, "
+                        "or the image needs shrinking first)",
+                        hint=f"resize the image, or set {IMAGE_PIXELS_VAR} to a larger number of pixels")
 
 
 def compression_ratio_limit() -> float:

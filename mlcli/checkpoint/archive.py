@@ -225,8 +225,11 @@ def model_facts(prepared) -> dict:
     """What a .keras file needs to be used away from its run directory: the input columns in model
     order (typed features: each one's record, as run.json has them), the label column(s) and the
     class vocabulary in output order."""
-    return {"task": prepared.task, "features": prepared.feature_facts(), "labels": prepared.label_names,
-            "classes": prepared.classes}
+    facts = {"task": prepared.task, "features": prepared.feature_facts(), "labels": prepared.label_names,
+             "classes": prepared.classes}
+    if getattr(prepared, "inputs", None) is not None:  # image data (docs/contract.md §7)
+        facts["inputs"] = prepared.inputs
+    return facts
 
 
 def save_model(model, path: Path, facts: dict | None = None) -> None:

@@ -137,7 +137,30 @@ def _feature_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
         problems.append(loaded.problem(("data", "features", first), "typed features ({name, type, ...}) are not "
                                        "supported with data.stream: true yet — set data.stream: false (or auto) to "
                                        "load the table into memory"))
+    problems += _image_problems(loaded)
     if loaded.config.training.class_weight is not None and data.task == "regression":
         problems.append(loaded.problem(("training", "class_weight"), "class weights are for classification but "
                                        "data.task is regression — remove training.class_weight"))
+    return problems
+
+
+def _image_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
+    """data.image against the keys that only tables read, and data.augment without images."""
+    data = loaded.config.data
+    if data.image is None:
+        if data.augment:
+            return [loaded.problem(("data", "augment"), "augmentation layers are for image data — add data.image: "
+                                   "{size: [H, W]} (and a folder of class subfolders as data.train), or remove "
+                                   "data.augment")]
+        return []
+    problems = []
+    if data.features is not None:
+        problems.append(loaded.problem(("data", "features"), "image data has no feature columns: the image is the "
+                                       "input — remove data.features"))
+    if data.exclude:
+        problems.append(loaded.problem(("data", "exclude"), "image data has no feature columns to exclude — remove "
+                                       "data.exclude"))
+    if data.task == "regression":
+        problems.append(loaded.problem(("data", "task"), "image data is for classification here — use "
+                                       "data.task: classification (or auto)"))
     return problems

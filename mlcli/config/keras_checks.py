@@ -45,6 +45,8 @@ def keras_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
     if any(path[:1] == ("model",) for path in loaded.positions):
         for position, spec in enumerate(config.model.layers):
             found += _layer(index, spec, ("model", "layers", position))
+    for position, spec in enumerate(config.data.augment):
+        found += _augmentation(index, spec, ("data", "augment", position))
     if config.finetune.head is not None:
         for position, spec in enumerate(config.finetune.head.layers):
             found += _layer(index, spec, ("finetune", "head", "layers", position))
@@ -63,6 +65,25 @@ def _layer(index: KerasIndex, spec: LayerSpec, where: KeyPath) -> list[tuple[Key
         return [(where + ("type",), f"{spec.type!r} is not a keras.layers class" + _suggest(spec.type, "layers", names))]
     if spec.type in REFUSED["layers"]:
         return [(where + ("type",), f"{spec.type} runs arbitrary code and cannot be described in a config")]
+    return _arguments(index, "layers", spec.type, spec.arguments(), where, "layer")
+
+
+# Keras's image augmentation layers that are not named Random*: each changes an image, and at inference
+# passes it through unchanged. MixUp and CutMix are left out: they mix labels, which a layer of the model never sees.
+_AUGMENTATION_EXTRA = ("AugMix", "AutoContrast", "Equalization", "RandAugment", "Solarization")
+
+
+def augmentation_names(index: KerasIndex) -> list[str]:
+    """The keras.layers classes data.augment may name."""
+    return [n for n in index.class_names("layers") if n.startswith("Random") or n in _AUGMENTATION_EXTRA]
+
+
+def _augmentation(index: KerasIndex, spec: LayerSpec, where: KeyPath) -> list[tuple[KeyPath, str]]:
+    names = augmentation_names(index)
+    if spec.type not in names:
+        return [(where + ("type",), f"{spec.type!r} is not a Keras image augmentation layer — expected one of "
+                 f"RandomFlip, RandomRotation, RandomZoom, RandomContrast, RandomTranslation, RandomCrop, …"
+                 + did_you_mean(spec.type, names))]
     return _arguments(index, "layers", spec.type, spec.arguments(), where, "layer")
 
 

@@ -220,6 +220,26 @@ class FeatureSpec(_Section):
         return {key: getattr(self, key) for key in OPTIONS if getattr(self, key) is not None}
 
 
+class ImageConfig(_Section):
+    """Image data (docs/contract.md §7): every image is decoded, converted to `channels` and resized to `size`."""
+
+    size: Annotated[list[Annotated[int, Field(ge=1, le=8192)]], Field(min_length=2, max_length=2)] = Field(
+        description="[height, width] every image is resized to, e.g. [224, 224]. Required.",
+    )
+    channels: Literal[1, 3, 4] = Field(
+        3, description="1 (grayscale), 3 (RGB) or 4 (RGBA). Every image is converted to it, whatever it holds "
+        "(a grayscale PNG among colour ones becomes RGB), so mixed channel counts are never an error.",
+    )
+    crop_to_aspect_ratio: bool = Field(
+        False, description="true: crop the largest centred window of size's aspect ratio before resizing (no "
+        "distortion); false: stretch the whole image to size.",
+    )
+    path_column: str = Field(
+        "path", min_length=1, description="A CSV/Parquet data.train: the column of image paths (relative to the "
+        "table's folder); data.label names the label column. Unused for a folder of class subfolders.",
+    )
+
+
 class DataConfig(_Section):
     """Where the data comes from and how it is prepared."""
 
@@ -275,6 +295,15 @@ class DataConfig(_Section):
         None,
         description="Keep only rows whose label is one of these (classification), e.g. [0, 1, 2, 3, 4]; "
         "null keeps every row.",
+    )
+    image: Union[ImageConfig, None] = Field(
+        None, description="Image data: {size: [H, W], channels: 3, crop_to_aspect_ratio: false}. data.train (and "
+        "test, validation) is then a folder with one subfolder per class, or a CSV/Parquet with an image-path column.",
+    )
+    augment: list[LayerSpec] = Field(
+        default_factory=list,
+        description="Image data: Keras augmentation layers applied in training only, e.g. [{type: RandomFlip, "
+        "mode: horizontal}, {type: RandomRotation, factor: 0.1}].",
     )
 
     @field_validator("validation", mode="before")

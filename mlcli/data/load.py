@@ -32,6 +32,10 @@ def prepare_data(config: Config, vocabulary: list | None = None, plans: list[Fea
                  typed: bool = True) -> Prepared:
     """The splits a run trains on: in memory (mlcli.data.prepare), or streamed from disk. `plans` and
     `typed` fix the feature types (mlcli.data.prepare.read_train)."""
+    if config.data.image is not None:
+        from mlcli.data.image_prepare import prepare_images  # deferred: imports TensorFlow (decoding)
+
+        return prepare_images(config, vocabulary)
     stream, why = should_stream(config)
     if not stream:
         return prepare(config, vocabulary, plans, typed)
@@ -53,6 +57,8 @@ def prepare_data(config: Config, vocabulary: list | None = None, plans: list[Fea
 
 
 def _auto(data: DataConfig) -> tuple[bool, str | None]:
+    if data.image is not None:  # images: mlcli.data.image_prepare decides
+        return False, None
     train = resolve(data.train, "data.train")
     if not train.format_module.TABULAR:  # an .npz is never streamed (its reader refuses one too large)
         return False, None

@@ -41,6 +41,7 @@ class Prepared:
     files: dict[str, list[dict]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     features: list[FittedFeature] | None = None  # typed features, fitted on the training split; None: plain floats
+    inputs: dict | None = None  # image data: {kind: image, size, channels, ...} (mlcli.data.image_prepare)
 
     def feature_facts(self) -> list:
         """run.json's and the model's `features`: the column names in input order, or for typed

@@ -1,5 +1,5 @@
 """The model from the config, assembled stage by stage: input -> normalization -> the layers of
-model.layers; or, for typed features, their input block (mlcli.model.features) -> model.layers as
+model.layers; for images, the image input block (mlcli.model.image_input) -> the layers; or, for typed features, their input block (mlcli.model.features) -> model.layers as
 its body. Each stage is one function returning its layers; a new stage is one more call in
 `build_model`."""
 
@@ -10,6 +10,7 @@ from typing import Any
 from mlcli.config.load import LoadedConfig
 from mlcli.errors import ConfigError, first_line
 from mlcli.model.features import body_of, typed_model
+from mlcli.model.image_input import image_input_layers, in_input_block
 from mlcli.model.layers import build_layer
 from mlcli.model.normalize import NORMALIZE_LAYER, normalization_layer
 
@@ -32,8 +33,11 @@ def build_model(loaded: LoadedConfig, input_shape: tuple[int, ...], train_x,
                                              f"the layers do not fit together: {first_line(exc)}")) from None
         _check_one_vector_per_row(loaded, model, input_shape)
         return model
-    layers: list[Any] = [keras.Input(shape=input_shape, name="features")]
-    layers += _normalization(loaded, train_x, feature_names)
+    if config.data.image is not None:
+        layers: list[Any] = image_input_layers(loaded, input_shape)
+    else:
+        layers = [keras.Input(shape=input_shape, name="features")]
+        layers += _normalization(loaded, train_x, feature_names)
     layers += _body(loaded, output_float32)
     try:
         model = keras.Sequential(layers, name=config.name or "mlcli_model")
@@ -79,7 +83,7 @@ def user_layers(model) -> list:
     body = body_of(model)
     if body is not None:
         return list(body.layers)
-    return [layer for layer in model.layers if layer.name != NORMALIZE_LAYER]
+    return [layer for layer in model.layers if layer.name != NORMALIZE_LAYER and not in_input_block(layer)]
 
 
 def layer_names(layers: list) -> list[tuple[str, str]]:

@@ -111,6 +111,7 @@ def start_manifest(request, prepared, device: str, precision: str, model, starte
         "data": prepared.files,
         "task": prepared.task,
         "features": prepared.feature_facts(),
+        "inputs": getattr(prepared, "inputs", None),  # image data: {kind: image, size, channels, ...}
         "labels": prepared.label_names,
         "classes": prepared.classes,
         "rows": {name: getattr(prepared, name).rows for name in ("train", "validation", "test")

@@ -32,6 +32,10 @@ def backbone_problems(loaded: LoadedConfig, index: KerasIndex) -> list[ConfigPro
             found.append((_WHERE + (key,), f"unknown key for a preset backbone — expected preset, "
                                            f"sequence_length or pooling{did_you_mean(key, ['preset', 'sequence_length', 'pooling'])}"))
     else:
+        if config.data.image is None:
+            found.append((_WHERE + ("type",), f"{spec.type} takes images, but the data are a table — set data.image "
+                                              "(e.g. {size: [96, 96]}) with a folder of class subfolders, or remove "
+                                              "model.backbone"))
         found += _application(loaded, index, spec)
     return problems + [loaded.problem(where, message) for where, message in found]
 
@@ -66,8 +70,8 @@ def _application(loaded: LoadedConfig, index: KerasIndex, spec) -> list[tuple[tu
 
 def image_size(loaded: LoadedConfig) -> tuple[int, int] | None:
     """data.image.size as (height, width), when the data are images."""
-    image = getattr(loaded.config.data, "image", None)
-    size = getattr(image, "size", None)
+    image = loaded.config.data.image
+    size = image.size if image is not None else None
     if size is None:
         return None
     return (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size))

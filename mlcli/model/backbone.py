@@ -54,8 +54,7 @@ def _application(loaded: LoadedConfig, input_shape: tuple[int, ...]):
                  "pooling": spec.pooling, **spec.arguments()}
     if mode == "builtin" and spec.type.startswith(("ConvNeXt", "EfficientNetV2", "MobileNetV3")):
         arguments["include_preprocessing"] = True
-    if mode == "builtin":
-        arguments["name"] = BACKBONE
+    arguments["name"] = f"{BACKBONE}_{snake_case(spec.type)}"  # the table shows it: backbone (mobile_net_v3_small)
     try:
         with download_guard(what=f"model.backbone: {spec.type} weights: imagenet"), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -69,9 +68,6 @@ def _application(loaded: LoadedConfig, input_shape: tuple[int, ...]):
     if weights not in (None, "imagenet") and skipped:
         raise DataError(f"model.backbone.weights: {weights} does not fit {spec.type}: {first_line(Exception(skipped[0]))}",
                         hint=_WEIGHTS_HINT)
-    if mode == "builtin":
-        return application
-    application.name = f"{BACKBONE}_{application.name}"
     if mode == "caffe" and weights is not None:
         _bgr_to_rgb(application)
     image = keras.Input(shape=tuple(input_shape), name=f"{PREPROCESS}_input")
@@ -104,6 +100,10 @@ def _misfit(name: str, weights: str, exc: BaseException) -> str:
     return f"model.backbone.weights: {weights} does not fit {name}: {first_line(exc)}"
 
 
+def snake_case(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
 def _preprocess(keras, mode: str, channels: int):
     """The family's preprocess_input as Keras layers, for pixels in [0, 255]."""
     layers = []
@@ -117,7 +117,7 @@ def _preprocess(keras, mode: str, channels: int):
     elif mode == "caffe":
         layers.append(keras.layers.Normalization(mean=list(_CAFFE_MEAN)[:channels], variance=[1.0] * channels,
                                                  name=f"{PREPROCESS}_normalize"))
-    return keras.Sequential(layers, name=PREPROCESS) if layers else keras.layers.Identity(name=PREPROCESS)
+    return keras.Sequential(layers, name=PREPROCESS) if layers else keras.layers.Identity(name=PREPROCESS)  # builtin: the application's own
 
 
 def _bgr_to_rgb(application) -> None:

@@ -1,5 +1,6 @@
 """The model from the config, assembled stage by stage: input -> normalization -> the layers of
-model.layers; for images, the image input block (mlcli.model.image_input) -> the layers; or, for typed features, their input block (mlcli.model.features) -> model.layers as
+model.layers; for images, the image input block (mlcli.model.image_input) -> model.backbone
+(mlcli.model.backbone) -> the layers; or, for typed features, their input block (mlcli.model.features) -> model.layers as
 its body. Each stage is one function returning its layers; a new stage is one more call in
 `build_model`."""
 
@@ -9,6 +10,8 @@ from typing import Any
 
 from mlcli.config.load import LoadedConfig
 from mlcli.errors import ConfigError, first_line
+from mlcli.model.backbone import apply_backbone_selectors, backbone_model
+from mlcli.model.backbone_spec import BACKBONE
 from mlcli.model.features import body_of, typed_model
 from mlcli.model.image_input import image_input_layers, in_input_block
 from mlcli.model.layers import build_layer
@@ -34,7 +37,8 @@ def build_model(loaded: LoadedConfig, input_shape: tuple[int, ...], train_x,
         _check_one_vector_per_row(loaded, model, input_shape)
         return model
     if config.data.image is not None:
-        layers: list[Any] = image_input_layers(loaded, input_shape)
+        layers: list[Any] = image_input_layers(loaded, input_shape, rescale=config.model.backbone is None)
+        layers += _backbone(loaded, input_shape)
     else:
         layers = [keras.Input(shape=input_shape, name="features")]
         layers += _normalization(loaded, train_x, feature_names)
@@ -53,6 +57,16 @@ def _normalization(loaded: LoadedConfig, train_x, feature_names: list[str] | Non
     if data.normalize == "none" or train_x is None:
         return []
     return [normalization_layer(data.normalize, train_x, feature_names, data.train)]
+
+
+def _backbone(loaded: LoadedConfig, input_shape: tuple[int, ...]) -> list:
+    """model.backbone as one nested model (its own preprocessing inside), frozen where finetune.freeze
+    says `backbone` or `backbone/<glob>` (train reads those selectors too: phase 1 of a two-phase recipe)."""
+    if loaded.config.model.backbone is None:
+        return []
+    backbone = backbone_model(loaded, input_shape)
+    apply_backbone_selectors(loaded, backbone, reset=False)
+    return [backbone]
 
 
 def _body(loaded: LoadedConfig, output_float32: bool) -> list:
@@ -83,7 +97,8 @@ def user_layers(model) -> list:
     body = body_of(model)
     if body is not None:
         return list(body.layers)
-    return [layer for layer in model.layers if layer.name != NORMALIZE_LAYER and not in_input_block(layer)]
+    return [layer for layer in model.layers
+            if layer.name not in (NORMALIZE_LAYER, BACKBONE) and not in_input_block(layer)]
 
 
 def layer_names(layers: list) -> list[tuple[str, str]]:

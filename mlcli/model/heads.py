@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence, TypeVar
 
 from mlcli.errors import ConfigError, ConfigProblem
+from mlcli.model.backbone_spec import is_backbone_selector
 
 if TYPE_CHECKING:
     from mlcli.config.load import LoadedConfig
@@ -48,10 +49,13 @@ def select_layers(layers: Sequence[tuple[str, str]], selectors: Sequence[int | s
                   loaded: LoadedConfig) -> list[int]:
     """Indices matched by selectors, each once, in selector order. `layers`: (name, type) pairs.
 
-    A selector that matches nothing is a config error at `where` listing every layer."""
+    A selector that matches nothing is a config error at `where` listing every layer. `backbone` and
+    `backbone/<glob>` reach into model.backbone instead (mlcli.model.backbone applies them): skipped here."""
     names = [name for name, _ in layers]
     chosen: list[int] = []
     for position, selector in enumerate(selectors):
+        if is_backbone_selector(selector):
+            continue
         matched = matching_indices(names, selector)
         if not matched:
             listing = "; ".join(f"{i}: {name} ({type_name})" for i, (name, type_name) in enumerate(layers))

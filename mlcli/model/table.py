@@ -9,20 +9,66 @@ from rich import box
 from rich.table import Table
 
 from mlcli import console
+from mlcli.model.backbone_spec import BACKBONE, PREPROCESS
 from mlcli.model.build import user_layers
 from mlcli.model.normalize import NORMALIZE_LAYER
 
 
-def layer_table(model) -> list[dict]:
-    """Every declared layer: index, name, type, parameters, trainable or frozen."""
-    rows = []
+def _count(weights) -> int:
+    return int(sum(np.prod(w.shape) for w in weights))
+
+
+def layer_table(model, verbose: bool = False) -> list[dict]:
+    """Every declared layer: index, name, type, parameters, trainable or frozen. A backbone
+    (model.backbone) comes first as ONE row with its trainable and frozen parameter counts; with
+    `verbose`, every layer inside it follows as `backbone/<name>`."""
+    rows = backbone_rows(model, verbose)
     for index, layer in enumerate(user_layers(model)):
-        params = int(sum(np.prod(w.shape) for w in layer.weights))
+        params = _count(layer.weights)
         rows.append({
             "index": index, "name": layer.name, "type": type(layer).__name__,
-            "params": params, "trainable": bool(layer.trainable),
+            "params": params, "trainable": bool(layer.trainable), "frozen": 0 if layer.trainable else params,
         })
     return rows
+
+
+def backbone_rows(model, verbose: bool = False) -> list[dict]:
+    """The backbone's row (and with `verbose`, one per layer inside it); none without a backbone."""
+    from mlcli.model.backbone import find_backbone, inner_layers  # deferred: imports TensorFlow
+
+    backbone = find_backbone(model)
+    if backbone is None:
+        return []
+    inner = inner_layers(backbone)
+    frozen = sum(_count(layer.weights) for layer in inner if not layer.trainable or not backbone.trainable)
+    trainable = _count(backbone.trainable_weights)
+    rows = [{"index": None, "name": BACKBONE, "type": _backbone_type(backbone), "params": _count(backbone.weights),
+             "trainable": trainable > 0, "trainable_params": trainable, "frozen": frozen}]
+    if verbose:
+        for layer in inner:
+            params = _count(layer.weights)
+            on = bool(layer.trainable and backbone.trainable)
+            rows.append({"index": None, "name": f"{BACKBONE}/{layer.name}", "type": type(layer).__name__,
+                         "params": params, "trainable": on, "frozen": 0 if on else params, "inside": True})
+    return rows
+
+
+def _backbone_type(backbone) -> str:
+    """What the backbone is: the model inside it (its name after `backbone_`), or its own class."""
+    for layer in backbone.layers:
+        if layer.name.startswith(BACKBONE + "_") and hasattr(layer, "layers") and layer.name != PREPROCESS:
+            return layer.name[len(BACKBONE) + 1:]
+    return type(backbone).__name__
+
+
+def backbone_note(model) -> list[str]:
+    """train's line about a backbone: what it is and how much of it is trained (none without one)."""
+    rows = backbone_rows(model)
+    if not rows:
+        return []
+    row = rows[0]
+    return [f"backbone {row['type']}: {row['trainable_params']:,} trainable, {row['frozen']:,} frozen parameters "
+            "(finetune.freeze/unfreeze `backbone`, `backbone/<glob>`; frozen BatchNormalization runs in inference mode)"]
 
 
 def parameter_counts(model) -> dict[str, int]:
@@ -44,9 +90,11 @@ def display_rows(table: list[dict], normalize: list, normalization: int, has_hea
                      "state": "kept from the parent"})
     for row in table:
         state = "trainable" if row["trainable"] else "frozen"
-        if row["type"] == "BatchNormalization" and not row["trainable"]:
+        if row["name"] == BACKBONE:
+            state = f"{row['trainable_params']:,} trainable, {row['frozen']:,} frozen"
+        elif row["type"] == "BatchNormalization" and not row["trainable"]:
             state += " (inference mode)"
-        if has_head and row["origin"] == "head":
+        if has_head and row.get("origin") == "head":
             state += " (new)"
         rows.append({**row, "state": state})
     return rows

@@ -1,0 +1,177 @@
+"""model.backbone through the real CLI (docs/contract.md §7): keras.applications by name with its
+preprocessing inside model.keras, validate's checks without TensorFlow, weights that do not fit,
+offline exit 4 within seconds (nothing is ever downloaded: the network check is pointed at a closed
+local port), a frozen backbone in train, and finetune reaching into it."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import run_cli
+
+
+def refused(ran, code: int, *texts: str) -> None:
+    assert ran.exit_code == code, ran
+    assert ran.exception is None, ran
+    assert "Traceback" not in ran.stderr, ran
+    for text in texts:
+        assert text in ran.stderr, (text, ran)
+
+
+def image_folder(root: Path, per_class: int = 6, size: int = 32) -> Path:
+    """Two classes of tiny RGB PNGs: dark squares and bright ones (seeded)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label, base in (("dark", 40), ("light", 200)):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = np.clip(base + rng.normal(0, 20, (size, size, 3)), 0, 255).astype("uint8")
+            Image.fromarray(pixels).save(root / label / f"{i:02d}.png")
+    return root
+
+
+def write_config(path: Path, images: Path, backbone: dict, **sections) -> Path:
+    config = {
+        "data": {"train": str(images), "validation": 0.25, "image": {"size": [32, 32], "channels": 3}},
+        "model": {"backbone": backbone, "layers": [{"type": "Dense", "units": 2, "activation": "softmax"}]},
+        "optimizer": {"type": "adam", "learning_rate": 0.01},
+        "training": {"epochs": 1, "batch_size": 8},
+        **sections,
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def closed_port() -> int:
+    """A local TCP port nothing listens on (connections to it are refused at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---- validate: no TensorFlow, every problem named ---------------------------------------------------
+
+def test_validate_names_the_backbone_problems(tmp_path):
+    images = image_folder(tmp_path / "images", per_class=2)
+    ran = run_cli("validate", write_config(tmp_path / "a.yaml", images, {"type": "MobileNetV3Smal", "weights": None}))
+    refused(ran, 2, "model.backbone.type", "'MobileNetV3Smal' is not a keras.applications model",
+            "did you mean 'MobileNetV3Small'?")
+
+    ran = run_cli("validate", write_config(tmp_path / "b.yaml", images,
+                                           {"type": "InceptionV3", "weights": None, "include_top": True}))
+    refused(ran, 2, "data.image.size", "[32, 32] is below InceptionV3's smallest input, 75x75",
+            "model.backbone.include_top", "mlcli sets include_top itself")
+
+    ran = run_cli("validate", write_config(tmp_path / "c.yaml", images, None,
+                                           finetune={"freeze": ["backbone"]}))
+    refused(ran, 2, "finetune.freeze.0", "reaches into model.backbone, but the model has none")
+
+    table = tmp_path / "t.csv"
+    table.write_text("x,label\n1,a\n2,b\n")
+    config = {"data": {"train": str(table)}, "model": {"backbone": {"type": "ResNet50"},
+                                                       "layers": [{"type": "Dense", "units": 2}]}}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(config))
+    refused(run_cli("validate", tmp_path / "d.yaml"), 2, "ResNet50 takes images, but the data are a table")
+
+
+# ---- weights: a file that does not fit, a download that cannot happen -----------------------------
+
+@pytest.mark.slow
+def test_weights_that_do_not_fit_name_the_layer_and_imagenet_offline_is_exit_4_within_seconds(tmp_path, monkeypatch):
+    import keras
+
+    images = image_folder(tmp_path / "images", per_class=4)
+    other = tmp_path / "alpha075.weights.h5"  # the same family with other arguments: other shapes
+    keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(32, 32, 3),
+                                        alpha=0.75).save_weights(other)
+    ran = run_cli("train", write_config(tmp_path / "w.yaml", images, {"type": "MobileNetV3Small", "weights": str(other)}),
+                  "--output", tmp_path / "w")
+    refused(ran, 3, f"model.backbone.weights: {other} does not fit MobileNetV3Small: layer expanded_conv",
+            "but the file holds")
+    assert not (tmp_path / "w" / "model.keras").exists()
+
+    ran = run_cli("train", write_config(tmp_path / "m.yaml", images, {"type": "MobileNetV3Small",
+                                                                       "weights": str(tmp_path / "none.h5")}),
+                  "--output", tmp_path / "m")
+    refused(ran, 3, f"model.backbone.weights: {tmp_path / 'none.h5'}: no such file")
+
+    home = tmp_path / "keras_home"
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    monkeypatch.setenv("MLCLI_NETWORK_PROBE", f"127.0.0.1:{closed_port()}")
+    started = time.monotonic()
+    ran = run_cli("train", write_config(tmp_path / "i.yaml", images, {"type": "MobileNetV3Small", "weights": "imagenet"}),
+                  "--output", tmp_path / "i")
+    elapsed = time.monotonic() - started
+    refused(ran, 4, "offline: model.backbone: MobileNetV3Small weights: imagenet: https://storage.googleapis.com/"
+            "tensorflow/keras-applications/mobilenet_v3/", "cannot be downloaded", "weights: null",
+            str(home / "models"))
+    assert elapsed < 30, elapsed
+    assert not list(home.rglob("*.h5"))  # nothing was downloaded
+
+
+# ---- a frozen backbone, then finetune into its top blocks ------------------------------------------
+
+def _weights(model_path: Path) -> dict[str, list[np.ndarray]]:
+    import keras
+
+    model = keras.saving.load_model(model_path)  # plain Keras, safe mode: the preprocessing is Keras layers
+    backbone = model.get_layer("backbone")
+    from mlcli.model.backbone import inner_layers
+
+    return {layer.name: [np.array(w) for w in layer.get_weights()] for layer in inner_layers(backbone)}
+
+
+@pytest.mark.slow
+def test_frozen_backbone_then_finetune_the_top_blocks(tmp_path):
+    images = image_folder(tmp_path / "images")
+    config = write_config(tmp_path / "phase1.yaml", images, {"type": "MobileNetV3Small", "weights": None,
+                                                              "minimalistic": True},
+                          finetune={"freeze": ["backbone"]})
+    ran = run_cli("train", config, "--output", tmp_path / "run1")
+    assert ran.exit_code == 0, ran
+    assert "backbone mobile_net_v3_small: 0 trainable" in ran.stderr, ran
+    rows = json.loads((tmp_path / "run1" / "run.json").read_text())["layers"]
+    assert rows[0]["name"] == "backbone" and rows[0]["trainable_params"] == 0
+    assert rows[0]["frozen"] == rows[0]["params"] > 100_000
+    assert [r["name"] for r in rows[1:]] == ["dense"]
+
+    # A frozen BatchNormalization runs in inference mode: with random initial weights its moving
+    # statistics are still exactly Keras's initial zeros and ones after an epoch of training.
+    before = _weights(tmp_path / "run1" / "model.keras")
+    norms = [name for name in before if name.endswith("_bn") or "batch_norm" in name]
+    assert len(norms) > 10
+    for name in norms:
+        _, _, mean, variance = before[name]
+        assert np.all(mean == 0) and np.all(variance == 1), name
+
+    phase2 = tmp_path / "phase2.yaml"
+    phase2.write_text(yaml.safe_dump({
+        "optimizer": {"type": "adam", "learning_rate": 0.001},
+        "finetune": {"freeze": ["backbone"], "unfreeze": ["backbone/expanded_conv_10*"]},
+    }))
+    ran = run_cli("finetune", phase2, "--from", tmp_path / "run1", "--output", tmp_path / "run2", "--verbose",
+                  env={"COLUMNS": "200"})
+    assert ran.exit_code == 0, ran
+    assert "mobile_net_v3_small" in ran.stderr and " trainable, " in ran.stderr and " frozen" in ran.stderr
+    assert "backbone/expanded_conv_10_project" in ran.stderr  # --verbose: every layer inside
+    after = _weights(tmp_path / "run2" / "model.keras")
+    opened = [name for name in after if name.startswith("expanded_conv_10")]
+    assert opened
+    for name, values in after.items():
+        same = all(np.array_equal(a, b) for a, b in zip(values, before[name]))
+        if name in opened and values:
+            assert not same, f"{name} was unfrozen but did not change"
+        else:
+            assert same, f"{name} was frozen but changed"
+
+    ran = run_cli("finetune", "--from", tmp_path / "run1", "--output", tmp_path / "run3",
+                  "--set", "finetune.unfreeze=[backbone/block_99*]")
+    refused(ran, 2, "finetune.unfreeze.0", "'backbone/block_99*' matches no layer inside the backbone",
+            "expanded_conv")

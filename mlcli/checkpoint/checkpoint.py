@@ -48,6 +48,11 @@ class Checkpoint:
     notes: tuple[str, ...] = ()
     input_shape: tuple[int, ...] | None = None  # per row, from the archive (so inputs are checked before TF)
     typed: list[dict] | None = None  # typed features' records (run.json's features), in input order; None: plain
+    inputs: dict | None = None  # image models: {kind: image, size, channels, ...} (docs/contract.md §7)
+
+    @property
+    def takes_images(self) -> bool:
+        return bool(self.inputs) and self.inputs.get("kind") == "image"
 
     @property
     def input_known(self) -> bool:
@@ -198,7 +203,8 @@ def _run_checkpoint(model_path: Path, run_dir: Path, architecture: dict) -> Chec
             raise UsageError(f"{run_dir}: a classification run without {files.LABELS} — "
                              "the run directory is incomplete")
     return Checkpoint(model_path, run_dir, architecture, task, features, list(labels), classes, loaded=loaded,
-                      manifest=manifest, input_shape=archive.input_shape(architecture), typed=typed)
+                      manifest=manifest, input_shape=archive.input_shape(architecture), typed=typed,
+                      inputs=manifest.get("inputs"))
 
 
 def _standalone_checkpoint(model_path: Path, architecture: dict) -> Checkpoint:
@@ -210,6 +216,7 @@ def _standalone_checkpoint(model_path: Path, architecture: dict) -> Checkpoint:
             model_path, None, architecture, facts["task"], feature_names(facts["features"]), list(facts["labels"]),
             facts["classes"], compile_config=compile_config, input_shape=shape,
             typed=typed_features(facts["features"]),
+            inputs=facts.get("inputs"),
             notes=(f"{model_path} is not inside a run directory: its input columns and labels come from the "
                    f"{archive.ARCHIVE_FACTS} mlcli saved inside it",),
         )

@@ -91,7 +91,7 @@ def list_labelled(spec: str, role: str, path_column: str, label: str) -> ImageLi
 
 def list_unlabelled(spec: str, role: str, path_column: str) -> ImageList:
     """predict's INPUT: an image file, a folder of images (recursively, sorted), or a table of paths."""
-    path = Path(spec)
+    path = builtin_folder(spec, role) if spec.startswith("builtin:") else Path(spec)
     if not path.exists():
         raise DataError(f"{role}: {spec}: not found — expected an image file, a folder of images, or a CSV/Parquet "
                         "table of image paths")

@@ -40,7 +40,7 @@ def prepare_images(config: Config, vocabulary: list | None = None) -> Prepared:
 
     data = config.data
     image = data.image
-    train = _keep_classes(list_split(config, "train"), data.classes)
+    train = train_images(config)
     classes = sorted_vocabulary(train.labels)
     if len(classes) < 2:
         raise single_class_error(train.spec, "(class folders)" if train.kind == "folder" else data.label_columns()[0],
@@ -50,12 +50,7 @@ def prepare_images(config: Config, vocabulary: list | None = None) -> Prepared:
     files = {"train": train.facts()}
     validation = None
     if isinstance(data.validation, float):
-        keep, held = stratified_split(train.labels.astype(str) if train.labels.dtype == object else train.labels,
-                                      data.validation, config.seed)
-        if len(held) == 0:
-            raise DataError(f"data.validation: {data.validation} of {train.rows} training images is an empty split — "
-                            "use a larger fraction, a validation folder, or null")
-        train, validation = train.take(keep), train.take(held)
+        train, validation = split_validation(config, train)
     elif isinstance(data.validation, str):
         validation = _keep_classes(list_split(config, "validation"), data.classes)
         files["validation"] = validation.facts()
@@ -103,6 +98,22 @@ def prepare_images(config: Config, vocabulary: list | None = None) -> Prepared:
         notes=notes,
         inputs=image_facts(config),
     )
+
+
+def split_validation(config: Config, train: ImageList) -> tuple[ImageList, ImageList]:
+    """(train, validation) of a fractional data.validation: stratified and seeded as for tables. The one
+    place the split is made: `mlcli evaluate` calls it again to get back the images the run validated on."""
+    labels = train.labels.astype(str) if train.labels.dtype == object else train.labels
+    keep, held = stratified_split(labels, config.data.validation, config.seed)
+    if len(held) == 0:
+        raise DataError(f"data.validation: {config.data.validation} of {train.rows} training images is an empty "
+                        "split — use a larger fraction, a validation folder, or null")
+    return train.take(keep), train.take(held)
+
+
+def train_images(config: Config) -> ImageList:
+    """data.train's images as training lists them (data.classes applied)."""
+    return _keep_classes(list_split(config, "train"), config.data.classes)
 
 
 def _in_memory(config: Config, need: int) -> bool:

@@ -17,17 +17,24 @@ def steps_per_epoch(rows: int, batch_size: int) -> int:
 
 
 def training_dataset(split, *, batch_size: int, seed: int, shuffle: bool, epoch, encoding: str,
-                     num_classes: int, first_step: int = 0):
+                     num_classes: int, first_step: int = 0, augment=None):
     """One epoch of batches, in the order fixed by (seed, epoch); `epoch` is a tf.Variable that the
     run sets at each epoch's start (Keras makes a new iterator per epoch, which reads it then).
 
     One epoch per iterator matters: Keras runs `steps_per_execution` steps per call until the data
     runs out, so an endless stream would let the last call of an epoch eat into the next one.
-    `first_step` skips the batches a mid-epoch resume has already trained on.
+    `first_step` skips the batches a mid-epoch resume has already trained on. `augment`: a function
+    (x, y) -> (x, y) applied to each training batch (data.augment, mlcli.model.augment).
     """
-    return _sharded_by_data(split.training_dataset(
+    dataset = split.training_dataset(
         batch_size=batch_size, seed=seed, shuffle=shuffle, epoch=epoch, encoding=encoding,
-        num_classes=num_classes, first_step=first_step))
+        num_classes=num_classes, first_step=first_step)
+    if augment is not None:
+        import tensorflow as tf  # deferred: imports TensorFlow
+
+        dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
+            tf.data.AUTOTUNE)
+    return _sharded_by_data(dataset)
 
 
 def evaluation_batch_size(training_batch_size: int) -> int:

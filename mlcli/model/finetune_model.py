@@ -26,6 +26,7 @@ from mlcli.model.build import layer_names, user_layers
 from mlcli.model.features import BODY, FEATURES, body_of
 from mlcli.model.finetune_config import FLAG, head_names
 from mlcli.model.heads import apply_head, check_output_width, kept_layers, new_head, no_head_problem, select_layers
+from mlcli.model.image_input import INPUT_NAME as IMAGE_INPUT
 from mlcli.model.image_input import in_input_block
 from mlcli.model.layers import build_layer
 from mlcli.model.normalize import NORMALIZE_LAYER
@@ -48,7 +49,7 @@ def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict, *, unsafe:
             hint="fine-tune on data with the parent's feature columns (the parent's run.json lists them)",
         )
     notes = _feature_notes(parent_facts, prepared)
-    model, normalize, dropped, added = _assemble(loaded, parent, expected)
+    model, normalize, dropped, added = _assemble(loaded, parent, expected, image=prepared.inputs is not None)
     layers = _set_trainable(loaded, model, normalize)
     outputs = int(model.output_shape[-1])
     encoding = label_encoding(loaded.config, prepared.task, outputs, len(prepared.classes or []))
@@ -90,7 +91,8 @@ def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict, *, unsafe:
     return model, facts
 
 
-def _assemble(loaded: LoadedConfig, parent, input_shape: tuple) -> tuple[Any, list, list[str], list[str]]:
+def _assemble(loaded: LoadedConfig, parent, input_shape: tuple, image: bool = False) -> tuple[Any, list, list[str],
+                                                                                         list[str]]:
     """Input -> the parent's normalization -> its layers but the last `replace` -> the new head; for a
     typed parent, its input block -> its body with the head applied.
 
@@ -102,8 +104,9 @@ def _assemble(loaded: LoadedConfig, parent, input_shape: tuple) -> tuple[Any, li
     head = loaded.config.finetune.head
     declared = user_layers(parent)
     body = body_of(parent)
-    normalize = [layer for layer in parent.layers if layer.name == NORMALIZE_LAYER] if body is None else \
-        [layer for layer in parent.layers if layer is not body and layer.weights]
+    # The parent's preprocessing: its normalization, or an image model's input block (mlcli.model.image_input)
+    normalize = [layer for layer in parent.layers if layer.name == NORMALIZE_LAYER or in_input_block(layer)] \
+        if body is None else [layer for layer in parent.layers if layer is not body and layer.weights]
     replace, specs = (head.replace, list(head.layers)) if head else (0, [])
     kept = kept_layers(declared, replace)
     names = head_names(loaded, [layer.name for layer in kept])
@@ -119,9 +122,10 @@ def _assemble(loaded: LoadedConfig, parent, input_shape: tuple) -> tuple[Any, li
             model = keras.Model(parent.input, new_body(parent.get_layer(FEATURES).output),
                                 name=loaded.config.name or parent.name)
         else:
-            # An image parent's input block (augmentation, scaling) and backbone are kept as they are.
-            front = [layer for layer in parent.layers if in_input_block(layer) or layer.name == BACKBONE]
-            model = keras.Sequential([keras.Input(shape=input_shape, name=_input_name(parent)), *normalize, *front,
+            # An image parent's backbone is kept as it is, right after its input block.
+            backbone = [layer for layer in parent.layers if layer.name == BACKBONE]
+            model = keras.Sequential([keras.Input(shape=input_shape, name=IMAGE_INPUT if image else "features"),
+                                      *normalize, *backbone,
                                       *apply_head(declared, replace, added)], name=loaded.config.name or parent.name)
     except (ValueError, TypeError) as exc:
         below = kept[-1].name if kept else "the input"
@@ -129,11 +133,6 @@ def _assemble(loaded: LoadedConfig, parent, input_shape: tuple) -> tuple[Any, li
             ("finetune", "head", "layers"), f"the new layers do not fit onto {below}: {first_line(exc)}",
         )) from None
     return model, normalize, [layer.name for layer in declared[len(kept):]], names
-
-
-def _input_name(parent) -> str:
-    inputs = getattr(parent, "inputs", None) or []
-    return str(inputs[0].name) if inputs and getattr(inputs[0], "name", None) else "features"
 
 
 def _set_trainable(loaded: LoadedConfig, model, normalize: list) -> list:
@@ -188,6 +187,9 @@ def _model_notes(layers: list, normalize: list, typed: bool, backbone_layers: li
         notes.append("the typed input block is kept from the parent and frozen: its vocabularies, statistics and "
                      "embeddings are the parent's, not refitted on this data (selectors reaching an encoder, "
                      "input:<column>, are not supported yet)")
+    elif any(in_input_block(layer) for layer in normalize):
+        notes.append("the image input block is kept from the parent: images are decoded and resized as this run's "
+                     "data.image says, then scaled to [0, 1] inside the model as the parent was")
     elif normalize:
         notes.append("normalization kept from the parent: mlcli_normalize holds the statistics fitted on the "
                      "parent's training data and is not refitted on this data")

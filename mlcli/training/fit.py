@@ -8,6 +8,7 @@ from typing import Any
 
 from mlcli.checkpoint.archive import model_facts
 from mlcli.data.pipeline import evaluation_batch_size, evaluation_dataset, first_rows, steps_per_epoch, training_dataset
+from mlcli.model.augment import augmentation
 from mlcli.run import files, resume
 from mlcli.training.request import TrainRequest
 
@@ -69,10 +70,12 @@ def fit(request: TrainRequest, model, prepared, encoding: str, batch: int, progr
     epoch_variable = tf.Variable(first_epoch, dtype=tf.int64, trainable=False)
     callbacks.insert(0, cb.SetEpoch(epoch_variable))
 
+    augment = augmentation(request.loaded)  # data.augment: training batches only
+
     def fit(start_epoch: int, end_epoch: int, start_step: int, extra_callbacks: list) -> None:
         dataset = training_dataset(
             prepared.train, batch_size=batch, seed=config.seed, shuffle=config.data.shuffle, epoch=epoch_variable,
-            encoding=encoding, num_classes=num_classes, first_step=start_step,
+            encoding=encoding, num_classes=num_classes, first_step=start_step, augment=augment,
         )
         model.fit(dataset, validation_data=val_ds, epochs=end_epoch, initial_epoch=start_epoch,
                   callbacks=callbacks + extra_callbacks, verbose=0, shuffle=False, class_weight=weights)

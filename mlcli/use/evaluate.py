@@ -17,6 +17,9 @@ import numpy as np
 from mlcli.checkpoint.checkpoint import Checkpoint, open_checkpoint
 from mlcli.checkpoint.load import compile_for_evaluation, load_model
 from mlcli.data.feature_types import FeaturePlan
+from mlcli.data.image_files import ImageList
+from mlcli.data.image_inputs import labelled_split, list_for_evaluation
+from mlcli.data.image_prepare import split_validation, train_images
 from mlcli.data.inputs import InputReader
 from mlcli.data.labels import class_indices, regression_targets
 from mlcli.data.pipeline import evaluation_dataset
@@ -29,7 +32,7 @@ from mlcli.errors import DataError, UsageError
 from mlcli.run.diverged import restart_hint
 from mlcli.run.files import check_writable_folder
 from mlcli.use.inference import Inference, default_batch_size
-from mlcli.use.plots import write_confusion
+from mlcli.use.plots import write_confusion, write_misclassified
 from mlcli.use.scores import confusion_matrix, macro_average, per_class
 
 
@@ -138,12 +141,18 @@ def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: 
     chosen = choose_data(ckpt, data)
     batch = batch_size or default_batch_size(ckpt)
     reader = None
-    if chosen.spec is not None and ckpt.input_known:
+    images = None
+    if ckpt.takes_images:  # every file listed and its header checked before TensorFlow starts
+        images = _images(ckpt, chosen)
+    elif chosen.spec is not None and ckpt.input_known:
         reader = _reader(ckpt, chosen)  # columns checked before TensorFlow starts
     model, ckpt = load_model(ckpt, unsafe=unsafe)
     compile_for_evaluation(model, ckpt)
     notes = list(ckpt.notes) + _diverged_note(ckpt)
-    if chosen.spec is not None:
+    if images is not None:
+        split = labelled_split(images, ckpt.inputs, ckpt.classes, chosen.source)
+        notes += [images.note(chosen.source)] if images.note(chosen.source) else []
+    elif chosen.spec is not None:
         reader = reader or _reader(ckpt, chosen)
         reader.classes = ckpt.classes  # a standalone model's classes are known once it is loaded
         split = _read_split(reader)
@@ -180,6 +189,10 @@ def evaluate(checkpoint: Path, data: str | None, batch_size: int | None, gates: 
         if plot is not None:
             write_confusion(plot, result.confusion, ckpt.classes, f"{chosen.description}")
             result.notes.append(f"confusion matrix written to {plot}")
+            if images is not None:
+                wrong = plot.with_name(f"{plot.stem}-misclassified.png")
+                write_misclassified(wrong, split.x, split.y, predicted, ckpt.classes, chosen.description)
+                result.notes.append(f"misclassified images written to {wrong}")
     return result
 
 
@@ -200,6 +213,15 @@ def _reader(ckpt: Checkpoint, chosen: _Data) -> InputReader:
     return InputReader(chosen.spec, chosen.source, features=ckpt.features, input_shape=ckpt.input_shape,
                        labels=ckpt.labels, task=ckpt.task, classes=ckpt.classes, only_classes=chosen.only_classes,
                        typed=ckpt.typed, drop_missing=True, missing_label=missing_label)
+
+
+def _images(ckpt: Checkpoint, chosen: _Data) -> ImageList:
+    """An image model's evaluation images: a folder or table, or the run's validation split rebuilt by
+    the function training used."""
+    if chosen.spec is not None:
+        return list_for_evaluation(chosen.spec, ckpt.inputs, ckpt.labels[0], chosen.source, chosen.only_classes)
+    _, held = split_validation(ckpt.loaded.config, train_images(ckpt.loaded.config))
+    return held
 
 
 def _read_split(reader: InputReader) -> Split:

@@ -39,6 +39,7 @@ FORMATS = ("savedmodel", "tflite", "onnx")
 SIGNATURE = "signature.json"
 TOLERANCE = 1e-5
 PARITY_ROWS = 256
+IMAGE_PARITY_ROWS = 32  # images: a few MB, and every one exercises every pixel path
 _SUFFIX = {"tflite": ".tflite", "onnx": ".onnx"}
 
 
@@ -159,6 +160,8 @@ def data_rows(ckpt: Checkpoint, count: int, notes: list[str]) -> tuple[np.ndarra
         return None, None
     data = ckpt.loaded.config.data
     role, spec = ("data.test", data.test) if data.test else ("data.train", data.train)
+    if ckpt.takes_images:
+        return _image_rows(ckpt, role, spec, count, notes)
     try:
         reader = InputReader(spec, role, features=ckpt.features, input_shape=ckpt.input_shape, labels=None,
                              batch_rows=count)
@@ -173,10 +176,30 @@ def data_rows(ckpt: Checkpoint, count: int, notes: list[str]) -> tuple[np.ndarra
     return x, f"the first {len(x)} rows of {role} ({spec})"
 
 
+def _image_rows(ckpt: Checkpoint, role: str, spec: str, count: int, notes: list[str]):
+    """The first images of the run's test data (else its training data), decoded as the run decoded them."""
+    from mlcli.data.image_inputs import ImageInputReader  # deferred: image listing only for image models
+
+    try:
+        reader = ImageInputReader.open(spec, ckpt.inputs, IMAGE_PARITY_ROWS, role)
+        batch = next(iter(reader.batches()), None)
+    except DataError as exc:
+        notes.append(f"the run's {role} cannot be read ({exc.message.splitlines()[0]}); the export check uses "
+                     "random pixels instead")
+        return None, None
+    if batch is None:
+        return None, None
+    return batch.x, f"the first {batch.rows} images of {role} ({spec})"
+
+
 def synthetic_rows(model, count: int) -> tuple[np.ndarray, str]:
     """Rows drawn (seeded) around the mean and spread the model's normalization was fitted on, or
     from N(0, 1) when it has none: for a .keras file without its run's data."""
     shape = (count, *tuple(int(d) for d in model.input_shape[1:]))
+    if len(shape) == 4:  # an image model: pixels in [0, 255] (mlcli.model.image_input)
+        count = min(count, IMAGE_PARITY_ROWS)
+        pixels = np.random.default_rng(0).uniform(0, 255, (count, *shape[1:])).astype(np.float32)
+        return pixels, f"{count} images of uniform random pixels in [0, 255] (no run data available)"
     noise = np.random.default_rng(0).standard_normal(shape)
     layer = next((layer for layer in model.layers if layer.name == NORMALIZE_LAYER), None)
     if layer is None:
@@ -236,13 +259,7 @@ def build_signature(fmt: str, output: Path, ckpt: Checkpoint, model, ran, parity
         "checkpoint": {"path": str(ckpt.model_path), "sha256": sha256(Path(ckpt.model_path)),
                        "run_dir": str(ckpt.run_dir) if ckpt.run_dir else None},
         "task": ckpt.task,
-        "input": {
-            "name": ran.input_name, "dtype": "float32", "shape": [None, *[int(d) for d in model.input_shape[1:]]],
-            "columns": ckpt.features,
-            "preprocessing": "none: the normalization is inside the model; pass raw feature values, columns in "
-                             "this order" if ckpt.features else "none: the normalization is inside the model; "
-                             "pass raw feature values in training order (a .keras file records no column names)",
-        },
+        "input": _input_facts(ckpt, model, ran),
         "output": {
             "name": ran.output_name, "dtype": "float32", "shape": [None, units], "meaning": meaning,
             "classes": ckpt.classes if ckpt.task == "classification" else None,
@@ -251,6 +268,24 @@ def build_signature(fmt: str, output: Path, ckpt: Checkpoint, model, ran, parity
         "parity": parity,
         "versions": versions,
     }
+
+
+def _input_facts(ckpt: Checkpoint, model, ran) -> dict:
+    facts = {"name": ran.input_name, "dtype": "float32", "shape": [None, *[int(d) for d in model.input_shape[1:]]],
+             "columns": ckpt.features}
+    if ckpt.takes_images:
+        crop = "cropped to the aspect ratio, then " if ckpt.inputs.get("crop_to_aspect_ratio") else ""
+        facts["image"] = ckpt.inputs
+        facts["preprocessing"] = (f"decode the image to {ckpt.inputs['channels']} channel(s), {crop}resize it "
+                                  f"(bilinear) to {ckpt.inputs['size'][0]}x{ckpt.inputs['size'][1]}; pass float32 "
+                                  "pixels in [0, 255] — the scaling is inside the model")
+    elif ckpt.features:
+        facts["preprocessing"] = ("none: the normalization is inside the model; pass raw feature values, columns in "
+                                  "this order")
+    else:
+        facts["preprocessing"] = ("none: the normalization is inside the model; pass raw feature values in training "
+                                  "order (a .keras file records no column names)")
+    return facts
 
 
 def _replace_directory(new: Path, output: Path) -> None:

@@ -1,5 +1,6 @@
 """Pictures of a finished run: DIR/plots/curves.png (loss and each metric per epoch, train against
-validation) and, for classification with validation or test data, DIR/plots/confusion.png.
+validation) and, for classification with validation or test data, DIR/plots/confusion.png; for image
+data also DIR/plots/misclassified.png (a grid of the images the model got wrong, true and predicted labels).
 
 matplotlib's object API with the Agg canvas: no pyplot, no display, no global backend switch. Each
 PNG is rendered in memory and written atomically, like every other file of a run directory.
@@ -25,6 +26,8 @@ from mlcli.use.scores import confusion_matrix
 PLOTS = files.PLOTS
 CURVES = "curves.png"
 CONFUSION = "confusion.png"
+MISCLASSIFIED = "misclassified.png"
+_GRID_UP_TO = 36  # misclassified images drawn
 _NOT_METRICS = {"epoch", "learning_rate", "seconds"}
 _ANNOTATE_UP_TO = 30  # classes; beyond that the counts no longer fit their cells
 _TRAIN, _VALIDATION = "#1f77b4", "#ff7f0e"
@@ -48,6 +51,8 @@ def write_run_plots(run_dir: Path, history: list[dict], model=None, prepared=Non
     jobs = [(CURVES, lambda: curves_png(history, title=_run_title(run_dir, config), loss=_loss_name(config)))]
     if model is not None and prepared is not None and prepared.task == "classification":
         jobs.append((CONFUSION, lambda: confusion_png(model, prepared, config)))
+        if getattr(prepared, "inputs", None):
+            jobs.append((MISCLASSIFIED, lambda: misclassified_run_png(model, prepared, config)))
     for name, render in jobs:
         try:
             data = render()
@@ -149,20 +154,65 @@ def predicted_classes(outputs: np.ndarray, from_logits: bool) -> np.ndarray:
     return np.argmax(outputs, axis=1)
 
 
-def confusion_png(model, prepared, config) -> bytes | None:
-    """The test split's confusion matrix (else the validation split's), counts and row shares."""
+def _split_predictions(model, prepared, config):
+    """(split, its name, predicted classes) of the test split (else the validation split); None without one."""
     split = prepared.test if prepared.test is not None else prepared.validation
     if split is None or split.rows == 0:
         return None
     loss = getattr(config, "loss", None)
     from_logits = bool(loss is not None and not isinstance(loss, str) and loss.arguments().get("from_logits"))
     # Eager forward passes: for a test split this size, tracing model.predict costs more than the math.
-    outputs = np.concatenate([np.asarray(model(take_rows(split.x, slice(start, start + 4096)), training=False))
-                              for start in range(0, split.rows, 4096)])
-    labels = [str(c) for c in prepared.classes]
-    counts = confusion_matrix(np.asarray(split.y).reshape(-1), predicted_classes(outputs, from_logits), len(labels))
+    step = 4096 if getattr(prepared, "inputs", None) is None else 256  # images: a few MB per call
+    outputs = np.concatenate([np.asarray(model(take_rows(split.x, slice(start, start + step)), training=False))
+                              for start in range(0, split.rows, step)])
     name = "test" if split is prepared.test else "validation"
+    return split, name, predicted_classes(outputs, from_logits)
+
+
+def confusion_png(model, prepared, config) -> bytes | None:
+    """The test split's confusion matrix (else the validation split's), counts and row shares."""
+    found = _split_predictions(model, prepared, config)
+    if found is None:
+        return None
+    split, name, predicted = found
+    labels = [str(c) for c in prepared.classes]
+    counts = confusion_matrix(np.asarray(split.y).reshape(-1), predicted, len(labels))
     return confusion_figure(counts, labels, f"{name} split")
+
+
+def misclassified_run_png(model, prepared, config) -> bytes | None:
+    found = _split_predictions(model, prepared, config)
+    if found is None:
+        return None
+    split, name, predicted = found
+    return misclassified_figure(split.x, np.asarray(split.y).reshape(-1), predicted,
+                                [str(c) for c in prepared.classes], f"{name} split")
+
+
+def misclassified_figure(images: np.ndarray, true: np.ndarray, predicted: np.ndarray, labels: list[str],
+                         what: str) -> bytes:
+    """A grid of the first misclassified images (pixels in [0, 255]), each titled 'true -> predicted'."""
+    wrong = np.flatnonzero(true != predicted)
+    shown = wrong[:_GRID_UP_TO]
+    columns = max(1, min(6, len(shown)))
+    rows = max(1, math.ceil(len(shown) / columns))
+    figure = _figure(1.9 * columns + 0.2, 2.0 * rows + 0.5)
+    for position, index in enumerate(shown):
+        axes = figure.add_subplot(rows, columns, position + 1)
+        pixels = np.clip(images[index], 0, 255).astype(np.uint8)
+        if pixels.shape[-1] == 1:
+            axes.imshow(pixels[..., 0], cmap="gray", vmin=0, vmax=255)
+        else:
+            axes.imshow(pixels)
+        axes.set_title(f"{labels[true[index]]} → {labels[predicted[index]]}", fontsize="small")
+        axes.set_axis_off()
+    if not len(shown):
+        axes = figure.add_subplot(1, 1, 1)
+        axes.text(0.5, 0.5, "no misclassified image", ha="center", va="center")
+        axes.set_axis_off()
+    more = f" (the first {len(shown)})" if len(wrong) > len(shown) else ""
+    figure.suptitle(f"misclassified, {what}: {len(wrong):,} of {len(true):,} images{more} — true → predicted")
+    return _png(figure)
 
 
 def confusion_figure(counts: np.ndarray, labels: list[str], what: str) -> bytes:
@@ -194,3 +244,10 @@ def write_confusion(path: Path, counts: np.ndarray, classes: list, what: str) ->
     """`mlcli evaluate --plot FILE`: the confusion matrix of any data, as a PNG."""
     files.write_atomic(path, confusion_figure(counts, [str(c) for c in classes], what))
 
+
+
+def write_misclassified(path: Path, images: np.ndarray, true: np.ndarray, predicted: np.ndarray, classes: list,
+                        what: str) -> None:
+    """`mlcli evaluate --plot FILE` on images: the misclassified ones beside the confusion matrix."""
+    files.write_atomic(path, misclassified_figure(images, np.asarray(true).reshape(-1), np.asarray(predicted),
+                                                  [str(c) for c in classes], what))

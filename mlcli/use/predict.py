@@ -28,6 +28,7 @@ from mlcli import console
 from mlcli.checkpoint.checkpoint import Checkpoint, open_checkpoint
 from mlcli.checkpoint.load import load_model
 from mlcli.data.background import in_background, prefetch
+from mlcli.data.image_inputs import ImageInputReader
 from mlcli.data.inputs import InputReader
 from mlcli.errors import DataError, UsageError
 from mlcli.run.files import check_writable_folder, writing
@@ -35,6 +36,7 @@ from mlcli.use.inference import Inference, default_batch_size
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 PARQUET_ROW_GROUP = 1 << 16
+IMAGE_PATH = "path"  # an image model's predictions: the image's path first (docs/contract.md §7)
 
 
 @dataclass
@@ -87,7 +89,10 @@ def predict(checkpoint: Path, input_spec: str, output: Path | None, batch_size: 
     for note in ckpt.notes:
         console.info(note)
     reader = None
-    if ckpt.input_known:  # headers and --keep are checked before TensorFlow starts
+    if ckpt.takes_images:  # every file is listed and its header checked before TensorFlow starts
+        reader = _open_images(ckpt, input_spec, keep, batch_size)
+        keep = [IMAGE_PATH]
+    elif ckpt.input_known:  # headers and --keep are checked before TensorFlow starts
         reader = _open_input(ckpt, input_spec, keep, probabilities)
     model, ckpt = load_model(ckpt, unsafe=unsafe)
     units = int(np.prod(model.output_shape[1:]))
@@ -111,6 +116,18 @@ def predict(checkpoint: Path, input_spec: str, output: Path | None, batch_size: 
             write(_empty_table(keep, names, labels, probabilities))
     return PredictResult(str(ckpt.model_path), input_spec, rows,
                          "stdout" if to_stdout(output) else str(output), keep + names, reader.extra)
+
+
+def _open_images(ckpt: Checkpoint, spec: str, keep: list[str], batch_size: int | None) -> ImageInputReader:
+    """An image model's INPUT: an image file, a folder of images or a table of paths (docs/contract.md §7);
+    the output's first column is each image's path."""
+    if keep:
+        raise UsageError(f"--keep {keep[0]}: an image model's predictions have the image's path as their first "
+                         "column, and no other input column to keep", hint="drop --keep")
+    reader = ImageInputReader.open(spec, ckpt.inputs, batch_size or default_batch_size(ckpt))
+    for note in reader.notes():
+        console.info(note)
+    return reader
 
 
 def _open_input(ckpt: Checkpoint, spec: str, keep: list[str], probabilities: bool) -> InputReader:

@@ -69,7 +69,7 @@ def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict, *, unsafe:
     head = loaded.config.finetune.head
     backbone = find_backbone(model)
     notes = [_freeze_note(path, table), *notes,
-             *_model_notes(layers, normalize, typed, inner_layers(backbone) if backbone is not None and backbone.trainable else [])]
+             *_model_notes(layers, normalize, typed, None if backbone is None else inner_layers(backbone))]
     notes += _label_notes(parent_facts, prepared, replaced=bool(head and head.layers))
     random_frozen = [row["name"] for row in table if row["origin"] == "head" and not row["trainable"] and row["params"]]
     if random_frozen:  # legal, but almost always a selector counted from the end that reached the new head
@@ -178,7 +178,7 @@ def _freeze_note(path: Path, table: list[dict]) -> str:
     return f"fine-tuned from {path}: frozen {frozen}; trainable {trainable}"
 
 
-def _model_notes(layers: list, normalize: list, typed: bool, backbone_layers: list = ()) -> list[str]:
+def _model_notes(layers: list, normalize: list, typed: bool, backbone_layers: list | None = ()) -> list[str]:
     """What the summary must say about normalization (docs/contract.md §1; Keras's transfer-learning guide: show what is frozen)."""
     import keras  # deferred: imports TensorFlow
 
@@ -193,11 +193,13 @@ def _model_notes(layers: list, normalize: list, typed: bool, backbone_layers: li
     elif normalize:
         notes.append("normalization kept from the parent: mlcli_normalize holds the statistics fitted on the "
                      "parent's training data and is not refitted on this data")
+    elif backbone_layers:
+        notes.append("the backbone's own input preprocessing is inside it, kept from the parent")
     else:
         notes.append("the parent model has no mlcli normalization layer, so this data is fed to it as is "
                      "(normalization lives inside the model; data.normalize does not add one to a parent)")
     batch_norms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
-    inside = [layer for layer in backbone_layers if isinstance(layer, keras.layers.BatchNormalization)]
+    inside = [layer for layer in backbone_layers or [] if isinstance(layer, keras.layers.BatchNormalization)]
     frozen_inside = [layer for layer in inside if not layer.trainable]
     if frozen_inside:
         notes.append(f"{len(frozen_inside)} of the backbone's {len(inside)} BatchNormalization layers are frozen and "

@@ -6,13 +6,14 @@ it. Every stage that loads a model takes it as a parameter, so nothing else can 
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from mlcli.checkpoint.archive import check_archive
+from mlcli.checkpoint.archive import check_archive, read_archive_config
 from mlcli.checkpoint.checkpoint import Checkpoint
 from mlcli.errors import UsageError, first_line
 from mlcli.model.compile import build_loss, build_metrics
@@ -29,6 +30,9 @@ def load_keras(path: Path, *, compile: bool, unsafe: bool, what: str = "CKPT"):
     check_archive(path, what)
     import keras  # deferred: imports TensorFlow
 
+    if _names_keras_hub(path, what):
+        import keras_hub  # noqa: F401  # deferred: registers KerasHub's classes (a preset backbone) with Keras
+
     try:
         with warnings.catch_warnings():
             # A typed model's input for a column named a/b is named a_b (Keras refuses '/'): not news.
@@ -44,6 +48,11 @@ def load_keras(path: Path, *, compile: bool, unsafe: bool, what: str = "CKPT"):
             ) from None
         raise UsageError(f"{what} {path}: cannot be loaded as a Keras model: {first_line(exc)}",
                          hint="pass a run directory or a .keras file saved by Keras 3") from None
+
+
+def _names_keras_hub(path: Path, what: str) -> bool:
+    """Whether the archive's model holds KerasHub objects (registered as "keras_hub>...")."""
+    return '"keras_hub>' in json.dumps(read_archive_config(path, what))
 
 
 def load_model(ckpt: Checkpoint, *, unsafe: bool):

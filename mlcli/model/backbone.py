@@ -155,15 +155,11 @@ def inner_layers(backbone) -> list:
     for layer in backbone.layers:
         if isinstance(layer, keras.layers.InputLayer) or layer.name.startswith(PREPROCESS):
             continue
-        if hasattr(layer, "layers") and layer.layers and not _is_keras_hub_leaf(layer):
+        if hasattr(layer, "layers") and layer.layers:
             found += inner_layers(layer)
         else:
             found.append(layer)
     return found
-
-
-def _is_keras_hub_leaf(layer) -> bool:
-    return type(layer).__module__.startswith("keras_hub")
 
 
 def apply_backbone_selectors(loaded: LoadedConfig, backbone, reset: bool) -> None:

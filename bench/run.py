@@ -13,7 +13,9 @@ shared machine slows them alike. Writes bench/results.json (every run's raw numb
     python bench/run.py [--rounds 3] [--rounds-256 5] [--startup-rounds 7] [--seed-rounds 7]
                         [--loading-rounds 7] [--only NAME ...] [--no-readme]
 
-Benchmarks: startup, seed, throughput, loading, predict, utilisation (needs throughput).
+Benchmarks: startup, seed, throughput, loading, predict, utilisation (needs throughput), backbone
+(issue 17: MobileNetV3Small images/s, frozen and whole network, against image_dataset_from_directory;
+bench/backbone_bench.py).
 The generated data sets are cached in bench/results/data/ (gitignored).
 """
 
@@ -32,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).absolute().parent))
 sys.path.insert(1, str(Path(__file__).absolute().parent.parent))  # mlcli, when not installed
 
+import backbone_bench
 import common
 import report
 from common import REPO, WORK, median, run
@@ -359,12 +362,13 @@ def main() -> None:
     parser.add_argument("--seed-rounds", type=int, default=7)
     parser.add_argument("--loading-rounds", type=int, default=7)
     parser.add_argument("--only", nargs="+", choices=["startup", "seed", "throughput", "loading", "predict",
-                                                      "utilisation"])
+                                                      "utilisation", "backbone"])
+    parser.add_argument("--backbone-images", type=int, default=300, help="images for the MobileNetV3Small runs")
     parser.add_argument("--no-readme", action="store_true", help="do not write the table into README.md")
     args = parser.parse_args()
     if min(args.rounds, args.rounds_256, args.startup_rounds, args.seed_rounds, args.loading_rounds) < 3:
         parser.error("every figure is a median of at least three runs: rounds must be >= 3")
-    wanted = set(args.only or ["startup", "seed", "throughput", "loading", "predict", "utilisation"])
+    wanted = set(args.only or ["startup", "seed", "throughput", "loading", "predict", "utilisation", "backbone"])
 
     started = time.perf_counter()
     results: dict = {"machine": machine(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -388,6 +392,9 @@ def main() -> None:
     if "predict" in wanted:
         log("predict")
         results["predict"] = bench_predict(args.rounds, REPO / results["throughput"]["checkpoint"])
+    if "backbone" in wanted:
+        log("MobileNetV3Small images/s")
+        results["backbone"] = backbone_bench.measure(images=args.backbone_images, rounds=args.rounds)
     results["seconds"] = time.perf_counter() - started
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
 
@@ -395,7 +402,7 @@ def main() -> None:
     table = report.markdown(results)
     (REPO / "bench" / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     (REPO / "bench" / "results.md").write_text(table)
-    if not args.no_readme and wanted == {"startup", "seed", "throughput", "loading", "predict", "utilisation"}:
+    if not args.no_readme and wanted >= {"startup", "seed", "throughput", "loading", "predict", "utilisation"}:
         report.update_readme(REPO / "README.md", table)
     shutil.rmtree(WORK / "runs", ignore_errors=True)
     print(table)

@@ -175,3 +175,59 @@ def test_frozen_backbone_then_finetune_the_top_blocks(tmp_path):
                   "--set", "finetune.unfreeze=[backbone/block_99*]")
     refused(ran, 2, "finetune.unfreeze.0", "'backbone/block_99*' matches no layer inside the backbone",
             "expanded_conv")
+
+
+# ---- KerasHub image presets from a directory --------------------------------------------------------
+
+def tiny_resnet_preset(path: Path) -> Path:
+    """A KerasHub preset directory with random weights, written at test time (nothing downloaded)."""
+    import keras_hub
+
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 16],
+        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block",
+        use_pre_activation=False, image_shape=(None, None, 3))
+    backbone.save_to_preset(str(path))
+    keras_hub.layers.ResNetImageConverter(image_size=(32, 32), scale=1 / 255.0).save_to_preset(str(path))
+    return path
+
+
+@pytest.mark.slow
+def test_image_preset_directory_trains_predicts_and_loads(tmp_path, monkeypatch):
+    import keras
+
+    images = image_folder(tmp_path / "images", per_class=4)
+    preset = tiny_resnet_preset(tmp_path / "preset")
+    config = write_config(tmp_path / "p.yaml", images, {"preset": str(preset), "pooling": "avg"},
+                          finetune={"freeze": ["backbone/*_conv"]})
+    ran = run_cli("train", config, "--output", tmp_path / "run")
+    assert ran.exit_code == 0, ran
+    row = json.loads((tmp_path / "run" / "run.json").read_text())["layers"][0]
+    assert row["name"] == "backbone" and 0 < row["frozen"] < row["params"] and row["trainable_params"] > 0, row
+
+    ran = run_cli("predict", tmp_path / "run", images / "dark")
+    assert ran.exit_code == 0, ran
+    assert ran.stdout.splitlines()[0].startswith("path,prediction,prob_dark,prob_light"), ran
+    assert len(ran.stdout.splitlines()) == 5
+
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")  # keras_hub is imported: its classes load
+    assert model.get_layer("backbone").get_layer("res_net_image_converter").image_size == (32, 32)
+
+    # A preset directory that is missing, or damaged: exit 3 naming the file.
+    ran = run_cli("train", write_config(tmp_path / "m.yaml", images, {"preset": str(tmp_path / "nope")}),
+                  "--output", tmp_path / "m")
+    refused(ran, 3, f"model.backbone.preset: {tmp_path / 'nope'}: no such directory")
+    (preset / "config.json").write_text("{not json")
+    ran = run_cli("train", config, "--output", tmp_path / "c")
+    refused(ran, 3, f"model.backbone.preset: {preset / 'config.json'}: not a readable KerasHub preset config")
+
+    # A preset NAME that cannot be downloaded: exit 4 within seconds, with the URL.
+    monkeypatch.setenv("MLCLI_NETWORK_PROBE", f"127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
+    started = time.monotonic()
+    ran = run_cli("train", write_config(tmp_path / "n.yaml", images, {"preset": "resnet_18_imagenet"}),
+                  "--output", tmp_path / "n")
+    refused(ran, 4, "model.backbone.preset: resnet_18_imagenet: https://www.kaggle.com/models/keras/resnet",
+            "preset: DIR")
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "kagglehub").exists()

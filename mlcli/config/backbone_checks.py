@@ -24,6 +24,13 @@ def backbone_problems(loaded: LoadedConfig, index: KerasIndex) -> list[ConfigPro
         found.append((_WHERE, "give either type (a keras.applications model, e.g. MobileNetV3Small) or preset (a "
                               "KerasHub preset directory) — " + ("not both" if spec.type else "neither is set")))
     elif spec.preset is not None:
+        if config.data.image is None:
+            found.append((_WHERE + ("preset",), "a preset backbone with table data would read a text column "
+                                                "through a KerasHub text preset, which this mlcli does not support "
+                                                "yet — use image data (data.image) or remove model.backbone"))
+        if spec.sequence_length is not None:
+            found.append((_WHERE + ("sequence_length",), "sequence_length is for text presets, which this mlcli "
+                                                         "does not support yet — remove it"))
         for key in ("weights", "pooling"):
             if spec.given(key) and key == "weights":
                 found.append((_WHERE + (key,), "a preset holds its own weights — remove weights (or use type: "

@@ -25,12 +25,9 @@ def backbone_problems(loaded: LoadedConfig, index: KerasIndex) -> list[ConfigPro
                               "KerasHub preset directory) — " + ("not both" if spec.type else "neither is set")))
     elif spec.preset is not None:
         if config.data.image is None:
-            found.append((_WHERE + ("preset",), "a preset backbone with table data would read a text column "
-                                                "through a KerasHub text preset, which this mlcli does not support "
-                                                "yet — use image data (data.image) or remove model.backbone"))
-        if spec.sequence_length is not None:
-            found.append((_WHERE + ("sequence_length",), "sequence_length is for text presets, which this mlcli "
-                                                         "does not support yet — remove it"))
+            found += _text_feature(config)
+        elif spec.sequence_length is not None:
+            found.append((_WHERE + ("sequence_length",), "sequence_length is for text presets — remove it"))
         for key in ("weights", "pooling"):
             if spec.given(key) and key == "weights":
                 found.append((_WHERE + (key,), "a preset holds its own weights — remove weights (or use type: "
@@ -73,6 +70,25 @@ def _application(loaded: LoadedConfig, index: KerasIndex, spec) -> list[tuple[tu
                                                  f"use data.image.size: [{max(size[0], min_size(spec.type))}, "
                                                  f"{max(size[1], min_size(spec.type))}] or larger"))
     return found
+
+
+def _text_feature(config) -> list[tuple[tuple, str]]:
+    """A text preset reads one text column: data.features must be exactly that, declared {name, type: text}."""
+    features = config.data.features
+    listed = [features] if isinstance(features, str) else list(features or [])
+    texts = [i for i, item in enumerate(listed) if getattr(item, "type", None) == "text"]
+    others = [i for i in range(len(listed)) if i not in texts]
+    if others:
+        item = listed[others[0]]
+        name = item if isinstance(item, str) else item.name
+        kind = getattr(item, "type", None) or "not declared text"
+        return [(("data", "features", others[0]) if not isinstance(features, str) else ("data", "features"),
+                 f"{name!r} ({kind}) cannot go through a text preset (model.backbone.preset), which reads one text "
+                 "column — keep only the text column, declared {name: COLUMN, type: text}")]
+    if len(texts) != 1:
+        return [(("data", "features"), "a text preset (model.backbone.preset) reads one text column — set "
+                                       "data.features: [{name: COLUMN, type: text}]")]
+    return []
 
 
 def image_size(loaded: LoadedConfig) -> tuple[int, int] | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from mlcli.config.load import LoadedConfig
 from mlcli.errors import ConfigError, first_line
-from mlcli.model.backbone import apply_backbone_selectors, backbone_model
+from mlcli.model.backbone import apply_backbone_selectors, backbone_model, find_backbone
 from mlcli.model.backbone_spec import BACKBONE
 from mlcli.model.features import body_of, typed_model
 from mlcli.model.image_input import image_input_layers, in_input_block
@@ -30,11 +30,15 @@ def build_model(loaded: LoadedConfig, input_shape: tuple[int, ...], train_x,
     config = loaded.config
     if features is not None:
         try:
-            model = typed_model(features, _body(loaded, output_float32), config.name or "mlcli_model")
+            model = typed_model(features, _body(loaded, output_float32), config.name or "mlcli_model",
+                                text_encoder=_text_preset(loaded))
         except (ValueError, TypeError) as exc:
             raise ConfigError(loaded.problem(("model", "layers"),
                                              f"the layers do not fit together: {first_line(exc)}")) from None
         _check_one_vector_per_row(loaded, model, input_shape)
+        backbone = find_backbone(model)
+        if backbone is not None:
+            apply_backbone_selectors(loaded, backbone, reset=False)
         return model
     if config.data.image is not None:
         layers: list[Any] = image_input_layers(loaded, input_shape, rescale=config.model.backbone is None)
@@ -57,6 +61,16 @@ def _normalization(loaded: LoadedConfig, train_x, feature_names: list[str] | Non
     if data.normalize == "none" or train_x is None:
         return []
     return [normalization_layer(data.normalize, train_x, feature_names, data.train)]
+
+
+def _text_preset(loaded: LoadedConfig):
+    """A KerasHub text preset as the text column's encoder (mlcli.model.presets), or None."""
+    backbone = loaded.config.model.backbone
+    if backbone is None or backbone.preset is None or loaded.config.data.image is not None:
+        return None
+    from mlcli.model.presets import text_preset_encoder  # deferred: imports KerasHub
+
+    return text_preset_encoder(loaded)
 
 
 def _backbone(loaded: LoadedConfig, input_shape: tuple[int, ...]) -> list:

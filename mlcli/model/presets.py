@@ -105,3 +105,35 @@ def image_preset_backbone(loaded: LoadedConfig, input_shape: tuple[int, ...]):
     elif pooling == "max":
         features = keras.layers.GlobalMaxPooling2D(name=f"{BACKBONE}_pool")(features)
     return keras.Model(image, features, name=BACKBONE)
+
+
+def text_preset_encoder(loaded: LoadedConfig):
+    """For a text column: (its input (rows, 1) strings, a name prefix) -> the preset's preprocessor
+    (tokenizer and packer, sequence_length) -> its backbone, named `backbone` -> one vector per row
+    (the pooled output, or the first token's when the backbone has none)."""
+    import keras  # deferred: imports TensorFlow
+    import keras_hub  # deferred: imports KerasHub
+
+    spec = loaded.config.model.backbone
+    source = preset_source(loaded)
+    hub = _load(keras_hub.models.Backbone, source, "backbone")
+    if not isinstance(hub.input, dict):
+        raise ConfigError(loaded.problem(_WHERE, f"{source} holds a {type(hub).__name__}, an image backbone — "
+                                                 "an image preset reads images: set data.image"))
+    arguments = {"sequence_length": spec.sequence_length} if spec.sequence_length else {}
+    try:
+        preprocessor = keras_hub.models.TextClassifierPreprocessor.from_preset(source, **arguments)
+    except Exception as exc:  # noqa: BLE001 — a damaged preset fails in any of KerasHub's ways
+        raise DataError(f"model.backbone.preset: {source}: its tokenizer and preprocessor cannot be loaded: "
+                        f"{first_line(exc)}", hint=_HINT) from None
+    hub.name = BACKBONE
+
+    def encode(value, prefix: str) -> list:
+        packed = preprocessor(keras.ops.squeeze(value, axis=-1))
+        outputs = hub(packed)
+        if isinstance(outputs, dict) and "pooled_output" in outputs:
+            return [outputs["pooled_output"]]
+        sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
+        return [sequence[:, 0, :]]
+
+    return encode

@@ -231,3 +231,50 @@ def test_image_preset_directory_trains_predicts_and_loads(tmp_path, monkeypatch)
             "preset: DIR")
     assert time.monotonic() - started < 30
     assert not (tmp_path / "kagglehub").exists()
+
+
+# ---- KerasHub text presets: a text column through a tiny BERT -----------------------------------------
+
+def tiny_bert_preset(path: Path) -> Path:
+    import keras_hub
+
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "great", "bad", "awful", "movie",
+                  *[f"w{i}" for i in range(20)]]
+    keras_hub.models.BertBackbone(vocabulary_size=len(vocabulary), num_layers=1, num_heads=2, hidden_dim=16,
+                                  intermediate_dim=32, max_sequence_length=32).save_to_preset(str(path))
+    keras_hub.models.BertTokenizer(vocabulary=vocabulary).save_to_preset(str(path))
+    return path
+
+
+@pytest.mark.slow
+def test_text_preset_trains_on_a_text_column_and_predicts_raw_strings(tmp_path):
+    preset = tiny_bert_preset(tmp_path / "bert")
+    rows = ["review,stars,label"] + [f"{'great' if i % 2 else 'awful'} movie w{i % 20},{i},{'pos' if i % 2 else 'neg'}"
+                                     for i in range(24)]
+    (tmp_path / "reviews.csv").write_text("\n".join(rows) + "\n")
+    config = {"data": {"train": str(tmp_path / "reviews.csv"), "label": "label", "validation": 0.25,
+                       "features": [{"name": "review", "type": "text"}]},
+              "model": {"backbone": {"preset": str(preset), "sequence_length": 16},
+                        "layers": [{"type": "Dense", "units": 2, "activation": "softmax"}]},
+              "optimizer": {"type": "adam", "learning_rate": 0.001},
+              "training": {"epochs": 1, "batch_size": 8},
+              "finetune": {"freeze": ["backbone/token_embedding"]}}
+    (tmp_path / "text.yaml").write_text(yaml.safe_dump(config))
+    ran = run_cli("train", tmp_path / "text.yaml", "--output", tmp_path / "run")
+    assert ran.exit_code == 0, ran
+    row = json.loads((tmp_path / "run" / "run.json").read_text())["layers"][0]
+    assert row["name"] == "backbone" and row["type"] == "BertBackbone", row
+    assert row["frozen"] == 30 * 16 and row["trainable_params"] == row["params"] - 30 * 16, row  # the token embedding
+
+    (tmp_path / "new.csv").write_text("review\ngood movie\nawful movie w3\n")
+    ran = run_cli("predict", tmp_path / "run", tmp_path / "new.csv")
+    assert ran.exit_code == 0, ran
+    lines = ran.stdout.splitlines()
+    assert lines[0] == "prediction,prob_neg,prob_pos" and len(lines) == 3, ran
+    assert all(abs(float(a) + float(b) - 1) < 1e-5 for a, b in (line.split(",")[1:] for line in lines[1:]))
+
+    # A text preset reads one text column: another feature beside it is exit 2 naming it.
+    config["data"]["features"] = [{"name": "review", "type": "text"}, {"name": "stars", "type": "numeric"}]
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(config))
+    refused(run_cli("validate", tmp_path / "two.yaml"), 2, "data.features.1", "'stars' (numeric) cannot go through "
+            "a text preset")

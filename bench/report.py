@@ -38,6 +38,9 @@ def targets(r: dict) -> dict[str, dict]:
                   "within 1 point of the tuned baseline")
     if "loading" in r:
         check("loading", r["loading"]["speedup"] >= 2.0, r["loading"]["speedup"], ">= 2x pandas")
+    if "images" in r:
+        check("images_cnn", r["images"]["speedup"] >= 1.0, r["images"]["speedup"],
+              ">= 1.0x image_dataset_from_directory")
     if "predict" in r:
         p = r["predict"]
         check("predict_rate", p["rows_per_second_streaming"] >= 200_000, p["rows_per_second_streaming"],
@@ -118,6 +121,15 @@ def markdown(r: dict) -> str:
             row("4", "the same parse on one core (`use_threads=False`): with 2 cores, 2x pandas needs at least 1.0x "
                      "here", _s(lo["median_seconds"]["pyarrow_one_thread"]), pandas,
                 ratio=f"{lo['pyarrow_one_thread_speedup']:.2f}x")
+    if "images" in r:
+        im = r["images"]
+        row("6", f"training images/s, from-scratch CNN (configs/shapes_cnn.yaml, {im['data']['train_images']:,} "
+                 "32x32 shapes, epochs 2-3)", _rate(im["mlcli"]["samples_per_second"]),
+            f"`image_dataset_from_directory` {_rate(im['keras']['samples_per_second'])}",
+            ratio=f"{im['speedup']:.2f}x", target=">= 1.0x", met=_yes("images_cnn", t))
+        row("6", "test accuracy after 3 epochs, the same CNN", _pct(im["mlcli"]["test_accuracy"]),
+            _pct(im["keras"]["test_accuracy"]),
+            ratio=_points(100 * (im["mlcli"]["test_accuracy"] - im["keras"]["test_accuracy"])))
     if "predict" in r:
         p = r["predict"]
         small, large = p["100000"], p["1000000"]

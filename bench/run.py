@@ -13,8 +13,8 @@ shared machine slows them alike. Writes bench/results.json (every run's raw numb
     python bench/run.py [--rounds 3] [--rounds-256 5] [--startup-rounds 7] [--seed-rounds 7]
                         [--loading-rounds 7] [--only NAME ...] [--no-readme]
 
-Benchmarks: startup, seed, throughput, loading, predict, utilisation (needs throughput), backbone
-(issue 17: MobileNetV3Small images/s, frozen and whole network, against image_dataset_from_directory;
+Benchmarks: startup, seed, throughput, loading, predict, utilisation (needs throughput), images,
+backbone (issue 17: MobileNetV3Small images/s, frozen and whole network, against image_dataset_from_directory;
 bench/backbone_bench.py).
 The generated data sets are cached in bench/results/data/ (gitignored).
 """
@@ -109,6 +109,63 @@ def bench_seed(rounds: int) -> dict:
     for side, suffix in (("baseline", ""), ("tuned", "_tuned")):
         result["time_ratio" + suffix] = result["mlcli"]["seconds"] / result[side]["seconds"]
         result["accuracy_points" + suffix] = 100 * (result["mlcli"]["test_accuracy"] - result[side]["test_accuracy"])
+    return result
+
+
+# ---- 6. images: a from-scratch CNN ---------------------------------------------------------------
+
+IMAGE_BASELINE = str(REPO / "bench" / "images_keras.py")
+IMAGES_PER_CLASS = {"train": 1000, "test": 200}  # 3,000 training images: epochs long enough to time
+IMAGE_EPOCHS = 3
+
+
+def image_folders() -> tuple[Path, Path]:
+    """The bundled shapes generator (mlcli/datasets/make_shapes.py), more images of it: cached."""
+    from mlcli.datasets.make_shapes import write_set
+
+    root = common.DATA / f"shapes-{IMAGES_PER_CLASS['train']}-{IMAGES_PER_CLASS['test']}"
+    if not (root / "done").is_file():
+        shutil.rmtree(root, ignore_errors=True)
+        write_set(root, IMAGES_PER_CLASS)
+        (root / "done").write_text("")
+    return root / "train", root / "test"
+
+
+def bench_images(rounds: int) -> dict:
+    """Training images/s of configs/shapes_cnn.yaml's CNN, mlcli against image_dataset_from_directory."""
+    train, test = image_folders()
+    mlcli = common.mlcli_command()
+    sets = ["--set", f"data.train={train}", "--set", f"data.test={test}", "--set", "data.validation=null",
+            "--set", "data.augment=[]", "--set", f"training.epochs={IMAGE_EPOCHS}"]
+    rows = 3 * IMAGES_PER_CLASS["train"]
+
+    def mlcli_job(index: int) -> dict:
+        out = WORK / "runs" / f"images-{index}"
+        done = run([*mlcli, "train", "configs/shapes_cnn.yaml", "--output", str(out), "--force", "--json", *sets,
+                    "--seed", str(SEED + index)])
+        document = json.loads(done["stdout"])
+        with open(out / "history.csv") as handle:
+            header = handle.readline().strip().split(",")
+            seconds = [float(line.split(",")[header.index("seconds")]) for line in handle if line.strip()]
+        return {**_rates(seconds, rows), "test_accuracy": document["metrics"]["test_accuracy"],
+                "process_seconds": done["seconds"]}
+
+    def keras_job(index: int) -> dict:
+        done = run([PYTHON, IMAGE_BASELINE, "--train", str(train), "--test", str(test), "--epochs", str(IMAGE_EPOCHS),
+                    "--seed", str(SEED + index)])
+        document = common.last_json(done["stdout"])
+        return {**_rates(document["epoch_seconds"], document["train_images"]),
+                "test_accuracy": document["test_accuracy"], "process_seconds": done["seconds"]}
+
+    runs = interleaved(rounds, {"mlcli": mlcli_job, "keras": keras_job})
+    result: dict = {"runs": runs, "data": {"train_images": rows, "size": [32, 32], "epochs": IMAGE_EPOCHS}}
+    for side in runs:
+        result[side] = {key: median(r[key] for r in runs[side])
+                        for key in ("samples_per_second", "samples_per_second_all_epochs", "test_accuracy",
+                                    "process_seconds")}
+    result["speedup"] = result["mlcli"]["samples_per_second"] / result["keras"]["samples_per_second"]
+    result["speedup_all_epochs"] = (result["mlcli"]["samples_per_second_all_epochs"]
+                                    / result["keras"]["samples_per_second_all_epochs"])
     return result
 
 
@@ -362,13 +419,14 @@ def main() -> None:
     parser.add_argument("--seed-rounds", type=int, default=7)
     parser.add_argument("--loading-rounds", type=int, default=7)
     parser.add_argument("--only", nargs="+", choices=["startup", "seed", "throughput", "loading", "predict",
-                                                      "utilisation", "backbone"])
+                                                      "utilisation", "images", "backbone"])
     parser.add_argument("--backbone-images", type=int, default=300, help="images for the MobileNetV3Small runs")
     parser.add_argument("--no-readme", action="store_true", help="do not write the table into README.md")
     args = parser.parse_args()
     if min(args.rounds, args.rounds_256, args.startup_rounds, args.seed_rounds, args.loading_rounds) < 3:
         parser.error("every figure is a median of at least three runs: rounds must be >= 3")
-    wanted = set(args.only or ["startup", "seed", "throughput", "loading", "predict", "utilisation", "backbone"])
+    wanted = set(args.only or ["startup", "seed", "throughput", "loading", "predict", "utilisation", "images",
+                               "backbone"])
 
     started = time.perf_counter()
     results: dict = {"machine": machine(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -392,6 +450,9 @@ def main() -> None:
     if "predict" in wanted:
         log("predict")
         results["predict"] = bench_predict(args.rounds, REPO / results["throughput"]["checkpoint"])
+    if "images" in wanted:
+        log("images")
+        results["images"] = bench_images(args.rounds)
     if "backbone" in wanted:
         log("MobileNetV3Small images/s")
         results["backbone"] = backbone_bench.measure(images=args.backbone_images, rounds=args.rounds)
@@ -402,7 +463,8 @@ def main() -> None:
     table = report.markdown(results)
     (REPO / "bench" / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     (REPO / "bench" / "results.md").write_text(table)
-    if not args.no_readme and wanted >= {"startup", "seed", "throughput", "loading", "predict", "utilisation"}:
+    if not args.no_readme and wanted == {"startup", "seed", "throughput", "loading", "predict", "utilisation",
+                                         "images", "backbone"}:
         report.update_readme(REPO / "README.md", table)
     shutil.rmtree(WORK / "runs", ignore_errors=True)
     print(table)

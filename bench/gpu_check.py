@@ -10,8 +10,11 @@
 5. images: the from-scratch CNN of configs/shapes_cnn.yaml on 3,000 generated 32x32 shapes trains on
    the GPU under the automatic (mixed) precision, reaching the accuracy the CPU's float32 run reaches
    (within 2 points), with its images/s against the CPU's.
+6. issue 17's MobileNetV3Small runs (bench/backbone_bench.py: 96x96 images, backbone frozen and whole
+   network trainable, mlcli against plain Keras) on the GPU with mixed precision (the capability's
+   precision, set on both sides), images per second.
 
-    python bench/gpu_check.py [--rows 500000] [--epochs 3] [--batch-size 1024]
+    python bench/gpu_check.py [--rows 500000] [--epochs 3] [--batch-size 1024] [--images 2000] [--no-backbone]
 
 Prints what it found and writes bench/results/gpu_check.json. Exit 0 when every check passes, 1 when
 one fails, 2 when there is no usable GPU (doctor's diagnosis is printed).
@@ -34,7 +37,8 @@ REPO = Path(__file__).absolute().parent.parent
 RESULTS = REPO / "bench" / "results" / "gpu_check.json"
 sys.path.insert(0, str(Path(__file__).absolute().parent))
 
-from stream_memory import write_shards  # noqa: E402  (bench/ is a folder of scripts, not a package)
+import backbone_bench  # noqa: E402  (bench/ is a folder of scripts, not a package)
+from stream_memory import write_shards  # noqa: E402
 
 CONFIG = """\
 # written by bench/gpu_check.py
@@ -133,6 +137,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=500_000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--images", type=int, default=2000, help="images for the MobileNetV3Small runs")
+    parser.add_argument("--no-backbone", action="store_true", help="skip the MobileNetV3Small runs")
     args = parser.parse_args()
 
     doctor = mlcli("doctor", "--json")
@@ -166,6 +172,16 @@ def main() -> None:
         checks[f"mirrored over {len(gpus)} GPUs"] = mirrored["exit_code"] == 0 and \
             (mirrored.get("distribute") or {}).get("replicas") == len(gpus)
     checks.update(image_checks(images, expected_precision(capabilities[:1])))
+    backbone = None
+    if not args.no_backbone:
+        precision = expected_precision(capabilities[:1])
+        precision = precision if precision != "float32" else "mixed_float16"
+        try:
+            backbone = backbone_bench.measure(images=args.images, epochs=3, batch_size=64, precision=precision)
+            checks[f"MobileNetV3Small runs complete on the GPU with {precision}"] = True
+        except SystemExit as exc:
+            checks[f"MobileNetV3Small runs complete on the GPU with {precision}"] = False
+            print(f"  MobileNetV3Small runs failed: {exc}")
     speedup = gpu_run.get("rows_per_second", 0) / max(cpu_run.get("rows_per_second", 1), 1)
     image_speedup = images["gpu:0"].get("images_per_second", 0) / max(images["cpu"].get("images_per_second", 1), 1)
     for name, ok in checks.items():
@@ -179,10 +195,14 @@ def main() -> None:
                                          f"test accuracy {run['test_accuracy']:.4f}"
                                          if run["exit_code"] == 0 else f"exit {run['exit_code']}: {run['error']}"))
     print(f"  GPU / CPU image CNN throughput: {image_speedup:.1f}x")
+    for trainable, entry in ((backbone or {}).get("runs") or {}).items():
+        rates = entry["images_per_second"]
+        print(f"  MobileNetV3Small 96x96, backbone {trainable}: mlcli {rates['mlcli']:.0f} images/s, plain Keras "
+              f"{rates['keras']:.0f} images/s ({entry['mlcli_over_keras']:.2f}x)")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "gpus": gpus, "checks": checks, "runs": runs, "gpu_over_cpu": round(speedup, 2),
-        "image_runs": images, "image_gpu_over_cpu": round(image_speedup, 2),
+        "image_runs": images, "image_gpu_over_cpu": round(image_speedup, 2), "backbone": backbone,
         "settings": {"rows": args.rows, "epochs": args.epochs, "batch_size": args.batch_size},
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "tensorflow": report.get("tensorflow"), "cpus": os.cpu_count()},

@@ -16,7 +16,9 @@ shared machine slows them alike. Writes bench/results.json (every run's raw numb
 Benchmarks: startup, seed, throughput, loading, predict, utilisation (needs throughput), images, typed (real
 public tables with typed features against HistGradientBoosting, and typed vs pre-encoded training time:
 bench/typed_tables.py), tune (bench/tune_overhead.py: mlcli tune's overhead per trial, and mlcli tune against
-KerasTuner's RandomSearch).
+KerasTuner's RandomSearch),
+backbone (issue 17: MobileNetV3Small images/s, frozen and whole network, against image_dataset_from_directory;
+bench/backbone_bench.py).
 The generated data sets are cached in bench/results/data/ (gitignored).
 """
 
@@ -35,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).absolute().parent))
 sys.path.insert(1, str(Path(__file__).absolute().parent.parent))  # mlcli, when not installed
 
+import backbone_bench
 import common
 import report
 import tune_overhead
@@ -421,14 +424,15 @@ def main() -> None:
     parser.add_argument("--seed-rounds", type=int, default=7)
     parser.add_argument("--loading-rounds", type=int, default=7)
     parser.add_argument("--only", nargs="+", choices=["startup", "seed", "throughput", "loading", "predict",
-                                                      "utilisation", "images", "typed", "tune"])
+                                                      "utilisation", "images", "typed", "tune", "backbone"])
     parser.add_argument("--tune-seeds", type=int, default=3, help="seeds per side of the sweep comparison")
+    parser.add_argument("--backbone-images", type=int, default=300, help="images for the MobileNetV3Small runs")
     parser.add_argument("--no-readme", action="store_true", help="do not write the table into README.md")
     args = parser.parse_args()
     if min(args.rounds, args.rounds_256, args.startup_rounds, args.seed_rounds, args.loading_rounds,
            args.tune_seeds) < 3:
         parser.error("every figure is a median of at least three runs: rounds must be >= 3")
-    everything = {"startup", "seed", "throughput", "loading", "predict", "utilisation", "images", "typed", "tune"}
+    everything = {"startup", "seed", "throughput", "loading", "predict", "utilisation", "images", "typed", "tune", "backbone"}
     wanted = set(args.only or everything)
 
     started = time.perf_counter()
@@ -462,6 +466,9 @@ def main() -> None:
     if "typed" in wanted:
         log("typed tables")
         results["typed_tables"] = typed_tables.bench_typed_tables(args.rounds)
+    if "backbone" in wanted:
+        log("MobileNetV3Small images/s")
+        results["backbone"] = backbone_bench.measure(images=args.backbone_images, rounds=args.rounds)
     results["seconds"] = time.perf_counter() - started
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
 

@@ -22,6 +22,7 @@ from typing import Any
 from mlcli import limits
 from mlcli.config.keras_checks import keras_index
 from mlcli.errors import DataError, UsageError, first_line
+from mlcli.model.backbone_spec import BACKBONE
 from mlcli.model.features import BODY  # mlcli.model imports TensorFlow only inside functions
 from mlcli.model.label_transform import plain_compile_config
 from mlcli.model.normalize import NORMALIZE_LAYER
@@ -161,7 +162,7 @@ def declared_layers(architecture: dict) -> list[ArchiveLayer]:
     layers = body if body is not None else architecture.get("config", {}).get("layers", [])
     for item in layers:
         config = item.get("config", {})
-        if item.get("class_name") == "InputLayer" or config.get("name") == NORMALIZE_LAYER:
+        if item.get("class_name") == "InputLayer" or config.get("name") in (NORMALIZE_LAYER, BACKBONE):
             continue
         out.append(ArchiveLayer(str(config.get("name")), str(item.get("class_name")), config))
     return out

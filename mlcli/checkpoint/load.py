@@ -6,13 +6,17 @@ it. Every stage that loads a model takes it as a parameter, so nothing else can 
 
 from __future__ import annotations
 
+import contextlib
+import json
+import re
 import warnings
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from mlcli.checkpoint.archive import check_archive
+from mlcli.checkpoint.archive import check_archive, read_archive_config
 from mlcli.checkpoint.checkpoint import Checkpoint
 from mlcli.errors import UsageError, first_line
 from mlcli.model.compile import build_loss, build_metrics
@@ -30,11 +34,18 @@ def load_keras(path: Path, *, compile: bool, unsafe: bool, what: str = "CKPT"):
     check_archive(path, what)
     import keras  # deferred: imports TensorFlow
 
+    tokenizers = {}
+    if _names_keras_hub(path, what):
+        import keras_hub  # noqa: F401  # deferred: registers KerasHub's classes (a preset backbone) with Keras
+
+        tokenizers = _tokenizers_with_vocabulary(path, what)
+
     try:
         with warnings.catch_warnings():
             # A typed model's input for a column named a/b is named a_b (Keras refuses '/'): not news.
             warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
-            return keras.saving.load_model(path, compile=compile, safe_mode=not unsafe)
+            with _registered(keras, tokenizers):
+                return keras.saving.load_model(path, compile=compile, safe_mode=not unsafe)
     except Exception as exc:  # noqa: BLE001 — a user's file can fail in any of Keras's ways
         text = str(exc)
         if "safe_mode" in text or "arbitrary code" in text:
@@ -45,6 +56,54 @@ def load_keras(path: Path, *, compile: bool, unsafe: bool, what: str = "CKPT"):
             ) from None
         raise UsageError(f"{what} {path}: cannot be loaded as a Keras model: {first_line(exc)}",
                          hint="pass a run directory or a .keras file saved by Keras 3") from None
+
+
+def _tokenizers_with_vocabulary(path: Path, what: str) -> dict:
+    """KerasHub's tokenizers keep their vocabulary as an archive asset that Keras loads only after it
+    has rebuilt the model — but rebuilding a functional model calls the tokenizer, which then has no
+    vocabulary (keras-hub issue #1522). So the vocabulary is read from the archive first and given to
+    the tokenizer as it is made; Keras then loads the same asset into it as usual."""
+    import keras  # deferred: imports TensorFlow
+
+    with zipfile.ZipFile(path) as archive:
+        assets = [name for name in archive.namelist() if name.startswith("assets/") and name.endswith("/vocabulary.txt")]
+        if len(assets) != 1:
+            return {}
+        vocabulary = archive.read(assets[0]).decode("utf-8").splitlines()
+    text = json.dumps(read_archive_config(path, what))
+    loaders = {}
+    for name in set(re.findall(r'"registered_name": "(keras_hub>[A-Za-z0-9]*Tokenizer)"', text)):
+        cls = keras.saving.get_registered_object(name)
+        if cls is None:
+            continue
+
+        class _WithVocabulary:
+            @staticmethod
+            def from_config(config, cls=cls):
+                return cls.from_config({**config, "vocabulary": config.get("vocabulary") or vocabulary})
+
+        loaders[name] = _WithVocabulary
+    return loaders
+
+
+@contextlib.contextmanager
+def _registered(keras, loaders: dict):
+    """Keras's registry maps the names to `loaders` for the duration (Keras looks its registry up before
+    any custom_objects given to load_model)."""
+    registry = keras.saving.get_custom_objects()
+    saved = {name: registry[name] for name in loaders if name in registry}
+    registry.update(loaders)
+    try:
+        yield
+    finally:
+        for name in loaders:
+            registry.pop(name, None)
+        registry.update(saved)
+
+
+def _names_keras_hub(path: Path, what: str) -> bool:
+    """Whether the archive's model holds KerasHub objects (registered as "keras_hub>...")."""
+    return '"keras_hub>' in json.dumps(read_archive_config(path, what))
 
 
 def load_model(ckpt: Checkpoint, *, unsafe: bool):

@@ -13,6 +13,7 @@ import functools
 from typing import Any
 
 from mlcli import console
+from mlcli.config.backbone_checks import backbone_problems
 from mlcli.config.keras_index import KerasIndex, is_current, read_index, stale_note
 from mlcli.config.keras_rules import FLOATS, INTEGERS, KIND_TEXT, REFUSED, closest, did_you_mean, is_number, value_kind
 from mlcli.config.load import LoadedConfig
@@ -52,7 +53,7 @@ def keras_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
     found += _optimizer(index, loaded)
     found += _loss(index, loaded)
     found += _metrics(index, loaded)
-    return [loaded.problem(path, message) for path, message in found]
+    return [loaded.problem(path, message) for path, message in found] + backbone_problems(loaded, index)
 
 
 def _layer(index: KerasIndex, spec: LayerSpec, where: KeyPath) -> list[tuple[KeyPath, str]]:

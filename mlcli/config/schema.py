@@ -434,9 +434,63 @@ def _seed_layers() -> list[LayerSpec]:
     ]
 
 
+class BackboneConfig(BaseModel):
+    """A pretrained network before model.layers: a keras.applications model by name (`type`), or a KerasHub
+    preset (`preset`: a local directory, or a name where downloads work). Other keys are the
+    application's own arguments (alpha, minimalistic, ...)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+    type: Union[str, None] = Field(
+        None, json_schema_extra=_pattern(_NAME),
+        description="A keras.applications model name: MobileNetV3Small, ResNet50, EfficientNetB0, ...",
+    )
+    preset: Union[str, None] = Field(
+        None, json_schema_extra={"minLength": 1},
+        description="A KerasHub preset directory (image or text), or a preset name (downloaded by KerasHub).",
+    )
+    weights: Union[str, None] = Field(
+        "imagenet",
+        description="imagenet (downloaded by Keras into its cache), a local weights file, or null (random "
+        "initial weights). keras.applications only; a preset holds its own weights.",
+    )
+    pooling: Union[Literal["avg", "max"], None] = Field(
+        "avg", description="avg or max: one vector per image for model.layers; null: the feature map.",
+    )
+    sequence_length: Union[Annotated[int, Field(ge=2)], None] = Field(
+        None, description="Text presets: tokens per row (default: the preset's own).",
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME.match(value):
+            raise _reject(f"{value!r} is not a keras.applications name — expected e.g. MobileNetV3Small")
+        return value
+
+    @field_validator("preset")
+    @classmethod
+    def _preset(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise _reject("is empty — expected a preset directory or name")
+        return value
+
+    def arguments(self) -> dict[str, Any]:
+        """The other keyword arguments for the keras.applications constructor."""
+        return dict(self.model_extra or {})
+
+    def given(self, key: str) -> bool:
+        """Whether the config wrote `key` (a default is not written)."""
+        return key in self.model_fields_set
+
+
 class ModelConfig(_Section):
     """A Keras Sequential; the input shape is taken from the data."""
 
+    backbone: Union[BackboneConfig, None] = Field(
+        None, description="A pretrained network before model.layers: {type: MobileNetV3Small, weights: imagenet, "
+        "pooling: avg} or {preset: DIR}.",
+    )
     layers: list[LayerSpec] = Field(
         default_factory=_seed_layers,
         min_length=1,
@@ -541,7 +595,8 @@ class FinetuneConfig(_Section):
     freeze: Selectors = Field(
         default_factory=list,
         description="Selectors: index into model.layers (negative from the end), exact layer name, or glob; "
-                    "input:<column> selects a typed model's encoder of that input column.",
+                    "input:<column> selects a typed model's encoder of that input column; `backbone` (all of it) or "
+                    "`backbone/<glob>` (layers inside it). Read by train too (the backbone only).",
     )
     unfreeze: Selectors = Field(default_factory=list, description="Applied after freeze.")
     head: Union[HeadConfig, None] = Field(

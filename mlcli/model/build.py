@@ -1,5 +1,6 @@
 """The model from the config, assembled stage by stage: input -> normalization -> the layers of
-model.layers; for images, the image input block (mlcli.model.image_input) -> the layers; or, for typed features, their input block (mlcli.model.features) -> model.layers as
+model.layers; for images, the image input block (mlcli.model.image_input) -> model.backbone
+(mlcli.model.backbone) -> the layers; or, for typed features, their input block (mlcli.model.features) -> model.layers as
 its body. Each stage is one function returning its layers; a new stage is one more call in
 `build_model`."""
 
@@ -10,6 +11,8 @@ from typing import Any
 from mlcli.config.load import LoadedConfig
 from mlcli.data.label_scale import LabelTransform
 from mlcli.errors import ConfigError, first_line
+from mlcli.model.backbone import apply_backbone_selectors, backbone_model, find_backbone
+from mlcli.model.backbone_spec import BACKBONE
 from mlcli.model.features import body_of, typed_model
 from mlcli.model.image_input import image_input_layers, in_input_block
 from mlcli.model.label_transform import LAYERS as LABEL_LAYERS
@@ -35,14 +38,19 @@ def build_model(loaded: LoadedConfig, input_shape: tuple[int, ...], train_x,
     tail = undo_layers(label_transform) if label_transform is not None else []
     if features is not None:
         try:
-            model = typed_model(features, _body(loaded, output_float32), config.name or "mlcli_model", tail)
+            model = typed_model(features, _body(loaded, output_float32), config.name or "mlcli_model", tail,
+                                text_encoder=_text_preset(loaded))
         except (ValueError, TypeError) as exc:
             raise ConfigError(loaded.problem(("model", "layers"),
                                              f"the layers do not fit together: {first_line(exc)}")) from None
         _check_one_vector_per_row(loaded, model, input_shape)
+        backbone = find_backbone(model)
+        if backbone is not None:
+            apply_backbone_selectors(loaded, backbone, reset=False)
         return model
     if config.data.image is not None:
-        layers: list[Any] = image_input_layers(loaded, input_shape)
+        layers: list[Any] = image_input_layers(loaded, input_shape, rescale=config.model.backbone is None)
+        layers += _backbone(loaded, input_shape)
     else:
         layers = [keras.Input(shape=input_shape, name="features")]
         layers += _normalization(loaded, train_x, feature_names)
@@ -61,6 +69,26 @@ def _normalization(loaded: LoadedConfig, train_x, feature_names: list[str] | Non
     if data.normalize == "none" or train_x is None:
         return []
     return [normalization_layer(data.normalize, train_x, feature_names, data.train)]
+
+
+def _text_preset(loaded: LoadedConfig):
+    """A KerasHub text preset as the text column's encoder (mlcli.model.presets), or None."""
+    backbone = loaded.config.model.backbone
+    if backbone is None or backbone.preset is None or loaded.config.data.image is not None:
+        return None
+    from mlcli.model.presets import text_preset_encoder  # deferred: imports KerasHub
+
+    return text_preset_encoder(loaded)
+
+
+def _backbone(loaded: LoadedConfig, input_shape: tuple[int, ...]) -> list:
+    """model.backbone as one nested model (its own preprocessing inside), frozen where finetune.freeze
+    says `backbone` or `backbone/<glob>` (train reads those selectors too: phase 1 of a two-phase recipe)."""
+    if loaded.config.model.backbone is None:
+        return []
+    backbone = backbone_model(loaded, input_shape)
+    apply_backbone_selectors(loaded, backbone, reset=False)
+    return [backbone]
 
 
 def _body(loaded: LoadedConfig, output_float32: bool) -> list:
@@ -91,7 +119,7 @@ def user_layers(model) -> list:
     body = body_of(model)
     if body is not None:
         return list(body.layers)
-    return [layer for layer in model.layers if layer.name != NORMALIZE_LAYER and not in_input_block(layer)
+    return [layer for layer in model.layers if layer.name not in (NORMALIZE_LAYER, BACKBONE) and not in_input_block(layer)
             and layer.name not in LABEL_LAYERS]
 
 

@@ -35,9 +35,10 @@ FEATURES = "mlcli_features"  # the concatenation of every encoded feature: the b
 _INPUT_NAME_WARNING = "When providing `inputs` as a dict"
 
 
-def typed_model(fitted: list, body_layers: list, name: str, tail: list = ()):
+def typed_model(fitted: list, body_layers: list, name: str, tail: list = (), text_encoder=None):
     """The functional model: every feature's input and encoder, then the body (then `tail`: the layers
-    undoing data.label_transform, mlcli.model.label_transform)."""
+    undoing data.label_transform, mlcli.model.label_transform). `text_encoder`: a text column's encoder
+    instead of TextVectorization (a KerasHub text preset, mlcli.model.presets)."""
     import keras  # deferred: imports TensorFlow
 
     inputs, encoded = {}, []
@@ -46,7 +47,11 @@ def typed_model(fitted: list, body_layers: list, name: str, tail: list = ()):
         shape = (4,) if plan.type == "date" else (1,)
         dtype = "float32" if plan.type in ("numeric", "date") else "string"
         inputs[plan.name] = keras.Input(shape=shape, dtype=dtype, name=input_name(plan.name))
-        encoded += _ENCODERS[plan.type](feature, inputs[plan.name], f"mlcli_{index}_{_safe(plan.name)}")
+        prefix = f"mlcli_{index}_{_safe(plan.name)}"
+        if plan.type == "text" and text_encoder is not None:
+            encoded += text_encoder(inputs[plan.name], prefix)
+            continue
+        encoded += _ENCODERS[plan.type](feature, inputs[plan.name], prefix)
     features = keras.layers.Concatenate(name=FEATURES, dtype="float32")(encoded) if len(encoded) > 1 \
         else keras.layers.Identity(name=FEATURES, dtype="float32")(encoded[0])
     body = keras.Sequential(body_layers, name=BODY)

@@ -108,7 +108,8 @@ def _parent_config(checkpoint: Checkpoint, config: Path | None) -> tuple[dict, s
         layers = archive.describe_layers(declared)
         source = f"{checkpoint.model_path} (no config.yaml beside it: the layers are read from the checkpoint)"
         parent_name = checkpoint.model_path.stem
-    base["model"] = {"layers": layers}
+    backbone = (base.get("model") or {}).get("backbone") if checkpoint.config_path is not None else None
+    base["model"] = {"layers": layers, **({"backbone": backbone} if backbone else {})}
     if checkpoint.from_finetune:
         base["finetune"] = {**(base.get("finetune") or {}), "head": None}
     base.pop("extends", None)

@@ -21,6 +21,8 @@ from mlcli.data.feature_types import FeaturePlan
 from mlcli.data.labels import label_encoding
 from mlcli.data.sources import sha256
 from mlcli.errors import ConfigError, DataError, UsageError, first_line
+from mlcli.model.backbone import apply_backbone_selectors, find_backbone, inner_layers
+from mlcli.model.backbone_spec import BACKBONE, is_backbone_selector
 from mlcli.model.build import layer_names, user_layers
 from mlcli.model.features import BODY, FEATURES, body_of
 from mlcli.model.finetune_config import FLAG, head_names
@@ -41,6 +43,7 @@ from mlcli.model.normalize import NORMALIZE_LAYER
 from mlcli.model.table import display_rows, layer_table, parameter_counts, shape_text, show_table
 from mlcli.run.files import LABELS, read_json
 from mlcli.run.manifest import feature_names, read_manifest, typed_features
+from mlcli.settings import active_settings
 
 
 def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict, *, unsafe: bool) -> tuple[Any, dict]:
@@ -65,11 +68,11 @@ def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict, *, unsafe:
     check_output_width(loaded, prepared, encoding, outputs, parent=f"{FLAG} {path}")
     _check_kept_classes(loaded, parent_facts, prepared, f"{FLAG} {path}")
 
-    table = layer_table(model)
+    table = layer_table(model, verbose=active_settings().verbose)
     for row in table:
         row["origin"] = "head" if row["name"] in added else "parent"
     counts = parameter_counts(model)
-    frozen = sum(row["params"] for row in table if not row["trainable"])
+    frozen = sum(row["frozen"] for row in table if not row.get("inside"))
     # the kept preprocessing's weights that are not trained (an unfrozen input:<column> embedding is)
     normalization = int(sum(np.prod(w.shape) for layer in normalize for w in layer.weights if not layer.trainable))
     totals = {
@@ -77,7 +80,10 @@ def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict, *, unsafe:
         "other_non_trainable": counts["non_trainable"] - frozen - normalization, "total": counts["total"],
     }
     head = loaded.config.finetune.head
-    notes = [_freeze_note(path, table), *notes, *_model_notes(layers, normalize, typed), *inputs["notes"]]
+    backbone = find_backbone(model)
+    notes = [_freeze_note(path, table), *notes,
+             *_model_notes(layers, normalize, typed, None if backbone is None else inner_layers(backbone)),
+             *inputs["notes"]]
     notes += _label_notes(parent_facts, prepared, replaced=bool(head and head.layers))
     random_frozen = [row["name"] for row in table if row["origin"] == "head" and not row["trainable"] and row["params"]]
     if random_frozen:  # legal, but almost always a selector counted from the end that reached the new head
@@ -88,8 +94,8 @@ def prepare_model(loaded: LoadedConfig, prepared, parent_facts: dict, *, unsafe:
     encoder_rows = _encoder_rows(encoders)
     show_table(display_rows(table, normalize, normalization, head is not None, typed, encoder_rows), totals, path)
     facts = {
-        "frozen": [row["name"] for row in table if not row["trainable"]],
-        "trainable": [row["name"] for row in table if row["trainable"]],
+        "frozen": [row["name"] for row in table if not row["trainable"] and not row.get("inside")],
+        "trainable": [row["name"] for row in table if row["trainable"] and not row.get("inside")],
         "head": {"replaced": dropped, "added": added} if head else None,
         "normalization": "kept from the parent" if normalize else None,
         "input_block": _input_block_text(inputs["trainable"]) if typed else None,
@@ -132,8 +138,10 @@ def _assemble(loaded: LoadedConfig, parent, input_shape: tuple, image: bool = Fa
             model = keras.Model(parent.input, new_body(parent.get_layer(FEATURES).output),
                                 name=loaded.config.name or parent.name)
         else:
+            # An image parent's backbone is kept as it is, right after its input block.
+            backbone = [layer for layer in parent.layers if layer.name == BACKBONE]
             model = keras.Sequential([keras.Input(shape=input_shape, name=IMAGE_INPUT if image else "features"),
-                                      *normalize,
+                                      *normalize, *backbone,
                                       *apply_head(declared, replace, added)], name=loaded.config.name or parent.name)
     except (ValueError, TypeError) as exc:
         below = kept[-1].name if kept else "the input"
@@ -178,6 +186,13 @@ def _set_trainable(loaded: LoadedConfig, model, normalize: list, columns: list[s
     if frozen_inputs and not unfrozen:
         inputs["notes"].append(f"{', '.join(INPUT_SELECTOR + c for c in frozen_inputs)}: the typed input block is "
                                "frozen already (it is kept from the parent unless finetune.unfreeze names an input)")
+    backbone = find_backbone(model)
+    if backbone is not None:
+        apply_backbone_selectors(loaded, backbone, reset=True)
+    elif any(is_backbone_selector(s) for s in (*finetune.freeze, *finetune.unfreeze)):
+        key = "freeze" if any(is_backbone_selector(s) for s in finetune.freeze) else "unfreeze"
+        raise ConfigError(loaded.problem(("finetune", key), "`backbone` selectors reach into model.backbone, but "
+                                         "the parent model has none — select its layers by index, name or glob"))
     if not any(layer.weights for layer in layers):  # e.g. finetune.head: {replace: 3, layers: [{type: Dropout}]}
         raise ConfigError(loaded.problem(
             ("finetune", "head"),
@@ -237,12 +252,12 @@ def _input_block_text(trainable: list[str]) -> str:
 
 
 def _freeze_note(path: Path, table: list[dict]) -> str:
-    frozen = ", ".join(row["name"] for row in table if not row["trainable"]) or "none"
-    trainable = ", ".join(row["name"] for row in table if row["trainable"])
+    frozen = ", ".join(row["name"] for row in table if not row["trainable"] and not row.get("inside")) or "none"
+    trainable = ", ".join(row["name"] for row in table if row["trainable"] and not row.get("inside"))
     return f"fine-tuned from {path}: frozen {frozen}; trainable {trainable}"
 
 
-def _model_notes(layers: list, normalize: list, typed: bool) -> list[str]:
+def _model_notes(layers: list, normalize: list, typed: bool, backbone_layers: list | None = ()) -> list[str]:
     """What the summary must say about normalization (docs/contract.md §1; Keras's transfer-learning guide: show what is frozen)."""
     import keras  # deferred: imports TensorFlow
 
@@ -257,10 +272,17 @@ def _model_notes(layers: list, normalize: list, typed: bool) -> list[str]:
     elif normalize:
         notes.append("normalization kept from the parent: mlcli_normalize holds the statistics fitted on the "
                      "parent's training data and is not refitted on this data")
+    elif backbone_layers:
+        notes.append("the backbone's own input preprocessing is inside it, kept from the parent")
     else:
         notes.append("the parent model has no mlcli normalization layer, so this data is fed to it as is "
                      "(normalization lives inside the model; data.normalize does not add one to a parent)")
     batch_norms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
+    inside = [layer for layer in backbone_layers or [] if isinstance(layer, keras.layers.BatchNormalization)]
+    frozen_inside = [layer for layer in inside if not layer.trainable]
+    if frozen_inside:
+        notes.append(f"{len(frozen_inside)} of the backbone's {len(inside)} BatchNormalization layers are frozen and "
+                     "run in inference mode (their moving mean and variance do not change)")
     frozen = [layer.name for layer in batch_norms if not layer.trainable]
     trained = [layer.name for layer in batch_norms if layer.trainable]
     if frozen:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence, TypeVar
 
 from mlcli.errors import ConfigError, ConfigProblem
+from mlcli.model.backbone_spec import is_backbone_selector
 
 if TYPE_CHECKING:
     from mlcli.config.load import LoadedConfig
@@ -91,11 +92,12 @@ def select_layers(layers: Sequence[tuple[str, str]], selectors: Sequence[int | s
     """Indices matched by selectors, each once, in selector order. `layers`: (name, type) pairs.
 
     A selector that matches nothing is a config error at `where` listing every layer. input:<column>
-    selectors are select_inputs's, skipped here."""
+    selectors are select_inputs's, and `backbone` / `backbone/<glob>` reach into model.backbone
+    (mlcli.model.backbone applies them): both skipped here."""
     names = [name for name, _ in layers]
     chosen: list[int] = []
     for position, selector in enumerate(selectors):
-        if input_column(selector) is not None:
+        if input_column(selector) is not None or is_backbone_selector(selector):
             continue
         matched = matching_indices(names, selector)
         if not matched:

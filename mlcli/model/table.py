@@ -9,21 +9,29 @@ from rich import box
 from rich.table import Table
 
 from mlcli import console
+from mlcli.model.backbone_spec import BACKBONE, PREPROCESS
 from mlcli.model.build import user_layers
-from mlcli.model.flops import TRAINING_FACTOR, epoch_flops, human_flops, layer_flops, model_flops
+from mlcli.model.flops import TRAINING_FACTOR, epoch_flops, human_flops, layer_flops
 from mlcli.model.memory import human_bytes
 from mlcli.model.normalize import NORMALIZE_LAYER
 
 
-def layer_table(model) -> list[dict]:
+def _count(weights) -> int:
+    return int(sum(np.prod(w.shape) for w in weights))
+
+
+def layer_table(model, verbose: bool = False) -> list[dict]:
     """Every declared layer: index, name, type, parameters, forward FLOPs per example (mlcli.model.flops),
-    trainable or frozen."""
-    rows = []
+    trainable or frozen. A backbone
+    (model.backbone) comes first as ONE row with its trainable and frozen parameter counts; with
+    `verbose`, every layer inside it follows as `backbone/<name>`."""
+    rows = backbone_rows(model, verbose)
     for index, layer in enumerate(user_layers(model)):
-        params = int(sum(np.prod(w.shape) for w in layer.weights))
+        params = _count(layer.weights)
         rows.append({
             "index": index, "name": layer.name, "type": type(layer).__name__,
             "params": params, "flops": layer_flops(layer), "trainable": bool(layer.trainable),
+            "frozen": 0 if layer.trainable else params,
         })
     return rows
 
@@ -34,7 +42,7 @@ def cost_summary(model, training_rows: int | None, memory_bytes: int | None) -> 
     (mlcli.model.flops), and the estimated training memory (mlcli.model.memory, a lower bound)."""
     layers = [{"name": row["name"], "type": row["type"], "params": row["params"], "flops": row["flops"]}
               for row in layer_table(model)]
-    forward = model_flops(user_layers(model))
+    forward = sum(row["flops"] for row in layers)  # the backbone's row counts every layer inside it
     return {
         "layers": layers,
         "forward_flops_per_example": forward,
@@ -66,6 +74,46 @@ def cost_line(cost: dict) -> str:
     return text
 
 
+def backbone_rows(model, verbose: bool = False) -> list[dict]:
+    """The backbone's row (and with `verbose`, one per layer inside it); none without a backbone."""
+    from mlcli.model.backbone import find_backbone, inner_layers  # deferred: imports TensorFlow
+
+    backbone = find_backbone(model)
+    if backbone is None:
+        return []
+    inner = inner_layers(backbone)
+    frozen = sum(_count(layer.weights) for layer in inner if not layer.trainable or not backbone.trainable)
+    trainable = _count(backbone.trainable_weights)
+    rows = [{"index": None, "name": BACKBONE, "type": _backbone_type(backbone), "params": _count(backbone.weights),
+             "flops": layer_flops(backbone),
+             "trainable": trainable > 0, "trainable_params": trainable, "frozen": frozen}]
+    if verbose:
+        for layer in inner:
+            params = _count(layer.weights)
+            on = bool(layer.trainable and backbone.trainable)
+            rows.append({"index": None, "name": f"{BACKBONE}/{layer.name}", "type": type(layer).__name__,
+                         "params": params, "flops": layer_flops(layer), "trainable": on, "frozen": 0 if on else params, "inside": True})
+    return rows
+
+
+def _backbone_type(backbone) -> str:
+    """What the backbone is: the model inside it (its name after `backbone_`), or its own class."""
+    for layer in backbone.layers:
+        if layer.name.startswith(BACKBONE + "_") and hasattr(layer, "layers") and layer.name != PREPROCESS:
+            return layer.name[len(BACKBONE) + 1:]
+    return type(backbone).__name__
+
+
+def backbone_note(model) -> list[str]:
+    """train's line about a backbone: what it is and how much of it is trained (none without one)."""
+    rows = backbone_rows(model)
+    if not rows:
+        return []
+    row = rows[0]
+    return [f"backbone {row['type']}: {row['trainable_params']:,} trainable, {row['frozen']:,} frozen parameters "
+            "(finetune.freeze/unfreeze `backbone`, `backbone/<glob>`; frozen BatchNormalization runs in inference mode)"]
+
+
 def parameter_counts(model) -> dict[str, int]:
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     non_trainable = int(sum(np.prod(w.shape) for w in model.non_trainable_weights))
@@ -84,9 +132,11 @@ def display_rows(table: list[dict], normalize: list, normalization: int, has_hea
                      "state": "kept from the parent"})
     for row in table:
         state = "trainable" if row["trainable"] else "frozen"
-        if row["type"] == "BatchNormalization" and not row["trainable"]:
+        if row["name"] == BACKBONE:
+            state = f"{row['trainable_params']:,} trainable, {row['frozen']:,} frozen"
+        elif row["type"] == "BatchNormalization" and not row["trainable"]:
             state += " (inference mode)"
-        if has_head and row["origin"] == "head":
+        if has_head and row.get("origin") == "head":
             state += " (new)"
         rows.append({**row, "state": state})
     return rows

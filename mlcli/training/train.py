@@ -23,7 +23,7 @@ from mlcli.model.finetune_model import parent_classes, parent_feature_types
 from mlcli.model.heads import check_output_width
 from mlcli.model.label_transform import transform_of, transformed_loss
 from mlcli.model.memory import check_fits_in_memory, training_memory
-from mlcli.model.table import cost_summary
+from mlcli.model.table import backbone_note, cost_summary
 from mlcli.run import files, resume
 from mlcli.run.history import read_history
 from mlcli.run.lock import hold_lock
@@ -126,6 +126,7 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
             model = build_model(loaded, prepared.input_shape, prepared.train.normalization_input,
                                 output_float32=precision != "float32", feature_names=prepared.feature_names,
                                 features=prepared.features, label_transform=prepared.label_transform)
+            notes.extend(backbone_note(model))
 
         outputs = int(model.output_shape[-1])
         encoding = label_encoding(config, prepared.task, outputs, len(prepared.classes or []))

@@ -1,0 +1,198 @@
+"""Images per second training a MobileNetV3Small at 96x96 (issue 17 item 8): with the backbone frozen
+and with the whole network trainable, mlcli against a plain Keras script that reads the same folder
+with keras.utils.image_dataset_from_directory — the same math on both sides: the same images, model
+(MobileNetV3Small, include_top false, average pooling, its own preprocessing; then a 3-way softmax),
+Adam(1e-3), categorical cross-entropy, batch size, epochs, no validation split, random initial
+weights (weights: null — nothing is downloaded). The Keras side caches the decoded images and
+prefetches, as the tf.data guide advises (mlcli caches them in memory too).
+
+    python bench/backbone_bench.py [--images 300] [--epochs 3] [--batch-size 32] [--rounds 1]
+    python bench/backbone_bench.py --keras DIR --trainable frozen|full ...   # one plain Keras run (used by the above)
+
+A figure is train images / the median epoch's seconds, the first epoch (tracing, caching) left out.
+Writes bench/results/backbone.json. `bench/run.py --only backbone` runs it as part of `make bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).absolute().parent.parent
+RESULTS = REPO / "bench" / "results" / "backbone.json"
+SIZE = 96
+CLASSES = ("circle", "square", "triangle")
+
+CONFIG = """\
+# written by bench/backbone_bench.py
+name: bench-backbone-{trainable}
+seed: {seed}
+data:
+  train: {train}
+  validation: null
+  image: {{size: [{size}, {size}], channels: 3}}
+model:
+  backbone: {{type: MobileNetV3Small, weights: null, pooling: avg}}
+  layers:
+    - {{type: Dense, units: {classes}, activation: softmax}}
+optimizer: {{type: adam, learning_rate: 0.001}}
+loss: categorical_crossentropy
+metrics: [accuracy]
+training: {{epochs: {epochs}, batch_size: {batch}}}
+finetune: {{freeze: {freeze}}}
+runtime: {{precision: {precision}}}
+"""
+
+
+def make_images(root: Path, count: int, seed: int = 0) -> Path:
+    """`count` PNGs, SIZE x SIZE, of the three shapes on noisy backgrounds (seeded, generated)."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        label = CLASSES[index % len(CLASSES)]
+        (root / label).mkdir(parents=True, exist_ok=True)
+        background = rng.integers(0, 80, (SIZE, SIZE, 3), dtype=np.uint8)
+        image = Image.fromarray(background)
+        draw = ImageDraw.Draw(image)
+        c, r = rng.integers(30, 66, 2), int(rng.integers(12, 28))
+        box = [int(c[0] - r), int(c[1] - r), int(c[0] + r), int(c[1] + r)]
+        colour = tuple(int(v) for v in rng.integers(120, 256, 3))
+        if label == "circle":
+            draw.ellipse(box, fill=colour)
+        elif label == "square":
+            draw.rectangle(box, fill=colour)
+        else:
+            draw.polygon([(box[0], box[3]), (box[2], box[3]), ((box[0] + box[2]) // 2, box[1])], fill=colour)
+        image.save(root / label / f"{index:04d}.png")
+    return root
+
+
+def _rate(epoch_seconds: list[float], images: int) -> float:
+    later = epoch_seconds[1:] or epoch_seconds
+    return images / statistics.median(later)
+
+
+def run_mlcli(work: Path, train: Path, images: int, trainable: str, args) -> dict:
+    config = work / f"mlcli-{trainable}.yaml"
+    config.write_text(CONFIG.format(trainable=trainable, seed=args.seed, train=train, size=SIZE, classes=len(CLASSES),
+                                    epochs=args.epochs, batch=args.batch_size, precision=args.precision,
+                                    freeze="[backbone]" if trainable == "frozen" else "[]"))
+    out = work / f"run-{trainable}"
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "mlcli", "train", str(config), "--output", str(out), "--force",
+                           "--json", "--quiet"], capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"mlcli failed (exit {done.returncode}): {done.stderr[-2000:]}")
+    with open(out / "history.csv", newline="") as handle:
+        seconds = [float(row["seconds"]) for row in csv.DictReader(handle)]
+    return {"epoch_seconds": seconds, "images_per_second": _rate(seconds, images), "wall_seconds": wall,
+            "metrics": json.loads(done.stdout)["metrics"]}
+
+
+def run_keras(work: Path, train: Path, images: int, trainable: str, args) -> dict:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, __file__, "--keras", str(train), "--trainable", trainable,
+                           "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--seed",
+                           str(args.seed), "--precision", args.precision],
+                          capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"the Keras script failed (exit {done.returncode}): {done.stderr[-2000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return {**result, "images_per_second": _rate(result["epoch_seconds"], images), "wall_seconds": wall}
+
+
+def keras_script(args) -> None:
+    """The plain Keras side: what a Keras user would write for the same training."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(args.seed)
+    if args.precision != "float32":
+        keras.mixed_precision.set_global_policy(args.precision)
+    data = keras.utils.image_dataset_from_directory(
+        args.keras, label_mode="categorical", image_size=(SIZE, SIZE), batch_size=args.batch_size, seed=args.seed)
+    data = data.cache().prefetch(tf.data.AUTOTUNE)
+    backbone = keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3),
+                                                   pooling="avg", include_preprocessing=True)
+    backbone.trainable = args.trainable == "full"
+    inputs = keras.Input((SIZE, SIZE, 3))
+    outputs = keras.layers.Dense(len(CLASSES), activation="softmax", dtype="float32")(backbone(inputs))
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
+
+    class Timer(keras.callbacks.Callback):
+        seconds: list = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            Timer.seconds.append(time.perf_counter() - self.start)
+
+    history = model.fit(data, epochs=args.epochs, verbose=0, callbacks=[Timer()])
+    print(json.dumps({"epoch_seconds": Timer.seconds,
+                      "metrics": {k: float(v[-1]) for k, v in history.history.items()}}))
+
+
+def measure(images: int = 300, epochs: int = 3, batch_size: int = 32, rounds: int = 1, seed: int = 42,
+            precision: str = "float32") -> dict:
+    args = argparse.Namespace(epochs=epochs, batch_size=batch_size, seed=seed, precision=precision)
+    results: dict = {"settings": {"images": images, "size": SIZE, "epochs": epochs, "batch_size": batch_size,
+                                  "rounds": rounds, "precision": precision, "weights": None}, "runs": {}}
+    with tempfile.TemporaryDirectory(prefix="mlcli-bench-backbone-") as temp:
+        work = Path(temp)
+        train = make_images(work / "images", images)
+        for trainable in ("frozen", "full"):
+            runs: dict[str, list] = {"mlcli": [], "keras": []}
+            for round_ in range(rounds):  # interleaved, the order reversed every other round
+                order = ("mlcli", "keras") if round_ % 2 == 0 else ("keras", "mlcli")
+                for side in order:
+                    run = run_mlcli if side == "mlcli" else run_keras
+                    runs[side].append(run(work, train, images, trainable, args))
+            medians = {side: statistics.median(r["images_per_second"] for r in rs) for side, rs in runs.items()}
+            results["runs"][trainable] = {"runs": runs, "images_per_second": medians,
+                                          "mlcli_over_keras": medians["mlcli"] / medians["keras"]}
+    results["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    results["load_average_at_end"] = list(os.getloadavg())
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--precision", default="float32", help="float32 | mixed_float16 | mixed_bfloat16")
+    parser.add_argument("--keras", help=argparse.SUPPRESS)
+    parser.add_argument("--trainable", choices=["frozen", "full"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.keras:
+        keras_script(args)
+        return
+    results = measure(args.images, args.epochs, args.batch_size, args.rounds, args.seed, args.precision)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    for trainable, entry in results["runs"].items():
+        rates = entry["images_per_second"]
+        print(f"MobileNetV3Small {SIZE}x{SIZE}, backbone {trainable}: mlcli {rates['mlcli']:.1f} images/s, "
+              f"plain Keras {rates['keras']:.1f} images/s, mlcli/Keras {entry['mlcli_over_keras']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

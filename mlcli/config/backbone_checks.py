@@ -100,6 +100,12 @@ def image_size(loaded: LoadedConfig) -> tuple[int, int] | None:
     return (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size))
 
 
+def _wrote_model(loaded: LoadedConfig) -> bool:
+    """A config without a model: section is a finetune config: its model (and backbone) is the parent's,
+    known only once `mlcli finetune --from` loads it — its selectors are checked there."""
+    return any(key[:1] == ("model",) for key in loaded.positions)
+
+
 def _selector_problems(loaded: LoadedConfig) -> list[tuple[tuple, str]]:
     """`backbone` and `backbone/<glob>` need a backbone (which layers they match is known once it is built)."""
     config = loaded.config
@@ -108,7 +114,7 @@ def _selector_problems(loaded: LoadedConfig) -> list[tuple[tuple, str]]:
         for position, selector in enumerate(getattr(config.finetune, key)):
             if not is_backbone_selector(selector):
                 continue
-            if config.model.backbone is None:
+            if config.model.backbone is None and _wrote_model(loaded):
                 found.append((("finetune", key, position), f"{selector!r} reaches into model.backbone, but the model "
                                                            "has none — select model.layers by index, name or glob"))
             elif selector != BACKBONE and not selector[len(PREFIX):]:

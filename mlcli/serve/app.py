@@ -61,6 +61,13 @@ def create_app(model: ServedModel, *, max_batch: int = DEFAULT_MAX_BATCH,
 
     @app.post("/v1/models/{name}:predict")
     async def predict(name: str, request: Request):
+        metrics.in_flight.inc()
+        try:
+            return await _predict(name, request)
+        finally:
+            metrics.in_flight.dec()
+
+    async def _predict(name: str, request: Request):
         started = time.perf_counter()
         try:
             check_name(name)

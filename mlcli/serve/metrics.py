@@ -12,7 +12,7 @@ SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 class Metrics:
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram  # deferred: only `serve` needs it
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram  # deferred: only `serve` needs it
 
         self.registry = CollectorRegistry()
         self.requests = Counter("mlcli_requests", "HTTP requests answered, by endpoint and status code",
@@ -21,6 +21,8 @@ class Metrics:
                               "and status code", ["endpoint", "code"], registry=self.registry)
         self.latency = Histogram("mlcli_request_latency_seconds", "Time from request to response, by endpoint",
                                  ["endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.in_flight = Gauge("mlcli_predict_requests_in_flight", "Predict requests received and not yet answered",
+                               registry=self.registry)
         self.batch_rows = Histogram("mlcli_batch_size", "Rows per model call (several requests batched together)",
                                     buckets=SIZE_BUCKETS, registry=self.registry)
         self.batch_requests = Histogram("mlcli_batch_requests", "Requests per model call",

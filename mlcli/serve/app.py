@@ -30,9 +30,9 @@ def create_app(model: ServedModel, *, max_batch: int = DEFAULT_MAX_BATCH,
                on_ready=None):
     """The FastAPI app serving `model`; `on_ready()` is called once it takes requests (the startup line)."""
     from fastapi import FastAPI, Request  # deferred: only `serve` needs the web stack
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, Response
-    from starlette.exceptions import HTTPException
+    from fastapi.exceptions import RequestValidationError  # deferred: only `serve` needs the web stack
+    from fastapi.responses import JSONResponse, Response  # deferred: only `serve` needs the web stack
+    from starlette.exceptions import HTTPException  # deferred: only `serve` needs the web stack
 
     metrics = Metrics()
     batcher = Batcher(model.outputs, max_batch, batch_timeout_ms / 1000, metrics.batch)

@@ -142,9 +142,15 @@ def test_typed_rows_with_missing_values_get_what_predict_writes(tmp_path_factory
     instances = [{k: (None if v == "" else float(v) if k == "charges" else v == "true" if k == "auto_pay" else v)
                   for k, v in row.items() if k != "id"} for row in rows]
     del instances[4]["region"]  # a column a row leaves out is missing in that row
-    (answer,) = call(make_app(run), [("POST", "/v1/models/mixed:predict", {"instances": instances})])
+    # All the rows in one request, and each row alone (concurrent: batched together; a row alone has
+    # columns of nulls only — and names each column: one left out of every row is a missing column).
+    singles = [[dict(row, region=row.get("region"))] for row in instances]
+    answer, *alone = call(make_app(run), [("POST", "/v1/models/mixed:predict", {"instances": rows})
+                                          for rows in [instances, *singles]])
     assert answer.status_code == 200, answer.text
     assert_same(answer.json()["predictions"], written)
+    assert [a.status_code for a in alone] == [200] * len(alone), [a.text for a in alone if a.status_code != 200]
+    assert_same([a.json()["predictions"][0] for a in alone], written)
 
 
 def test_several_regression_targets_get_what_predict_writes(tmp_path_factory, tmp_path):

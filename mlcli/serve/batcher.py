@@ -33,9 +33,11 @@ class Batcher:
         self._pending: collections.deque[_Job] = collections.deque()
         self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="mlcli-model")
+        self._thread: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
+        """At the app's start-up (again after a stop: an app's lifespan may run more than once)."""
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="mlcli-model")
         self._arrived = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -47,7 +49,8 @@ class Batcher:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        self._thread.shutdown(wait=True)
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
 
     async def submit(self, x, rows: int):
         """The model's outputs for `x` (`rows` rows), computed in a batch with other requests'."""

@@ -13,7 +13,8 @@ shared machine slows them alike. Writes bench/results.json (every run's raw numb
     python bench/run.py [--rounds 3] [--rounds-256 5] [--startup-rounds 7] [--seed-rounds 7]
                         [--loading-rounds 7] [--only NAME ...] [--no-readme]
 
-Benchmarks: startup, seed, throughput, loading, predict, utilisation (needs throughput).
+Benchmarks: startup, seed, throughput, loading, predict, utilisation (needs throughput), serve
+(bench/serve_load.py: mlcli serve against a naive FastAPI server, loopback only).
 The generated data sets are cached in bench/results/data/ (gitignored).
 """
 
@@ -359,12 +360,12 @@ def main() -> None:
     parser.add_argument("--seed-rounds", type=int, default=7)
     parser.add_argument("--loading-rounds", type=int, default=7)
     parser.add_argument("--only", nargs="+", choices=["startup", "seed", "throughput", "loading", "predict",
-                                                      "utilisation"])
+                                                      "utilisation", "serve"])
     parser.add_argument("--no-readme", action="store_true", help="do not write the table into README.md")
     args = parser.parse_args()
     if min(args.rounds, args.rounds_256, args.startup_rounds, args.seed_rounds, args.loading_rounds) < 3:
         parser.error("every figure is a median of at least three runs: rounds must be >= 3")
-    wanted = set(args.only or ["startup", "seed", "throughput", "loading", "predict", "utilisation"])
+    wanted = set(args.only or ["startup", "seed", "throughput", "loading", "predict", "utilisation", "serve"])
 
     started = time.perf_counter()
     results: dict = {"machine": machine(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -388,6 +389,11 @@ def main() -> None:
     if "predict" in wanted:
         log("predict")
         results["predict"] = bench_predict(args.rounds, REPO / results["throughput"]["checkpoint"])
+    if "serve" in wanted:
+        log("serve")
+        import serve_load
+
+        results["serve"] = serve_load.run_all()
     results["seconds"] = time.perf_counter() - started
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
 
@@ -395,7 +401,8 @@ def main() -> None:
     table = report.markdown(results)
     (REPO / "bench" / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     (REPO / "bench" / "results.md").write_text(table)
-    if not args.no_readme and wanted == {"startup", "seed", "throughput", "loading", "predict", "utilisation"}:
+    if not args.no_readme and wanted == {"startup", "seed", "throughput", "loading", "predict", "utilisation",
+                                         "serve"}:
         report.update_readme(REPO / "README.md", table)
     shutil.rmtree(WORK / "runs", ignore_errors=True)
     print(table)

@@ -175,8 +175,13 @@ def run_all(requests: int = 2000, seconds: float = 30, soak: int = 10_000) -> di
         server = Server(command)
         try:
             _client(server.url, rows_path, 4, 50, seconds, None)  # warm-up: traced functions, connections
-            result["levels"][side] = {str(c): _client(server.url, rows_path, c, requests, seconds, expected_path)
-                                      for c in CONCURRENCY}
+            levels = result["levels"][side] = {}
+            for c in CONCURRENCY:
+                before = _batches(server.url) if side == "mlcli" else None
+                levels[str(c)] = _client(server.url, rows_path, c, requests, seconds, expected_path)
+                if before is not None:  # rows per model call at this level, from the server's /metrics
+                    calls, rows = (a - b for a, b in zip(_batches(server.url), before))
+                    levels[str(c)]["model_calls"], levels[str(c)]["rows_per_call"] = calls, rows / max(calls, 1)
             if side == "mlcli":
                 result["soak"] = _soak(server, rows_path, expected_path, soak)
         finally:
@@ -198,33 +203,47 @@ def run_all(requests: int = 2000, seconds: float = 30, soak: int = 10_000) -> di
     return result
 
 
+def _batches(url: str) -> tuple[float, float]:
+    """(model calls, rows) so far, from the server's /metrics."""
+    import httpx
+
+    text = httpx.get(f"{url}/metrics", timeout=60).text
+    found = {name: float(value) for name, value in re.findall(r"^(mlcli_batch_size_(?:count|sum)) (\S+)$", text,
+                                                              flags=re.MULTILINE)}
+    return found["mlcli_batch_size_count"], found["mlcli_batch_size_sum"]
+
+
 def _soak(server: Server, rows: Path, expected: Path, total: int, step: int = 1000) -> dict:
     """`total` requests at concurrency 64, in steps of `step`, the server's RSS after each step."""
-    rss, errors, answered, seconds = [server.rss_mb()], 0, 0, 0.0
+    rss, errors, answered, seconds, first_errors = [server.rss_mb()], 0, 0, 0.0, []
     for _ in range(total // step):
         part = _client(server.url, rows, 64, step, 600, expected)
         errors += part["errors"]
+        first_errors += part["first_errors"][:5 - len(first_errors)]
         answered += part["requests"]
         seconds += part["seconds"]
         rss.append(server.rss_mb())
     # The first step warms allocators and caches; flat means the later steps do not keep growing.
     growth = rss[-1] / rss[1] - 1
-    return {"requests": answered, "errors": errors, "seconds": seconds, "rss_mb": rss, "rss_growth": growth}
+    return {"requests": answered, "errors": errors, "first_errors": first_errors, "seconds": seconds, "rss_mb": rss,
+            "rss_growth": growth}
 
 
 def table(result: dict) -> str:
-    lines = ["| concurrency | mlcli serve req/s | p50 ms | p99 ms | naive req/s | p50 ms | p99 ms | speedup |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| concurrency | mlcli serve req/s | p50 ms | p99 ms | rows/model call | naive req/s | p50 ms | p99 ms "
+             "| speedup |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in CONCURRENCY:
         m, n = result["levels"]["mlcli"][str(c)], result["levels"]["naive"][str(c)]
         lines.append(f"| {c} | {m['requests_per_second']:.0f} | {m['p50_ms']:.1f} | {m['p99_ms']:.1f} | "
+                     f"{m.get('rows_per_call', float('nan')):.1f} | "
                      f"{n['requests_per_second']:.0f} | {n['p50_ms']:.1f} | {n['p99_ms']:.1f} | "
                      f"{result['speedup'][str(c)]:.1f}x |")
     soaked = result["soak"]
     lines.append("")
     lines.append(f"soak: {soaked['requests']:,} requests at concurrency 64, {soaked['errors']} error(s), server RSS "
                  + " -> ".join(f"{v:.0f}" for v in soaked["rss_mb"]) + f" MB (growth after warm-up "
-                 f"{100 * soaked['rss_growth']:+.1f}%)")
+                 f"{100 * soaked['rss_growth']:+.1f}%)" + (f"; first errors: {soaked['first_errors']}"
+                                                           if soaked["errors"] else ""))
     return "\n".join(lines)
 
 

@@ -171,15 +171,20 @@ def test_concurrent_requests_share_model_calls_and_each_gets_its_rows(digits, ro
     written = predict_csv(digits, rows, tmp_path)
     app = make_app(digits, max_batch=64, batch_timeout_ms=200)
     instances = rows.to_pylist()
-    answers = call(app, [("POST", "/v1/models/tiny:predict", {"instances": [row]}) for row in instances]
-                   + [("GET", "/metrics", None)])
+    bad = {"instances": [instances[0], dict(instances[1], pixel_3_3=None)]}  # batched with the others
+    answers = call(app, [("POST", "/v1/models/tiny:predict", {"instances": [row]}) for row in instances[:20]]
+                   + [("POST", "/v1/models/tiny:predict", bad)]
+                   + [("POST", "/v1/models/tiny:predict", {"instances": [row]}) for row in instances[20:]])
+    refused = answers.pop(20)
+    assert refused.status_code == 400 and "column 'pixel_3_3', row 2: missing" in refused.json()["error"]
     for answer, want in zip(answers, written):
         assert_same(answer.json()["predictions"], [want])
     (text,) = [a.text for a in call(app, [("GET", "/metrics", None)])]
     calls, batched_rows = metric(text, "mlcli_batch_size_count"), metric(text, "mlcli_batch_size_sum")
-    assert batched_rows == len(instances)
+    assert batched_rows == len(instances) + 2
     assert calls < len(instances) / 4, f"{len(instances)} concurrent requests took {calls} model calls"
     assert metric(text, 'mlcli_requests_total{code="200",endpoint="predict"}') == len(instances)
+    assert metric(text, 'mlcli_request_errors_total{code="400",endpoint="predict"}') == 1
 
 
 def test_a_batch_never_holds_more_than_max_batch_rows(digits, rows):
@@ -210,6 +215,8 @@ def _bad_bodies(row: dict) -> list:
         (b'{"instances": [{"pixel_0_0": NaN}]}', 400, "NaN is not a JSON value"),
         (b"\xff\xfe", 400, "not valid JSON"),
         (b"[" * 100_000, 400, "not valid JSON"),
+        ({"instances": [dict(row, pixel_0_1={"b64": "aGVsbG8="})]}, 400, "column 'pixel_0_1' holds {\"b64\": ...}"),
+        ({"instances": [dict(row, pixel_0_1="x" * 100_000)]}, 400, "column 'pixel_0_1', row 1: 'xxxx"),
     ]
 
 
@@ -219,7 +226,7 @@ def test_bad_requests_are_400_naming_the_problem(digits_app, rows):
     answers = call(digits_app, [("POST", "/v1/models/tiny:predict", body) for body, _, _ in cases])
     for (body, status, text), answer in zip(cases, answers):
         assert answer.status_code == status, (body if not isinstance(body, bytes) else body[:40], answer.text)
-        assert text in answer.json()["error"], answer.text
+        assert text in answer.json()["error"] and len(answer.json()["error"]) < 2100, answer.text[:300]
 
 
 def test_unknown_model_is_404_and_a_body_over_the_limit_is_413(digits, rows):

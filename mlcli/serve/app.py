@@ -22,6 +22,7 @@ from mlcli.serve.model import ServedModel
 from mlcli.serve.requests import MAX_BODY, BadRequest, parse_body
 
 DEFAULT_MAX_BATCH = 64  # rows per model call: the seed network computes 64 rows in about the time of one
+MAX_ERROR = 2000  # characters of an error message (one quoting a megabyte value is cut)
 DEFAULT_BATCH_TIMEOUT_MS = 2.0  # how long a request waits for others; a few ms against ~1 ms of HTTP per request
 
 
@@ -35,7 +36,7 @@ def create_app(model: ServedModel, *, max_batch: int = DEFAULT_MAX_BATCH,
     from starlette.exceptions import HTTPException  # deferred: only `serve` needs the web stack
 
     metrics = Metrics()
-    batcher = Batcher(model.outputs, max_batch, batch_timeout_ms / 1000, metrics.batch)
+    batcher = Batcher(model.answer, max_batch, batch_timeout_ms / 1000, metrics.batch)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -50,6 +51,8 @@ def create_app(model: ServedModel, *, max_batch: int = DEFAULT_MAX_BATCH,
 
     def answer(endpoint: str, started: float, content, status: int = 200):
         metrics.answered(endpoint, status, time.perf_counter() - started)
+        if status >= 400 and len(content["error"]) > MAX_ERROR:  # a huge value quoted in a message
+            content = {"error": content["error"][:MAX_ERROR] + " …"}
         return JSONResponse(content, status_code=status)
 
     def check_name(name: str) -> None:
@@ -73,13 +76,11 @@ def create_app(model: ServedModel, *, max_batch: int = DEFAULT_MAX_BATCH,
             check_name(name)
             body = await _read_body(request, max_body)
             shape, table = parse_body(body)
-            batch = model.rows(table, shape)
+            model.check(table, shape)
+            predictions = await batcher.submit((table, shape), table.num_rows)
         except BadRequest as exc:
             return answer("predict", started, {"error": exc.message}, exc.status)
-        try:
-            outputs = await batcher.submit(batch.x, batch.rows)
-            predictions = model.predictions(batch, outputs)
-        except Exception as exc:  # noqa: BLE001 — a bug answers 500 and the server goes on
+        except Exception as exc:  # noqa: BLE001 — a bug answers 500 (JSON, counted) and the server goes on
             return answer("predict", started, {"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
         return answer("predict", started, {"predictions": predictions})
 

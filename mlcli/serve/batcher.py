@@ -24,8 +24,9 @@ class _Job:
 
 
 class Batcher:
-    """`compute(list of inputs) -> list of outputs` runs in the model thread; `observe(requests, rows)`
-    is told each batch's size (the /metrics histogram)."""
+    """`compute(list of inputs) -> list of outputs` runs in the model thread (an output that is an
+    exception is raised to its request alone); `observe(requests, rows)` is told each batch's size
+    (the /metrics histogram)."""
 
     def __init__(self, compute: Callable[[list], list], max_rows: int, timeout: float,
                  observe: Callable[[int, int], None] = lambda requests, rows: None):
@@ -85,7 +86,11 @@ class Batcher:
                 continue
             self.observe(len(jobs), sum(job.rows for job in jobs))
             for job, out in zip(jobs, outputs):
-                if not job.future.done():  # a client that went away was cancelled
+                if job.future.done():  # a client that went away was cancelled
+                    continue
+                if isinstance(out, Exception):  # that request's own error (a bad row): the others are answered
+                    job.future.set_exception(out)
+                else:
                     job.future.set_result(out)
 
     def _take(self) -> list[_Job]:

@@ -1,8 +1,9 @@
 """The served model: a checkpoint loaded once, rows checked and predicted through mlcli.use.predict's
 Predictor — the same reader, forward pass and formatting as `mlcli predict` (docs/contract.md §9).
 
-A request's rows are read and checked on their own (a bad row is that request's 400, never its
-neighbours'); the forward pass is then shared by every request of a batch (`outputs`).
+The requests of a batch are read, computed and formatted together (`answer`, in the batcher's model
+thread), so what each step costs per call is paid once per batch, not per request; a bad row is
+still that request's 400 alone, never its neighbours'.
 """
 
 from __future__ import annotations
@@ -45,9 +46,75 @@ class ServedModel:
     def ckpt(self) -> Checkpoint:
         return self.predictor.ckpt
 
+    @property
+    def takes_bytes(self) -> bool:
+        """Whether the model reads files' bytes (an image model, docs/contract.md §7: its reader decodes
+        them at the checkpoint's image size, as `mlcli predict` decodes image files). The checkpoints
+        served today take numbers and text."""
+        return bool(getattr(self.ckpt, "image", None))
+
+    def check(self, table, shape: str) -> None:
+        """What is cheap to refuse before a request joins a batch: files' bytes for a model that takes none."""
+        import pyarrow as pa  # deferred: imports pyarrow
+
+        binary = {pa.binary().id, pa.large_binary().id}
+        given_bytes = [name for name, kind in zip(table.column_names, table.schema.types) if kind.id in binary]
+        if given_bytes and not self.takes_bytes:
+            raise BadRequest(f"request: {shape}: column {given_bytes[0]!r} holds {{\"b64\": ...}} bytes — this model "
+                             "takes numbers and text, not files")
+
+    def answer(self, requests: list[tuple[object, str]]) -> list:
+        """Predictions for several requests' tables (table, shape) — the batcher's one call, in the model
+        thread: each request's list of prediction rows, or the BadRequest that request gets.
+
+        The tables are read as one (one pass of the reader, one forward pass, one formatting: what
+        each costs per call is shared by the batch). When that fails, one request at least is bad:
+        each is then read on its own, so it gets its own message with its own rows, and the others
+        their predictions, from one forward pass still."""
+        import pyarrow as pa  # deferred: imports pyarrow
+
+        counts = [table.num_rows for table, _ in requests]
+        try:
+            merged = (requests[0][0] if len(requests) == 1
+                      else pa.concat_tables([table for table, _ in requests], promote_options="permissive"))
+            batches = [self.rows(merged, requests[0][1])]
+        except (BadRequest, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            if len(requests) == 1:
+                return [exc if isinstance(exc, BadRequest) else BadRequest(str(exc))]
+            batches = []
+            for table, shape in requests:
+                try:
+                    batches.append(self.rows(table, shape))
+                except BadRequest as bad:
+                    batches.append(bad)
+            counts = [b.rows for b in batches if not isinstance(b, BadRequest)]
+        good = [b for b in batches if not isinstance(b, BadRequest)]
+        if not good:
+            return batches
+        x = concat_rows([b.x for b in good]) if len(good) > 1 else good[0].x
+        outputs = self.predictor.inference.outputs(x)
+        if len(good) > 1:  # format each request's rows: kept columns (none here) stay per batch
+            rows = [r for b, out in zip(good, np.split(outputs, np.cumsum([b.rows for b in good])[:-1]))
+                    for r in json_rows(self.predictor.table(b, out))]
+        else:
+            rows = json_rows(self.predictor.table(good[0], outputs))
+        answers, start = [], 0
+        if len(batches) == 1:  # read as one: split the rows by request
+            for count in counts:
+                answers.append(rows[start:start + count])
+                start += count
+            return answers
+        for b in batches:
+            if isinstance(b, BadRequest):
+                answers.append(b)
+            else:
+                answers.append(rows[start:start + b.rows])
+                start += b.rows
+        return answers
+
     def rows(self, table, shape: str):
-        """A request's table (mlcli.serve.requests) read and checked as `mlcli predict` reads a file:
-        one Batch, or a BadRequest with the reader's message (column and row named)."""
+        """A table of rows read and checked as `mlcli predict` reads a file: one Batch, or a BadRequest
+        with the reader's message (column and row named)."""
         try:
             reader = self.predictor.reader(shape, "request", table=table)
             if reader.extra:
@@ -63,16 +130,6 @@ class ServedModel:
         first.x = concat_rows([b.x for b in batches])
         first.rows = row_count(first.x)
         return first
-
-    def outputs(self, xs: list) -> list[np.ndarray]:
-        """The model's outputs for several requests' rows, in one forward pass (the batcher's call)."""
-        out = self.predictor.inference.outputs(concat_rows(xs) if len(xs) > 1 else xs[0])
-        bounds = np.cumsum([row_count(x) for x in xs])[:-1]
-        return np.split(out, bounds)
-
-    def predictions(self, batch, outputs: np.ndarray) -> list[dict]:
-        """The rows of `mlcli predict --output x.jsonl` for this batch: prediction, prob_<label>..."""
-        return json_rows(self.predictor.table(batch, outputs))
 
     def status(self, state: str = "AVAILABLE") -> dict:
         """GET /v1/models/NAME, as TensorFlow Serving answers it."""

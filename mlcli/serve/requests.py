@@ -116,7 +116,9 @@ def _by_kind(columns: dict[str, list]) -> dict:
 
     groups: dict[str, list[str]] = {}
     for name, values in columns.items():
-        kind = _KINDS.get(frozenset(type(v) for v in values if v is not None))
+        types = set(map(type, values))
+        types.discard(type(None))
+        kind = _KINDS.get(frozenset(types))
         if kind is not None:
             groups.setdefault(kind, []).append(name)
     arrays = {}

@@ -18,6 +18,9 @@ from mlcli.checkpoint.checkpoint import open_checkpoint
 from mlcli.errors import AddressError, UsageError
 
 GRACE_SECONDS = 30  # SIGTERM: requests in flight get this long to be answered
+# An idle connection is kept this long (uvicorn's default, 5 s, is shorter than the idle timeout of
+# common load balancers, 60 s: a client reusing a connection the server has just closed gets a reset).
+KEEP_ALIVE_SECONDS = 65
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -73,7 +76,8 @@ def serve(checkpoint: Path, *, host: str, port: int, name: str | None, max_batch
         app = create_app(model, max_batch=max_batch, batch_timeout_ms=batch_timeout_ms, max_body=max_body,
                          on_ready=ready)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                                timeout_graceful_shutdown=GRACE_SECONDS, server_header=False)
+                                timeout_graceful_shutdown=GRACE_SECONDS, timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                                server_header=False)
         server = uvicorn.Server(config)
         with _stop_signals() as stopped:
             server.run(sockets=[sock])

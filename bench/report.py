@@ -56,6 +56,9 @@ def targets(r: dict) -> dict[str, dict]:
         for trainable, entry in r["backbone"]["runs"].items():
             check(f"backbone_{trainable}", entry["mlcli_over_keras"] >= 1.0, entry["mlcli_over_keras"],
                   ">= 1.0x plain Keras (image_dataset_from_directory)")
+    if "serve" in r:
+        for name, entry in r["serve"]["targets"].items():
+            check(f"serve_{name}", entry["met"], entry["value"], str(entry.get("target", "0 errors")))
     return out
 
 
@@ -146,6 +149,20 @@ def markdown(r: dict) -> str:
         row("5", "`mlcli predict` peak RSS, 1,000,000 vs 100,000 rows",
             f"{large['peak_rss_mb']:.0f} MB vs {small['peak_rss_mb']:.0f} MB",
             ratio=f"{100 * p['memory_growth']:+.1f}%", target="<= +15%", met=_yes("predict_memory", t))
+    if "serve" in r:
+        v = r["serve"]
+        for c in ("1", "16", "64"):
+            m, n = v["levels"]["mlcli"][c], v["levels"]["naive"][c]
+            row("10", f"`mlcli serve` requests/s at concurrency {c} (p50 / p99 ms)",
+                f"{m['requests_per_second']:,.0f}/s ({m['p50_ms']:.1f} / {m['p99_ms']:.1f})",
+                f"{n['requests_per_second']:,.0f}/s ({n['p50_ms']:.1f} / {n['p99_ms']:.1f})",
+                ratio=f"{v['speedup'][c]:.1f}x", target=">= 3x naive" if c == "64" else "",
+                met=_yes("serve_speedup_at_64", t) if c == "64" else "")
+        soak = v["soak"]
+        row("10", f"`mlcli serve` {soak['requests']:,} requests at concurrency 64: errors, RSS growth",
+            f"{soak['errors']} errors, {100 * soak['rss_growth']:+.1f}%", target="0 errors, <= +10%",
+            met="yes" if t.get("serve_soak_no_errors", {}).get("met") and t.get("serve_memory_flat", {}).get("met")
+            else "**no**")
     if "utilisation" in r:
         u = r["utilisation"]
         peak = u["matmul_peak"]["peak_flops"]

@@ -18,7 +18,8 @@ public tables with typed features against HistGradientBoosting, and typed vs pre
 bench/typed_tables.py), tune (bench/tune_overhead.py: mlcli tune's overhead per trial, and mlcli tune against
 KerasTuner's RandomSearch),
 backbone (issue 17: MobileNetV3Small images/s, frozen and whole network, against image_dataset_from_directory;
-bench/backbone_bench.py).
+bench/backbone_bench.py), serve
+(bench/serve_load.py: mlcli serve against a naive FastAPI server, loopback only).
 The generated data sets are cached in bench/results/data/ (gitignored).
 """
 
@@ -424,7 +425,7 @@ def main() -> None:
     parser.add_argument("--seed-rounds", type=int, default=7)
     parser.add_argument("--loading-rounds", type=int, default=7)
     parser.add_argument("--only", nargs="+", choices=["startup", "seed", "throughput", "loading", "predict",
-                                                      "utilisation", "images", "typed", "tune", "backbone"])
+                                                      "utilisation", "images", "typed", "tune", "backbone", "serve"])
     parser.add_argument("--tune-seeds", type=int, default=3, help="seeds per side of the sweep comparison")
     parser.add_argument("--backbone-images", type=int, default=300, help="images for the MobileNetV3Small runs")
     parser.add_argument("--no-readme", action="store_true", help="do not write the table into README.md")
@@ -432,7 +433,7 @@ def main() -> None:
     if min(args.rounds, args.rounds_256, args.startup_rounds, args.seed_rounds, args.loading_rounds,
            args.tune_seeds) < 3:
         parser.error("every figure is a median of at least three runs: rounds must be >= 3")
-    everything = {"startup", "seed", "throughput", "loading", "predict", "utilisation", "images", "typed", "tune", "backbone"}
+    everything = {"startup", "seed", "throughput", "loading", "predict", "utilisation", "images", "typed", "tune", "backbone", "serve"}
     wanted = set(args.only or everything)
 
     started = time.perf_counter()
@@ -469,6 +470,11 @@ def main() -> None:
     if "backbone" in wanted:
         log("MobileNetV3Small images/s")
         results["backbone"] = backbone_bench.measure(images=args.backbone_images, rounds=args.rounds)
+    if "serve" in wanted:
+        log("serve")
+        import serve_load
+
+        results["serve"] = serve_load.run_all()
     results["seconds"] = time.perf_counter() - started
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
 

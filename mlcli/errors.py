@@ -112,6 +112,13 @@ class ClusterError(DeviceError):
     kind = "cluster error"
 
 
+class AddressError(DeviceError):
+    """mlcli serve: the address cannot be listened on — the port is taken, privileged, or the host is not
+    this machine's (exit 4, like a missing GPU: the environment, not the command, is what must change)."""
+
+    kind = "address error"
+
+
 class GateFailed(MlcliError):
     """A --fail-under / --fail-over gate failed; everything was still saved."""
 

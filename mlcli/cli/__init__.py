@@ -4,7 +4,7 @@ A command is one module here with one function; registering it is one line below
 lines is the order `mlcli --help` lists the commands.
 """
 
-from mlcli.cli import doctor, evaluate, explain, export, finetune, init, predict, schema, train, tune, validate
+from mlcli.cli import doctor, evaluate, explain, export, finetune, init, predict, schema, serve, train, tune, validate
 from mlcli.cli.app import Command, app, main
 
 app.command(cls=Command)(validate.validate)
@@ -14,6 +14,7 @@ app.command(cls=Command)(evaluate.evaluate)
 app.command(cls=Command)(predict.predict)
 app.command(cls=Command)(export.export)
 app.command(cls=Command)(explain.explain)
+app.command(cls=Command)(serve.serve)
 app.command(cls=Command)(finetune.finetune)
 app.command(cls=Command)(tune.tune)
 app.command(cls=Command)(schema.schema)

@@ -13,6 +13,7 @@ Two plans, one per question:
 
 from __future__ import annotations
 
+import collections
 import difflib
 from dataclasses import dataclass, field
 
@@ -35,7 +36,7 @@ class ColumnPlan:
 
 def check_header(columns: list[str], where: str) -> None:
     """`where` ("data.train: x.csv") starts every message."""
-    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    duplicated = sorted(c for c, n in collections.Counter(columns).items() if n > 1)
     if duplicated:
         raise DataError(f"{where}: column(s) {', '.join(duplicated)} appear twice in the header")
 

@@ -48,15 +48,21 @@ class _Part:
     plan: ColumnPlan  # tabular: column names in model input order; npz: the arrays by name
     arrays: dict | None = None  # npz
     header: list[str] | None = None  # stdin: the header already consumed
+    table: object | None = None  # rows already in memory (a pyarrow Table: mlcli serve's request)
 
 
 class InputReader:
-    """Open `spec` (a path, glob, builtin:NAME[/SPLIT] or - for CSV on stdin) for batch reading."""
+    """Open `spec` (a path, glob, builtin:NAME[/SPLIT] or - for CSV on stdin) for batch reading.
+
+    `table`: rows already in memory (a pyarrow Table with columns by name, as a file would hold them —
+    mlcli serve's request), checked and converted exactly as a file's; `spec` then only names it in
+    messages."""
 
     def __init__(self, spec: str, role: str, *, features: list[str] | None, input_shape: tuple[int, ...] | None,
                  labels: list[str] | None, keep: list[str] = (), task: str = "classification",
                  classes: list | None = None, only_classes: list | None = None, batch_rows: int = 65536,
-                 typed: list[dict] | None = None, drop_missing: bool = False, missing_label: str = "error"):
+                 typed: list[dict] | None = None, drop_missing: bool = False, missing_label: str = "error",
+                 table=None):
         """`typed`: a typed model's feature records (run.json's features), read as training read them;
         `drop_missing`: rows missing a `missing: drop` feature are left out and counted (evaluate, as
         training did) instead of being an error (predict owes every row a prediction);
@@ -74,7 +80,10 @@ class InputReader:
         self.task, self.classes, self.only_classes = task, classes, only_classes
         self.batch_rows = batch_rows
         self.extra: list[str] = []
-        if spec == STDIN:
+        if table is not None:
+            self.source = Source(spec, (), "table")
+            self.parts = [_Part(self.source, None, self._plan(list(table.column_names), self.source), table=table)]
+        elif spec == STDIN:
             self.source = Source("<stdin>", (), "csv")
             header = csv.read_header(sys.stdin.buffer, self.source.spec, role)
             self.parts = [_Part(self.source, None, self._plan(header, self.source), header=header)]
@@ -152,6 +161,9 @@ class InputReader:
             rows = len(part.arrays[plan.features[0]])
             for start in range(0, rows, self.batch_rows):
                 yield {name: part.arrays[name][start:start + self.batch_rows] for name in plan.needed}
+            return
+        if part.table is not None:
+            yield from part.table.select(plan.needed).to_batches(self.batch_rows)
             return
         # Features that are also --keep columns stay text: kept columns are copied as written.
         numbers = plan.features if self.plans is None else [p.name for p in self.plans if p.type == "numeric"]

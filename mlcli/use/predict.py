@@ -107,13 +107,8 @@ def _predict(checkpoint: Path, input_spec: str, output: Path | None, batch_size:
     elif ckpt.input_known:  # headers and --keep are checked before TensorFlow starts
         reader = _open_input(ckpt, input_spec, keep, probabilities)
     model, ckpt = load_model(ckpt, unsafe=unsafe)
-    units = int(np.prod(model.output_shape[1:]))
-    if ckpt.standalone and ckpt.task == "regression" and units > len(ckpt.labels):
-        ckpt = replace(ckpt, labels=[str(i) for i in range(units)])  # one prediction column per output
-    reader = reader or _open_input(ckpt, input_spec, keep, probabilities)
-    names = _output_names(ckpt, keep, probabilities)  # a standalone model's classes are known now
-    inference = Inference(model, ckpt, batch_size or default_batch_size(ckpt), resolve_threshold(threshold, ckpt))
-    labels = _class_array(ckpt.classes, fmt) if ckpt.task == "classification" else None
+    predictor = Predictor.of(model, ckpt, batch_size, fmt, keep, probabilities, threshold)
+    reader = reader or _open_input(predictor.ckpt, input_spec, keep, probabilities)
     rows = 0
     kept_types = KeptTypes() if fmt != "csv" else None
     # Three stages at once: a thread reads and checks the next batch, this one predicts, another
@@ -122,12 +117,65 @@ def _predict(checkpoint: Path, input_spec: str, output: Path | None, batch_size:
         for batch in prefetch(reader.batches()):
             if kept_types is not None and batch.kept_as_text:
                 batch.kept = kept_types.apply(batch.kept, keep, rows)
-            write(_table(batch, keep, names, inference, labels, probabilities))
+            write(predictor.table(batch))
             rows += batch.rows
         if rows == 0:
-            write(_empty_table(keep, names, labels, probabilities))
-    return PredictResult(str(ckpt.model_path), input_spec, rows,
-                         "stdout" if to_stdout(output) else str(output), keep + names, reader.extra)
+            write(_empty_table(keep, predictor.names, predictor.labels, probabilities))
+    return PredictResult(str(predictor.ckpt.model_path), input_spec, rows,
+                         "stdout" if to_stdout(output) else str(output), keep + predictor.names, reader.extra)
+
+
+@dataclass
+class Predictor:
+    """A loaded model and its checkpoint turning rows into section 5's columns: the one path from rows
+    to predictions of `mlcli predict` (a file, batch by batch) and `mlcli serve` (mlcli.serve: rows of
+    requests, several requests' rows in one forward pass). Rows are read and checked by InputReader,
+    computed by Inference, and formatted by `table`."""
+
+    ckpt: Checkpoint
+    inference: Inference
+    names: list[str]  # the prediction columns (after any --keep columns)
+    labels: object  # the classes as a pyarrow array (classification), else None
+    keep: list[str]
+    probabilities: bool
+
+    @classmethod
+    def of(cls, model, ckpt: Checkpoint, batch_size: int | None, fmt: str, keep: list[str] = (),
+           probabilities: bool = True, threshold: float | str | None = None) -> Predictor:
+        """`fmt`: the output format (csv writes float class labels as Python does, mlcli.use.predict._class_array);
+        `threshold`: --threshold (a number or `best`) for a binary classifier (mlcli.use.threshold)."""
+        units = int(np.prod(model.output_shape[1:]))
+        if ckpt.standalone and ckpt.task == "regression" and units > len(ckpt.labels):
+            ckpt = replace(ckpt, labels=[str(i) for i in range(units)])  # one prediction column per output
+        keep = list(keep)
+        names = _output_names(ckpt, keep, probabilities)  # a standalone model's classes are known now
+        labels = _class_array(ckpt.classes, fmt) if ckpt.task == "classification" else None
+        inference = Inference(model, ckpt, batch_size or default_batch_size(ckpt), resolve_threshold(threshold, ckpt))
+        return cls(ckpt, inference, names, labels, keep, probabilities)
+
+    def reader(self, spec: str, role: str, table=None) -> InputReader:
+        """Rows to predict: INPUT (a file, glob, builtin or -), or `table` (rows in memory, named `spec`)."""
+        ckpt = self.ckpt
+        return InputReader(spec, role, features=ckpt.features, input_shape=ckpt.input_shape, labels=None,
+                           keep=self.keep, task=ckpt.task, classes=ckpt.classes, typed=ckpt.typed, table=table)
+
+    def table(self, batch, outputs: np.ndarray | None = None):
+        """A batch's prediction columns (its --keep columns first); `outputs`: the model's outputs for
+        its rows when they were computed already (mlcli serve computes several batches' in one call)."""
+        import pyarrow as pa  # deferred: imports pyarrow
+
+        if outputs is None:
+            outputs = self.inference.outputs(batch.x)
+        indices, values = self.inference.decode(outputs)
+        columns = list(batch.kept)
+        by_column = np.ascontiguousarray(values.T, dtype=np.float32)  # one transpose, not a strided copy per column
+        if indices is not None:
+            columns.append(self.labels.take(pa.array(indices)))
+            if self.probabilities:
+                columns += [pa.array(column) for column in by_column]
+        else:
+            columns += [pa.array(column) for column in by_column]
+        return pa.Table.from_arrays(columns, names=self.keep + self.names)
 
 
 def _open_images(ckpt: Checkpoint, spec: str, keep: list[str], batch_size: int | None) -> ImageInputReader:
@@ -224,21 +272,6 @@ def _class_array(classes: list, fmt: str):
     if fmt == "csv" and any(isinstance(c, float) for c in classes):
         return pa.array([repr(c) for c in classes])
     return pa.array(classes)
-
-
-def _table(batch, keep: list[str], names: list[str], inference: Inference, labels, probabilities: bool):
-    import pyarrow as pa  # deferred: imports pyarrow
-
-    indices, values = inference.decode(inference.outputs(batch.x))
-    columns = list(batch.kept)
-    by_column = np.ascontiguousarray(values.T, dtype=np.float32)  # one transpose, not a strided copy per column
-    if indices is not None:
-        columns.append(labels.take(pa.array(indices)))
-        if probabilities:
-            columns += [pa.array(column) for column in by_column]
-    else:
-        columns += [pa.array(column) for column in by_column]
-    return pa.Table.from_arrays(columns, names=keep + names)
 
 
 def _empty_table(keep: list[str], names: list[str], labels, probabilities: bool):
@@ -357,19 +390,29 @@ class _Writer:
 
 
 def _jsonl(table) -> bytes:
-    """One JSON object per row; float32 values written with their shortest exact text (0.1, not
-    0.10000000149011612); NaN and inf, which JSON cannot hold, as null."""
+    """One JSON object per row (json_rows)."""
+    lines = [json.dumps(row, ensure_ascii=False) for row in json_rows(table)]
+    return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+
+
+def json_rows(table) -> list[dict]:
+    """A table's rows as JSON objects (JSON Lines output, mlcli serve's predictions): float32 values
+    with their shortest exact text (0.1, not 0.10000000149011612); NaN and inf, which JSON cannot
+    hold, as null."""
     import pyarrow as pa  # deferred: imports pyarrow
     import pyarrow.compute as pc  # deferred: imports pyarrow
 
-    columns = []
-    for column in table.columns:
-        if pa.types.is_float32(column.type):
-            column = pc.cast(pc.cast(column, pa.string()), pa.float64())
+    columns = [column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column for column in table.columns]
+    singles = [i for i, column in enumerate(columns) if pa.types.is_float32(column.type)]
+    if singles:  # all float32 columns through the text cast together: two Arrow calls, not two per column
+        rows = table.num_rows
+        both = pc.cast(pc.cast(pa.concat_arrays([columns[i] for i in singles]), pa.string()), pa.float64())
+        for k, i in enumerate(singles):
+            columns[i] = both.slice(k * rows, rows)
+    for i, column in enumerate(columns):
         values = column.to_pylist()
         if pa.types.is_floating(column.type):
             values = [v if v is None or math.isfinite(v) else None for v in values]
-        columns.append(values)
+        columns[i] = values
     names = table.column_names
-    lines = [json.dumps(dict(zip(names, row)), ensure_ascii=False) for row in zip(*columns)]
-    return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+    return [dict(zip(names, row)) for row in zip(*columns)]

@@ -304,8 +304,8 @@ def test_sigterm_answers_every_request_in_flight_and_exits_0(digits, rows, tmp_p
     env_path = str(REPO)
     process = subprocess.Popen(
         [sys.executable, "-m", "mlcli", "serve", str(digits), "--port", "0", "--batch-timeout-ms", "3000",
-         "--max-batch", "1000"],
-        stderr=subprocess.PIPE, text=True, cwd=tmp_path, env={**_env(), "PYTHONPATH": env_path})
+         "--max-batch", "1000", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env={**_env(), "PYTHONPATH": env_path})
     try:
         url = _wait_for_url(process)
         assert url.startswith("http://127.0.0.1:")
@@ -328,10 +328,14 @@ def test_sigterm_answers_every_request_in_flight_and_exits_0(digits, rows, tmp_p
         started = time.monotonic()
         code = process.wait(30)
         stderr = process.stderr.read()
+        stdout = process.stdout.read()
     finally:
         if process.poll() is None:
             process.kill()
     assert code == 0, stderr
+    # --json: one document, written once the address could be used (a script reads --port 0's port here)
+    assert json.loads(stdout) == {"status": "serving", "url": url, "name": "tiny", "checkpoint": str(digits / "model.keras"),
+                                  "predict_url": f"{url}/v1/models/tiny:predict"}, stdout
     assert time.monotonic() - started < 30
     assert [a.status_code for a in answers] == [200] * len(instances), stderr
     assert_same([a.json()["predictions"][0] for a in answers], predict_csv(digits, rows.slice(0, 8), tmp_path))

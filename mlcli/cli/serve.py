@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from mlcli.cli.options import quiet_option, unsafe_option, verbose_option
+from mlcli.cli.options import json_option, quiet_option, unsafe_option, verbose_option
 from mlcli.settings import Settings, use_settings
 
 MAX_BODY_MB = 10  # mlcli.serve.requests.MAX_BODY, in the unit people type
@@ -26,6 +26,9 @@ def serve(
                                            help="How long a request waits for others to share its model call."),
     max_body: float = typer.Option(MAX_BODY_MB, "--max-body", min=0.001, metavar="MB",
                                    help="Largest request body in MB (1 MB = 2^20 bytes); larger ones get 413."),
+    json_output: bool = json_option("Once listening, write {\"status\": \"serving\", \"url\", \"predict_url\", \"name\", "
+                                    "\"checkpoint\"} to stdout (flushed at once: a script reads the address "
+                                    "--port 0 picked); an error is the usual error document."),
     quiet: bool = quiet_option(),
     verbose: bool = verbose_option(),
     unsafe: bool = unsafe_option(),
@@ -34,7 +37,7 @@ def serve(
     # deferred: the server imports uvicorn, FastAPI and TensorFlow only when it runs
     from mlcli.serve.server import serve as run_serve
 
-    use_settings(Settings(quiet=quiet, verbose=verbose, unsafe=unsafe))
+    use_settings(Settings(quiet=quiet, json=json_output, verbose=verbose, unsafe=unsafe))
     if name is not None and (not name or any(c in name for c in "/:?#% ")):
         from mlcli.errors import UsageError  # deferred: only this error needs it
 

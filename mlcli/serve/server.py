@@ -16,6 +16,7 @@ from pathlib import Path
 from mlcli import console
 from mlcli.checkpoint.checkpoint import open_checkpoint
 from mlcli.errors import AddressError, UsageError
+from mlcli.settings import active_settings
 
 GRACE_SECONDS = 30  # SIGTERM: requests in flight get this long to be answered
 # An idle connection is kept this long (uvicorn's default, 5 s, is shorter than the idle timeout of
@@ -68,8 +69,13 @@ def serve(checkpoint: Path, *, host: str, port: int, name: str | None, max_batch
             console.info(note)
         model = ServedModel.load(ckpt, name, unsafe=unsafe)
         address = url(sock)
+        announce = active_settings().json  # read here: ready() runs on uvicorn's event loop
 
         def ready() -> None:
+            if announce:  # one document, as soon as the address can be used
+                console.data_json({"status": "serving", "url": address, "name": model.name,
+                                   "predict_url": f"{address}/v1/models/{model.name}:predict",
+                                   "checkpoint": str(model.ckpt.model_path)})
             console.info(f"serving {model.name!r} ({model.ckpt.model_path}) on {address} — "
                          f"POST {address}/v1/models/{model.name}:predict; SIGTERM or Ctrl-C stops")
 

@@ -331,7 +331,7 @@ def test_compare_scales_the_tolerance_above_one():
 def test_a_converter_failure_is_exit_1_with_its_reason(digits, tmp_path, monkeypatch):
     from mlcli.use import export_formats
 
-    def failing(fmt, model, path, verbose=False):
+    def failing(fmt, model, path, verbose=False, date_inputs=()):
         raise ValueError("Op type not registered 'FancyOp'\nmore converter detail")
 
     monkeypatch.setattr(export_formats, "write", failing)

@@ -157,7 +157,7 @@ def refuse_text_columns(fmt: str, ckpt: Checkpoint) -> None:
 def iso_date_inputs(ckpt: Checkpoint) -> list[str]:
     """The date columns the SavedModel takes as ISO text: those without a format: (whose parts it
     cannot parse in the graph: it takes their four parts)."""
-    return [f["name"] for f in ckpt.typed if f.get("type") == "date" and not (f.get("options") or {}).get("format")]
+    return [f["name"] for f in ckpt.typed or [] if f.get("type") == "date" and not (f.get("options") or {}).get("format")]
 
 
 def typed_inputs(ckpt: Checkpoint, x: dict, dates: list[str]) -> dict:

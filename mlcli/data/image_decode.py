@@ -94,6 +94,6 @@ def _which_failed(items: list, names: list[str], decoder, role: str, error) -> D
 
 
 def corrupt_image(role: str, name: str, exc) -> DataError:
-    reason = first_line(getattr(exc, "message", str(exc))).split("}}")[-1].strip(" :")
+    reason = first_line(getattr(exc, "message", str(exc))).split("}}")[-1].split(" [Op:")[0].strip(" :")
     return DataError(f"{role}: {name}: cannot be decoded as an image ({reason or 'corrupt data'})",
                      hint="remove the file or replace it with a valid image")

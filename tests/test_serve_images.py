@@ -1,5 +1,5 @@
 """mlcli serve for an image model (docs/contract.md §9): images sent as base64 bytes get exactly what
-`mlcli predict FOLDER` writes for the same files (decoded alike: channels, resize), in the three
+`mlcli predict FOLDER` writes for the same files (decoded alike: PNG, JPEG, BMP; channels, resize), in the three
 request shapes; concurrent image requests share model calls; a bad image (bad base64, not an image,
 cut short, an image bomb's header) is 400 naming it and the server goes on; metadata says what to send."""
 
@@ -40,6 +40,9 @@ def image_run(tmp_path_factory):
     write_png(folder / "10_gray.png", draw("circle", rng, 8).mean(axis=2).astype(np.uint8))  # 1 channel -> 3
     write_png(folder / "11_big.png", draw("square", rng, 16))  # 16x16 -> resized to 8x8
     _bmp(folder / "12_bitmap.bmp", draw("triangle", rng, 8))
+    import tensorflow as tf
+
+    (folder / "13_photo.jpg").write_bytes(tf.io.encode_jpeg(draw("circle", rng, 12)).numpy())  # JPEG, 12x12
     out = root / "predicted.csv"
     ran = run_cli("predict", run, folder, "--output", out)
     assert ran.exit_code == 0, ran

@@ -19,8 +19,10 @@ from mlcli.runtime import import_tensorflow
 DECODE_BATCH = 64
 
 
-def image_decoder(size: tuple[int, int], channels: int, crop_to_aspect_ratio: bool):
-    """A function (file path tensor) -> float32 (height, width, channels) tensor, usable in tf.data."""
+def image_decoder(size: tuple[int, int], channels: int, crop_to_aspect_ratio: bool, from_bytes: bool = False):
+    """A function (file path tensor) -> float32 (height, width, channels) tensor, usable in tf.data;
+    `from_bytes`: the function takes the file's bytes instead of its path (mlcli serve's requests) and
+    decodes them the same way."""
     tf = import_tensorflow()
     from keras.preprocessing.image import smart_resize  # deferred: imports TensorFlow
 
@@ -37,7 +39,7 @@ def image_decoder(size: tuple[int, int], channels: int, crop_to_aspect_ratio: bo
         return tf.concat([rgb, tf.ensure_shape(alpha, [None, None, 1])], -1)
 
     def decode(path):
-        data = tf.io.read_file(path)
+        data = path if from_bytes else tf.io.read_file(path)
         decoded_as_is = tf.strings.regex_full_match(tf.strings.substr(data, 0, 3), "GIF|BM.")
         image = tf.cond(
             decoded_as_is,
@@ -56,12 +58,14 @@ def image_decoder(size: tuple[int, int], channels: int, crop_to_aspect_ratio: bo
     return decode
 
 
-def decode_all(paths: tuple[Path, ...], decoder, role: str) -> np.ndarray:
+def decode_all(paths: tuple[Path, ...] | list[bytes], decoder, role: str, names: list[str] | None = None) -> np.ndarray:
     """Every image decoded, in order, as one float32 array (rows, height, width, channels); a file that
-    does not decode is exit 3 naming it."""
+    does not decode is exit 3 naming it. `paths` may be files' bytes (a decoder made with from_bytes),
+    then `names` names them in messages."""
     tf = import_tensorflow()
-    names = [str(p) for p in paths]
-    dataset = tf.data.Dataset.from_tensor_slices(names).map(decoder, num_parallel_calls=tf.data.AUTOTUNE,
+    items = [p if isinstance(p, bytes) else str(p) for p in paths]
+    names = names or [str(p) for p in paths]
+    dataset = tf.data.Dataset.from_tensor_slices(items).map(decoder, num_parallel_calls=tf.data.AUTOTUNE,
                                                             deterministic=True).batch(DECODE_BATCH)
     out = []
     iterator = iter(dataset)
@@ -72,23 +76,24 @@ def decode_all(paths: tuple[Path, ...], decoder, role: str) -> np.ndarray:
         except StopIteration:
             break
         except tf.errors.InvalidArgumentError as exc:
-            raise _which_failed(names[start:start + DECODE_BATCH], decoder, role, exc) from None
+            raise _which_failed(items[start:start + DECODE_BATCH], names[start:start + DECODE_BATCH], decoder, role,
+                                exc) from None
         out.append(batch.numpy())
         start += len(out[-1])
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
-def _which_failed(names: list[str], decoder, role: str, error) -> DataError:
+def _which_failed(items: list, names: list[str], decoder, role: str, error) -> DataError:
     tf = import_tensorflow()
-    for name in names:
+    for item, name in zip(items, names):
         try:
-            decoder(tf.constant(name))
+            decoder(tf.constant(item))
         except tf.errors.InvalidArgumentError as exc:
             return corrupt_image(role, name, exc)
     return DataError(f"{role}: an image could not be decoded: {first_line(error.message)}")
 
 
 def corrupt_image(role: str, name: str, exc) -> DataError:
-    reason = first_line(getattr(exc, "message", str(exc))).split("}}")[-1].strip(" :")
+    reason = first_line(getattr(exc, "message", str(exc))).split("}}")[-1].split(" [Op:")[0].strip(" :")
     return DataError(f"{role}: {name}: cannot be decoded as an image ({reason or 'corrupt data'})",
                      hint="remove the file or replace it with a valid image")

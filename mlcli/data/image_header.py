@@ -7,6 +7,7 @@ one whose header declares more pixels than mlcli.limits allows (an image bomb) i
 
 from __future__ import annotations
 
+import io
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +34,30 @@ def read_header(path: Path, what: str) -> ImageHeader:
     """The header of `path`; `what` names it in messages (e.g. 'data.train: images/cat/1.png')."""
     try:
         with open(path, "rb") as handle:
-            head = handle.read(_HEAD_BYTES)
-            if head[:2] == b"\xff\xd8":
-                header = _jpeg(handle, head)
-            else:
-                header = _other(head)
+            header = _header(handle)
     except OSError as exc:
         raise DataError(f"{what}: cannot be read ({exc.strerror or exc})") from None
+    return _checked(header, what)
+
+
+def header_of_bytes(data: bytes, what: str) -> ImageHeader:
+    """The header of an image file's bytes held in memory (mlcli serve's {"b64": ...} values), checked
+    as read_header checks a file's: an error naming `what` when it is not an image or declares too
+    many pixels."""
+    return _checked(_header(io.BytesIO(data)), what)
+
+
+def _header(handle) -> ImageHeader | None:
+    try:
+        head = handle.read(_HEAD_BYTES)
+        if head[:2] == b"\xff\xd8":
+            return _jpeg(handle, head)
+        return _other(head)
     except (struct.error, IndexError):
-        header = None
+        return None
+
+
+def _checked(header: ImageHeader | None, what: str) -> ImageHeader:
     if header is None:
         raise DataError(f"{what}: not a readable PNG, JPEG, BMP or GIF image (its header is missing or cut short)",
                         hint="remove the file or replace it with a valid image")

@@ -18,10 +18,12 @@ from mlcli.data.split import Split
 from mlcli.errors import DataError
 
 
-def decoder_for(inputs: dict):
+def decoder_for(inputs: dict, from_bytes: bool = False):
+    """The run's decoder (its size, channels and cropping); `from_bytes`: it takes files' bytes, not paths."""
     from mlcli.data.image_decode import image_decoder  # deferred: imports TensorFlow
 
-    return image_decoder(tuple(inputs["size"]), int(inputs["channels"]), bool(inputs.get("crop_to_aspect_ratio")))
+    return image_decoder(tuple(inputs["size"]), int(inputs["channels"]), bool(inputs.get("crop_to_aspect_ratio")),
+                         from_bytes)
 
 
 def path_column(inputs: dict) -> str:

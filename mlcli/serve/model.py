@@ -17,6 +17,7 @@ from mlcli.checkpoint.checkpoint import Checkpoint
 from mlcli.data.columns import listing
 from mlcli.data.typed_values import concat_rows, row_count
 from mlcli.errors import MlcliError
+from mlcli.serve import images
 from mlcli.serve.requests import BadRequest
 from mlcli.use.predict import Predictor, json_rows
 
@@ -48,18 +49,22 @@ class ServedModel:
 
     @property
     def takes_bytes(self) -> bool:
-        """Whether the model reads files' bytes (an image model, docs/contract.md §7: its reader decodes
-        them at the checkpoint's image size, as `mlcli predict` decodes image files). The checkpoints
-        served today take numbers and text."""
-        return bool(getattr(self.ckpt, "image", None))
+        """Whether the model reads files' bytes: an image model (docs/contract.md §7), whose requests'
+        images are decoded as `mlcli predict` decodes image files (mlcli.serve.images)."""
+        return self.ckpt.takes_images
 
     def check(self, table, shape: str) -> None:
-        """What is cheap to refuse before a request joins a batch: files' bytes for a model that takes none."""
+        """What is cheap to refuse before a request joins a batch: files' bytes for a model that takes none;
+        for an image model, anything but images, and an image whose header is not one or declares too
+        many pixels (mlcli.data.image_header, as for a file)."""
         import pyarrow as pa  # deferred: imports pyarrow
 
+        if self.takes_bytes:
+            images.check(table, shape)
+            return
         binary = {pa.binary().id, pa.large_binary().id}
         given_bytes = [name for name, kind in zip(table.column_names, table.schema.types) if kind.id in binary]
-        if given_bytes and not self.takes_bytes:
+        if given_bytes:
             raise BadRequest(f"request: {shape}: column {given_bytes[0]!r} holds {{\"b64\": ...}} bytes — this model "
                              "takes numbers and text, not files")
 
@@ -114,7 +119,9 @@ class ServedModel:
 
     def rows(self, table, shape: str):
         """A table of rows read and checked as `mlcli predict` reads a file: one Batch, or a BadRequest
-        with the reader's message (column and row named)."""
+        with the reader's message (column and row named). An image model's rows are its images, decoded."""
+        if self.takes_bytes:
+            return images.decoded(table, shape, self.ckpt.inputs)
         try:
             reader = self.predictor.reader(shape, "request", table=table)
             if reader.extra:
@@ -156,6 +163,7 @@ class ServedModel:
                 "input_shape": list(ckpt.input_shape) if ckpt.input_shape else None,
                 "labels": list(ckpt.labels),
                 "classes": ckpt.classes,
+                "inputs": images.metadata(ckpt.inputs) if self.takes_bytes else None,
                 "outputs": self.predictor.names,
                 "config_hash": manifest.get("config_hash"),
                 "versions": manifest.get("versions"),

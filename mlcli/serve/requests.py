@@ -3,7 +3,8 @@
 TensorFlow Serving's REST shapes: `{"instances": [{column: value, ...}, ...]}` (rows) or
 `{"inputs": {column: [values]}}` (columns). Values are what a table cell holds: a number, text,
 true/false, or null (missing); `{"b64": "..."}` is bytes (base64, as TensorFlow Serving writes
-binary values) — an image file's bytes for an image model. The table has the columns by name, as a
+binary values) — an image file's bytes for an image model, in the column "image" (an instance that
+is only {"b64": "..."} is that column's value). The table has the columns by name, as a
 file would, and is then read and checked by the same reader as `mlcli predict`'s input
 (mlcli.data.inputs.InputReader), so a bad value is named the same way: its column and its row.
 
@@ -18,6 +19,7 @@ import json
 
 MAX_BODY = 10 * 1024 * 1024  # bytes; --max-body. 10 MiB is ~40,000 rows of the seed's 64 pixels as JSON
 SHAPES = ("instances", "inputs")
+IMAGE_COLUMN = "image"  # an image model's one column: each image file's bytes, {"b64": "..."}
 IGNORED_KEYS = ("signature_name",)  # TensorFlow Serving clients send it; there is one signature
 
 
@@ -62,12 +64,21 @@ def _from_instances(instances) -> dict[str, list]:
     if not instances:
         raise BadRequest('"instances" is empty — send at least one row')
     names: dict[str, None] = {}
+    instances = [_image_instance(row) for row in instances]
     for i, row in enumerate(instances):
         if not isinstance(row, dict):
             raise BadRequest(f"instances: row {i + 1} is a JSON {_kind(row)} — expected an object {{column: value}}")
         names.update(dict.fromkeys(row))
     # A column a row leaves out is a missing value in that row (null), as an empty CSV cell is.
     return {name: [row.get(name) for row in instances] for name in names}
+
+
+def _image_instance(row):
+    """An instance that is one file's bytes, {"b64": "..."} (TensorFlow Serving's binary value), is the
+    row {"image": {"b64": "..."}}: the image column of an image model."""
+    if isinstance(row, dict) and list(row) == ["b64"]:
+        return {IMAGE_COLUMN: row}
+    return row
 
 
 def _from_inputs(inputs) -> dict[str, list]:

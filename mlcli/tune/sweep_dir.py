@@ -13,6 +13,7 @@ from typing import Any
 from mlcli import console
 from mlcli.run import files
 from mlcli.tune.trial import trial_dir
+from mlcli.use.plots import _figure, _png  # one way to draw a PNG, as explain's plots do
 
 LEADERBOARD = "leaderboard.csv"
 BEST = "best.yaml"
@@ -89,21 +90,6 @@ def _importance(study) -> dict[str, float] | None:
     except (RuntimeError, ValueError, ZeroDivisionError):  # e.g. every trial had the same parameters
         return None
     return {k: float(v) for k, v in importance.items() if math.isfinite(float(v))} or None
-
-
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # deferred: matplotlib is slow to import
-    from matplotlib.figure import Figure  # deferred: matplotlib is slow to import
-
-    figure = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _png(figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
 
 
 def _history_png(rows: list[dict], metric: str, maximize: bool) -> bytes:

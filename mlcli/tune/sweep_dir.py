@@ -111,7 +111,6 @@ def _history_png(rows: list[dict], metric: str, maximize: bool) -> bytes:
     axes.set_ylabel(metric)
     axes.set_title(f"Optimization history ({'maximize' if maximize else 'minimize'} {metric})")
     axes.legend()
-    figure.tight_layout()
     return _png(figure)
 
 
@@ -122,7 +121,6 @@ def _importance_png(importance: dict[str, float], metric: str) -> bytes:
     axes.barh(names, [importance[n] for n in names], color="#1f77b4")
     axes.set_xlabel(f"importance for {metric} (fANOVA, sums to 1)")
     axes.set_title("Parameter importance")
-    figure.tight_layout()
     return _png(figure)
 
 

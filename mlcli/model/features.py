@@ -6,7 +6,8 @@ mode included) and it takes a dict of raw columns, shaped (rows, 1) — a date (
 day, day of week (mlcli.data.typed_values):
 
 - numeric: a missing value (NaN) filled by its policy, then Normalization; under missing: auto with
-  gaps in training, a was-missing column beside it
+  gaps in training, a was-missing column beside it — every numeric column in one block
+  (mlcli_numeric_normalize), its columns gathered back into the order of the features
 - categorical: StringLookup over the training vocabulary (index 0: out of vocabulary), then one-hot
   (CategoryEncoding) or an Embedding
 - binary: 0 for the first of its two values, 1 for the second, 0.5 when missing or unseen (with a

@@ -52,6 +52,10 @@ def targets(r: dict) -> dict[str, dict]:
         for name, e in r["typed_tables"].items():
             check(f"typed_time_{name}", e["time_ratio"] <= 1.3, e["time_ratio"],
                   "<= 1.3x the epochs' time on pre-encoded numeric columns")
+    if "stream_typed" in r:
+        g = r["stream_typed"]
+        check("stream_typed_memory", g["growth"] <= g["tolerance"], g["growth"],
+              f"{g['rows'][1]:,}-row peak within {g['tolerance']:.0%} of {g['rows'][0]:,}-row")
     if "backbone" in r:
         for trainable, entry in r["backbone"]["runs"].items():
             check(f"backbone_{trainable}", entry["mlcli_over_keras"] >= 1.0, entry["mlcli_over_keras"],
@@ -180,6 +184,13 @@ def markdown(r: dict) -> str:
                                                                  [n for n in r["typed_tables"] for _ in range(4)]):
             row("7", measure, mine, theirs, ratio=ratio, target=target,
                 met=_yes(f"typed_time_{name}", t) if target else "")
+    if "stream_typed" in r:
+        g = r["stream_typed"]
+        small, large = g["rows"]
+        row("7", f"typed streaming: peak RSS, small vs {large // small}x file (one streamed epoch, {small:,} vs "
+                 f"{large:,} rows: categories, gaps, a date)",
+            f"{g['large_peak_rss_mb']:.0f} MB vs {g['small_peak_rss_mb']:.0f} MB", ratio=f"{100 * g['growth']:+.1f}%",
+            target=f"<= +{100 * g['tolerance']:.0f}%", met=_yes("stream_typed_memory", t))
     if "tune" in r:
         tu = r["tune"]
         m, k = tu["median"]["mlcli"], tu["median"]["keras_tuner"]

@@ -15,7 +15,8 @@ shared machine slows them alike. Writes bench/results.json (every run's raw numb
 
 Benchmarks: startup, seed, throughput, loading, predict, utilisation (needs throughput), images, typed (real
 public tables with typed features against HistGradientBoosting, and typed vs pre-encoded training time:
-bench/typed_tables.py), tune (bench/tune_overhead.py: mlcli tune's overhead per trial, and mlcli tune against
+bench/typed_tables.py), stream_typed (peak RSS of a streamed epoch of a typed table, 200,000 vs
+2,000,000 rows: bench/stream_memory.py --typed), tune (bench/tune_overhead.py: mlcli tune's overhead per trial, and mlcli tune against
 KerasTuner's RandomSearch),
 backbone (issue 17: MobileNetV3Small images/s, frozen and whole network, against image_dataset_from_directory;
 bench/backbone_bench.py), serve
@@ -41,6 +42,7 @@ sys.path.insert(1, str(Path(__file__).absolute().parent.parent))  # mlcli, when 
 import backbone_bench
 import common
 import report
+import stream_memory
 import tune_overhead
 import typed_tables
 from common import REPO, WORK, median, run
@@ -425,7 +427,8 @@ def main() -> None:
     parser.add_argument("--seed-rounds", type=int, default=7)
     parser.add_argument("--loading-rounds", type=int, default=7)
     parser.add_argument("--only", nargs="+", choices=["startup", "seed", "throughput", "loading", "predict",
-                                                      "utilisation", "images", "typed", "tune", "backbone", "serve"])
+                                                      "utilisation", "images", "typed", "stream_typed", "tune", "backbone",
+                                                      "serve"])
     parser.add_argument("--tune-seeds", type=int, default=3, help="seeds per side of the sweep comparison")
     parser.add_argument("--backbone-images", type=int, default=300, help="images for the MobileNetV3Small runs")
     parser.add_argument("--no-readme", action="store_true", help="do not write the table into README.md")
@@ -433,7 +436,8 @@ def main() -> None:
     if min(args.rounds, args.rounds_256, args.startup_rounds, args.seed_rounds, args.loading_rounds,
            args.tune_seeds) < 3:
         parser.error("every figure is a median of at least three runs: rounds must be >= 3")
-    everything = {"startup", "seed", "throughput", "loading", "predict", "utilisation", "images", "typed", "tune", "backbone", "serve"}
+    everything = {"startup", "seed", "throughput", "loading", "predict", "utilisation", "images", "typed", "stream_typed",
+                  "tune", "backbone", "serve"}
     wanted = set(args.only or everything)
 
     started = time.perf_counter()
@@ -467,6 +471,9 @@ def main() -> None:
     if "typed" in wanted:
         log("typed tables")
         results["typed_tables"] = typed_tables.bench_typed_tables(args.rounds)
+    if "stream_typed" in wanted:
+        log("typed streaming: peak RSS")
+        results["stream_typed"] = stream_memory.peak_memory(list(stream_memory.TYPED_ROWS), typed=True, echo=False)
     if "backbone" in wanted:
         log("MobileNetV3Small images/s")
         results["backbone"] = backbone_bench.measure(images=args.backbone_images, rounds=args.rounds)

@@ -193,6 +193,45 @@ def run_one(work: Path, data: Path, rows: int, stream: bool, template: str = CON
             "val_accuracy": round(metrics.get("val_accuracy", float("nan")), 4)}
 
 
+def peak_memory(rows: list[int], typed: bool = False, in_memory: bool = False, keep_data: bool = False,
+            echo: bool = True) -> dict:
+    """Peak RSS of one streamed epoch at each size (and data.stream: false with `in_memory`); writes the
+    JSON report and returns it with "growth" (largest over smallest peak, minus 1) and "tolerance"."""
+    write, template = (write_typed_shards, TYPED_CONFIG) if typed else (write_shards, CONFIG)
+    work = Path(tempfile.mkdtemp(prefix="mlcli-stream-bench-"))
+    results, sizes = [], {}
+    try:
+        for count in rows:
+            data = (REPO / "bench" / "results" / "data" if keep_data else work) / f"stream-{count}"
+            sizes[count] = write(data, count)
+            for stream in ([True, False] if in_memory else [True]):
+                result = run_one(work, data, count, stream, template)
+                result["data_mb"] = round(sizes[count] / 2**20, 1)
+                results.append(result)
+                if echo:
+                    print(f"{count:>10,} rows  stream={str(stream).lower():5}  data {result['data_mb']:>8.1f} MB  "
+                          f"peak RSS {result['peak_rss_mb']:>8.1f} MB  {result['seconds']:>7.1f} s", flush=True)
+            if not keep_data:
+                shutil.rmtree(data, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    small, large = (next(r for r in results if r["rows"] == n and r["stream"]) for n in rows)
+    growth = large["peak_rss_mb"] / small["peak_rss_mb"] - 1
+    what = ("a typed table (2 categorical, numbers with gaps, a date, 4 numbers)" if typed
+            else "64 float32 features")
+    path = TYPED_RESULTS if typed else RESULTS
+    common.write_memory_report(path, {
+        "benchmark": f"mlcli train, data.stream: true, one epoch, Parquet shards of {what}",
+        "method": "/usr/bin/time -f %M (peak RSS of the mlcli process)",
+        "config": template.format(train="<shards>/part-*.parquet", stream="true"),
+        "results": results,
+    }, growth, TOLERANCE)
+    return {"rows": list(rows), "results": results, "small_peak_rss_mb": small["peak_rss_mb"],
+            "large_peak_rss_mb": large["peak_rss_mb"], "growth": growth, "tolerance": TOLERANCE,
+            "path": str(path.relative_to(REPO))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs=2, default=None)
@@ -201,38 +240,10 @@ def main() -> None:
     parser.add_argument("--keep-data", action="store_true", help="keep the generated shards in bench/results/data")
     args = parser.parse_args()
     args.rows = args.rows or list(TYPED_ROWS if args.typed else (400_000, 4_000_000))
-    write, template = (write_typed_shards, TYPED_CONFIG) if args.typed else (write_shards, CONFIG)
-
-    work = Path(tempfile.mkdtemp(prefix="mlcli-stream-bench-"))
-    results, sizes = [], {}
-    try:
-        for rows in args.rows:
-            data = (REPO / "bench" / "results" / "data" if args.keep_data else work) / f"stream-{rows}"
-            sizes[rows] = write(data, rows)
-            for stream in ([True, False] if args.in_memory else [True]):
-                result = run_one(work, data, rows, stream, template)
-                result["data_mb"] = round(sizes[rows] / 2**20, 1)
-                results.append(result)
-                print(f"{rows:>10,} rows  stream={str(stream).lower():5}  data {result['data_mb']:>8.1f} MB  "
-                      f"peak RSS {result['peak_rss_mb']:>8.1f} MB  {result['seconds']:>7.1f} s", flush=True)
-            if not args.keep_data:
-                shutil.rmtree(data, ignore_errors=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-    small, large = (next(r for r in results if r["rows"] == n and r["stream"]) for n in args.rows)
-    growth = large["peak_rss_mb"] / small["peak_rss_mb"] - 1
-    what = ("a typed table (2 categorical, numbers with gaps, a date, 4 numbers)" if args.typed
-            else "64 float32 features")
-    path = TYPED_RESULTS if args.typed else RESULTS
-    common.write_memory_report(path, {
-        "benchmark": f"mlcli train, data.stream: true, one epoch, Parquet shards of {what}",
-        "method": "/usr/bin/time -f %M (peak RSS of the mlcli process)",
-        "config": template.format(train="<shards>/part-*.parquet", stream="true"),
-        "results": results,
-    }, growth, TOLERANCE)
+    result = peak_memory(args.rows, typed=args.typed, in_memory=args.in_memory, keep_data=args.keep_data)
+    growth = result["growth"]
     print(f"peak memory growth from {args.rows[0]:,} to {args.rows[1]:,} rows: {growth:+.1%} "
-          f"(bar: {TOLERANCE:.0%}) -> {path.relative_to(REPO)}")
+          f"(bar: {TOLERANCE:.0%}) -> {result['path']}")
     if growth > TOLERANCE:
         sys.exit(1)
 

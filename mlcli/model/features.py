@@ -6,7 +6,8 @@ mode included) and it takes a dict of raw columns, shaped (rows, 1) — a date (
 day, day of week (mlcli.data.typed_values):
 
 - numeric: a missing value (NaN) filled by its policy, then Normalization; under missing: auto with
-  gaps in training, a was-missing column beside it
+  gaps in training, a was-missing column beside it — every numeric column in one block
+  (mlcli_numeric_normalize), its columns gathered back into the order of the features
 - categorical: StringLookup over the training vocabulary (index 0: out of vocabulary), then one-hot
   (CategoryEncoding) or an Embedding
 - binary: 0 for the first of its two values, 1 for the second, 0.5 when missing or unseen (with a
@@ -32,6 +33,8 @@ from mlcli.model.normalize import check_normalizable
 
 BODY = "mlcli_body"  # the user's Sequential (model.layers) inside a typed model
 FEATURES = "mlcli_features"  # the concatenation of every encoded feature: the body's input
+NUMERIC_VALUES = "mlcli_numeric_values"  # every numeric column side by side: the numeric block's input
+NUMERIC_NORMALIZE = "mlcli_numeric_normalize"  # the numeric block's one Normalization (every numeric column)
 _INPUT_NAME_WARNING = "When providing `inputs` as a dict"
 
 
@@ -41,17 +44,27 @@ def typed_model(fitted: list, body_layers: list, name: str, tail: list = (), tex
     instead of TextVectorization (a KerasHub text preset, mlcli.model.presets)."""
     import keras  # deferred: imports TensorFlow
 
-    inputs, encoded = {}, []
-    for index, feature in enumerate(fitted):
+    inputs, encoded, numeric = {}, [], []
+    for feature in fitted:
         plan = feature.plan
         shape = (4,) if plan.type == "date" else (1,)
         dtype = "float32" if plan.type in ("numeric", "date") else "string"
         inputs[plan.name] = keras.Input(shape=shape, dtype=dtype, name=input_name(plan.name))
-        prefix = f"mlcli_{index}_{_safe(plan.name)}"
+        prefix = _prefix(fitted, feature)
+        if plan.type == "numeric":  # encoded together below, in one block; its place kept here
+            numeric.append(feature)
+            encoded.append(feature)
+            continue
         if plan.type == "text" and text_encoder is not None:
             encoded += text_encoder(inputs[plan.name], prefix)
             continue
         encoded += _ENCODERS[plan.type](feature, inputs[plan.name], prefix)
+    if numeric and any(t.shape[-1] is None for t in encoded if id(t) not in {id(f) for f in numeric}):
+        # an encoder of unknown width: no gather can put the columns back, so one encoder per column
+        encoded = [t for f in encoded for t in (_numeric(f, inputs[f.plan.name], _prefix(fitted, f))
+                                                if any(f is g for g in numeric) else [f])]
+    elif numeric:
+        encoded = _numeric_block(numeric, [inputs[f.plan.name] for f in numeric], encoded)
     features = keras.layers.Concatenate(name=FEATURES, dtype="float32")(encoded) if len(encoded) > 1 \
         else keras.layers.Identity(name=FEATURES, dtype="float32")(encoded[0])
     body = keras.Sequential(body_layers, name=BODY)
@@ -72,6 +85,12 @@ def body_of(model):
 def input_name(column: str) -> str:
     """A Keras input name for a column ('/' is the one character Keras refuses in a name)."""
     return column.replace("/", "_")
+
+
+def _prefix(fitted: list, feature) -> str:
+    """Its encoder layers' name prefix: mlcli_<input index>_<column> (input:<column> selectors read it)."""
+    index = next(i for i, f in enumerate(fitted) if f is feature)
+    return f"mlcli_{index}_{_safe(feature.plan.name)}"
 
 
 def _safe(column: str) -> str:
@@ -101,6 +120,55 @@ def _numeric(feature, value, prefix: str) -> list:
     if feature.indicator:
         parts.append(_float32(keras, keras.ops.any(missing, axis=-1, keepdims=True)))
     return parts
+
+
+def _numeric_block(features: list, values: list, encoded: list) -> list:
+    """Every numeric column (rows, 1) encoded at once — what _numeric computes for each, as one
+    (rows, n) block: one concatenation, one isnan, one fill, one Normalization, one set of was-missing
+    columns (far fewer ops per step and a smaller graph to trace than n encoders). `encoded`: the
+    other encoders' tensors with each numeric feature at its place; returns the tensors to concatenate
+    (a gather puts the columns back in feature order: value, was-missing, ...)."""
+    import keras  # deferred: imports TensorFlow
+
+    out = keras.layers.Concatenate(name=NUMERIC_VALUES, dtype="float32")(values) if len(values) > 1 else values[0]
+    missing = keras.ops.isnan(out)
+    if any(f.fill is not None for f in features):  # NaN stays NaN for a column without a fill
+        fills = np.asarray([[math.nan if f.fill is None else f.fill for f in features]], dtype="float32")
+        out = keras.ops.where(missing, fills, out)
+    if any(f.mean is not None for f in features):
+        for f in features:
+            if f.mean is not None:
+                check_normalizable(f.normalize, np.asarray(f.mean), np.asarray(f.variance), [f.name] * len(f.mean),
+                                   "the training split")
+        mean = [f.mean[0] if f.mean is not None else 0.0 for f in features]  # 0 and 1: x exactly as it was
+        variance = [(f.variance[0] if f.variance[0] > 1e-12 else 1.0) if f.mean is not None else 1.0
+                    for f in features]  # a constant column: scaled by 1
+        out = keras.layers.Normalization(axis=-1, mean=mean, variance=variance, name=NUMERIC_NORMALIZE,
+                                         dtype="float32")(out)
+    pieces, order, width = [out], {}, len(features)
+    for position, feature in enumerate(features):
+        order[id(feature)] = [position]
+    flagged = [position for position, f in enumerate(features) if f.indicator]
+    if flagged:
+        flags = _float32(keras, missing)
+        pieces.append(flags if len(flagged) == width else keras.ops.take(flags, flagged, axis=1))
+        for slot, position in enumerate(flagged):
+            order[id(features[position])].append(width + slot)
+        width += len(flagged)
+    columns = []  # for each column of the features in feature order: where it is in `pieces`
+    for tensor in encoded:
+        if id(tensor) in order:
+            columns += order[id(tensor)]
+            continue
+        size = tensor.shape[-1]
+        pieces.append(tensor)
+        columns += list(range(width, width + size))
+        width += size
+    block = keras.layers.Concatenate(name=f"{FEATURES}_grouped", dtype="float32")(pieces) if len(pieces) > 1 \
+        else pieces[0]
+    if columns == list(range(width)):
+        return [block]
+    return [keras.ops.take(block, columns, axis=1)]
 
 
 def _categorical(feature, value, prefix: str) -> list:

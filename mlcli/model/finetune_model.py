@@ -24,7 +24,7 @@ from mlcli.errors import ConfigError, DataError, UsageError, first_line
 from mlcli.model.backbone import apply_backbone_selectors, find_backbone, inner_layers
 from mlcli.model.backbone_spec import BACKBONE, is_backbone_selector
 from mlcli.model.build import layer_names, user_layers
-from mlcli.model.features import BODY, FEATURES, body_of
+from mlcli.model.features import BODY, FEATURES, NUMERIC_NORMALIZE, body_of, input_name
 from mlcli.model.finetune_config import FLAG, head_names
 from mlcli.model.heads import (
     INPUT_SELECTOR,
@@ -212,12 +212,18 @@ def _set_trainable(loaded: LoadedConfig, model, normalize: list, columns: list[s
 def input_encoders(model, columns: list[str]) -> dict[str, list]:
     """Each input column's encoder layers that hold something learned — fitted (a vocabulary,
     statistics) or trained (an embedding) — in model order (mlcli.model.features names them
-    mlcli_<input index>_<column>_...; reshaping and one-hot layers are left out)."""
+    mlcli_<input index>_<column>_..., and the numeric columns' shared mlcli_numeric_normalize;
+    reshaping and one-hot layers are left out)."""
     encoders: dict[str, list] = {column: [] for column in columns}
     for layer in model.layers:
         found = re.match(r"mlcli_(\d+)_", layer.name)
         if found and int(found.group(1)) < len(columns) and type(layer).__name__ not in _STATELESS:
             encoders[columns[int(found.group(1))]].append(layer)
+        elif layer.name == NUMERIC_NORMALIZE:  # one Normalization for every numeric column (rows, 1)
+            numeric = {t.name for t in model.inputs if t.dtype == "float32" and t.shape[-1] == 1}
+            for column in columns:
+                if input_name(column) in numeric:
+                    encoders[column].append(layer)
     return encoders
 
 

@@ -430,7 +430,7 @@ def main() -> None:
                                                       "utilisation", "images", "typed", "stream_typed", "tune", "backbone",
                                                       "serve"])
     parser.add_argument("--tune-seeds", type=int, default=3, help="seeds per side of the sweep comparison")
-    parser.add_argument("--backbone-images", type=int, default=300, help="images for the MobileNetV3Small runs")
+    parser.add_argument("--backbone-images", type=int, default=900, help="images for the MobileNetV3Small runs")
     parser.add_argument("--no-readme", action="store_true", help="do not write the table into README.md")
     args = parser.parse_args()
     if min(args.rounds, args.rounds_256, args.startup_rounds, args.seed_rounds, args.loading_rounds,

@@ -11,7 +11,6 @@ belongs to, so a kill at any moment leaves the previous point intact.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +33,9 @@ def save_point(model, run_dir: Path, progress: dict, *, partial_metrics: bool,
             arrays[f"metric_{index}"] = np.asarray(variable.numpy())
     for index, weight in enumerate(early_stopping_weights or []):
         arrays[f"best_{index}"] = np.asarray(weight)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
     name = f"epoch{progress['epochs_completed']:05d}-step{progress.get('step', 0):07d}.npz"
-    files.write_atomic(state / name, buffer.getvalue())
+    with files.replacing(state / name) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)  # straight into the temporary file: no second in-memory copy of the state
     files.fault_point("state-before-progress")
     files.write_json(state / files.STATE_PROGRESS, {**progress, "arrays": name})
     for stale in state.iterdir():

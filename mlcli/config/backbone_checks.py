@@ -100,24 +100,19 @@ def image_size(loaded: LoadedConfig) -> tuple[int, int] | None:
     return (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size))
 
 
-def _wrote_model(loaded: LoadedConfig) -> bool:
-    """A config without a model: section is a finetune config: its model (and backbone) is the parent's,
-    known only once `mlcli finetune --from` loads it — its selectors are checked there."""
-    return any(key[:1] == ("model",) for key in loaded.positions)
-
-
 def _selector_problems(loaded: LoadedConfig) -> list[tuple[tuple, str]]:
-    """`backbone` and `backbone/<glob>` need a backbone (which layers they match is known once it is built)."""
+    """`backbone/<glob>` must name something; which layers it matches is known once the backbone is built."""
     config = loaded.config
     found = []
     for key in ("freeze", "unfreeze"):
         for position, selector in enumerate(getattr(config.finetune, key)):
             if not is_backbone_selector(selector):
                 continue
-            if config.model.backbone is None and _wrote_model(loaded):
-                found.append((("finetune", key, position), f"{selector!r} reaches into model.backbone, but the model "
-                                                           "has none — select model.layers by index, name or glob"))
-            elif selector != BACKBONE and not selector[len(PREFIX):]:
+            # Without model.backbone the selector may still be right: a finetune config's model is its
+            # parent's (known once --from loads it). train's builder and finetune refuse it then.
+            if config.model.backbone is None:
+                continue
+            if selector != BACKBONE and not selector[len(PREFIX):]:
                 found.append((("finetune", key, position), f"{selector!r} names no layer — expected {PREFIX}<name or "
                                                            f"glob>, e.g. {PREFIX}block_1*"))
     return found

@@ -12,7 +12,7 @@ from mlcli.config.load import LoadedConfig
 from mlcli.data.label_scale import LabelTransform
 from mlcli.errors import ConfigError, first_line
 from mlcli.model.backbone import apply_backbone_selectors, backbone_model, find_backbone
-from mlcli.model.backbone_spec import BACKBONE
+from mlcli.model.backbone_spec import BACKBONE, is_backbone_selector
 from mlcli.model.features import body_of, typed_model
 from mlcli.model.image_input import image_input_layers, in_input_block
 from mlcli.model.label_transform import LAYERS as LABEL_LAYERS
@@ -35,6 +35,7 @@ def build_model(loaded: LoadedConfig, input_shape: tuple[int, ...], train_x,
     import keras  # deferred: imports TensorFlow
 
     config = loaded.config
+    _check_backbone_selectors(loaded)
     tail = undo_layers(label_transform) if label_transform is not None else []
     if features is not None:
         try:
@@ -61,6 +62,20 @@ def build_model(loaded: LoadedConfig, input_shape: tuple[int, ...], train_x,
         raise ConfigError(loaded.problem(("model", "layers"), f"the layers do not fit together: {first_line(exc)}")) from None
     _check_one_vector_per_row(loaded, model, input_shape)
     return model
+
+
+def _check_backbone_selectors(loaded: LoadedConfig) -> None:
+    """`backbone` selectors in a config that trains a model without model.backbone: exit 2 at the first.
+    (validate cannot tell: a finetune config's model is its parent's; finetune checks against the parent.)"""
+    if loaded.config.model.backbone is not None:
+        return
+    finetune = loaded.config.finetune
+    for key in ("freeze", "unfreeze"):
+        for position, selector in enumerate(getattr(finetune, key)):
+            if is_backbone_selector(selector):
+                raise ConfigError(loaded.problem(("finetune", key, position), f"{selector!r} reaches into "
+                                                 "model.backbone, but the model has none — select model.layers by "
+                                                 "index, name or glob"))
 
 
 def _normalization(loaded: LoadedConfig, train_x, feature_names: list[str] | None) -> list:

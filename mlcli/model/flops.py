@@ -8,7 +8,9 @@ and activations are not counted (they are a few percent of a Dense or a convolut
   output position; DepthwiseConv2D: 2 x kernel area x channels x multiplier per output position;
   SeparableConv2D: its depthwise and pointwise parts;
 - Embedding: 0 (a table look-up, no multiplication);
-- every other layer (pooling, normalization, dropout, activations, preprocessing): 0.
+- every other layer (pooling, normalization, dropout, activations, preprocessing): 0;
+- a convolution whose output size is not fixed (inside a KerasHub backbone built for any image size): 0,
+  so such a backbone's FLOPs are a lower bound.
 
 Training one example costs about 3 times its forward pass (the backward pass computes gradients
 for both the inputs and the weights of each layer: about twice the forward work), so an epoch is
@@ -20,6 +22,9 @@ from __future__ import annotations
 import math
 
 TRAINING_FACTOR = 3  # forward + backward (about 2x forward) per training example
+
+
+_CONVOLUTIONS = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D")
 
 
 def _positions(shape) -> int:
@@ -41,6 +46,8 @@ def layer_flops(layer) -> int:
         return 0  # several inputs: not a layer counted here
     if kind == "Dense" and in_shape[-1] is not None:
         return 2 * int(in_shape[-1]) * int(layer.units) * _positions(out_shape)
+    if kind in _CONVOLUTIONS and any(d is None for d in tuple(out_shape)[1:]):
+        return 0  # its output size is known only per input (a KerasHub backbone built for any image size)
     if kind in ("Conv1D", "Conv2D", "Conv3D"):
         channels_last = getattr(layer, "data_format", "channels_last") == "channels_last"
         c_in = int(in_shape[-1] if channels_last else in_shape[1])

@@ -84,23 +84,22 @@ def create_app(model: ServedModel, *, max_batch: int = DEFAULT_MAX_BATCH,
             return answer("predict", started, {"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
         return answer("predict", started, {"predictions": predictions})
 
-    @app.get("/v1/models/{name}")
-    async def status(name: str):
+    def about(route: str, name: str, facts):
+        """A GET about the model: its facts, or 404/405 naming the problem."""
         started = time.perf_counter()
         try:
             check_name(name)
         except BadRequest as exc:
-            return answer("status", started, {"error": exc.message}, exc.status)
-        return answer("status", started, model.status())
+            return answer(route, started, {"error": exc.message}, exc.status)
+        return answer(route, started, facts())
+
+    @app.get("/v1/models/{name}")
+    async def status(name: str):
+        return about("status", name, model.status)
 
     @app.get("/v1/models/{name}/metadata")
     async def metadata(name: str):
-        started = time.perf_counter()
-        try:
-            check_name(name)
-        except BadRequest as exc:
-            return answer("metadata", started, {"error": exc.message}, exc.status)
-        return answer("metadata", started, model.metadata())
+        return about("metadata", name, model.metadata)
 
     @app.get("/healthz")
     async def healthz():

@@ -199,6 +199,15 @@ def choose_precision(requested: str, device: DeviceChoice) -> str:
     return precision_for(requested, device, gpu_capabilities(device) if needs_details else [])
 
 
+def jit_compile_for(requested: bool | str, device: DeviceChoice) -> bool | str:
+    """training.jit_compile, as given to model.compile. auto: Keras's "auto" on a GPU (XLA when the model
+    supports it and no tf.distribute strategy is used); False on the CPU, where XLA was measured slower
+    or no faster on the bench's MLP rows and the seed job (docs/performance.md, "Model scale")."""
+    if requested != "auto":
+        return bool(requested)
+    return "auto" if device.kind == "gpu" else False
+
+
 def seed_everything(seed: int) -> None:
     import_tensorflow()
     import keras  # deferred: loads TensorFlow; import_tensorflow above did it quietly

@@ -546,6 +546,12 @@ class TrainingConfig(_Section):
         description="Optimizer steps per TensorFlow call. The math is the same for any value (same batches, "
         "same updates); larger values cut Python overhead for small models. auto: about 4,096 rows per call.",
     )
+    jit_compile: Union[bool, Literal["auto"]] = Field(
+        "auto",
+        description="Compile the training step with XLA. auto: Keras's own choice on a GPU (XLA when every layer "
+        "supports it); off on the CPU, where it was measured slower or no faster on mlcli's bench rows "
+        "(docs/performance.md). true/false: as given.",
+    )
 
     @field_validator("class_weight", mode="before")
     @classmethod
@@ -564,6 +570,13 @@ class TrainingConfig(_Section):
             if bad:
                 raise _reject(f"weight {bad[0][1]!r} for label {bad[0][0]!r} — expected a number greater than 0")
         return value
+
+    @field_validator("jit_compile", mode="before")
+    @classmethod
+    def _jit_compile(cls, value: Any) -> Any:
+        if value == "auto" or isinstance(value, bool):
+            return value
+        raise _reject(f"got {value!r} — expected auto, true or false")
 
     @field_validator("steps_per_execution", mode="before")
     @classmethod

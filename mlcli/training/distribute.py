@@ -176,8 +176,10 @@ class Distribution:
                 value = max(d for d in range(1, min(value, every) + 1) if every % d == 0)
         return max(1, min(int(value), steps))
 
-    def facts(self, batch_size: int, steps_per_execution: int, requested: int | None = None) -> dict:
-        """run.json's "distribute" record; `requested`: training.batch_size when global_batch rounded it."""
+    def facts(self, batch_size: int, steps_per_execution: int, requested: int | None = None,
+              jit_compile: bool | None = None) -> dict:
+        """run.json's "distribute" record; `requested`: training.batch_size when global_batch rounded it;
+        `jit_compile`: whether Keras compiles the training step with XLA (training.jit_compile resolved)."""
         facts = {
             "strategy": _STRATEGY.get(self.kind),
             "replicas": self.replicas,
@@ -186,6 +188,8 @@ class Distribution:
             "per_replica_batch_size": -(-batch_size // self.replicas),
             "steps_per_execution": steps_per_execution,
         }
+        if jit_compile is not None:
+            facts["jit_compile"] = jit_compile
         if requested is not None and requested != batch_size:
             facts["requested_batch_size"] = requested
         if self.role is not None:

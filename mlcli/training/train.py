@@ -8,6 +8,7 @@ each epoch end.
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 from mlcli import console, runtime
 from mlcli.config import to_dict
@@ -135,8 +136,15 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
         spe = distribution.steps_per_execution(config, prepared.train.rows)
         batch = distribution.global_batch(config.training.batch_size)
         # the loss on data.label_transform's scale, read from the model's own undo layers
-        model.compile(optimizer=build_optimizer(loaded), loss=transformed_loss(build_loss(loaded), transform_of(model)),
-                      metrics=build_metrics(loaded), steps_per_execution=spe)
+        with warnings.catch_warnings():  # Keras warns when it turns XLA off: the note below says it instead
+            warnings.filterwarnings("ignore", message=".*jit_compile")
+            model.compile(optimizer=build_optimizer(loaded),
+                          loss=transformed_loss(build_loss(loaded), transform_of(model)),
+                          metrics=build_metrics(loaded), steps_per_execution=spe,
+                          jit_compile=runtime.jit_compile_for(config.training.jit_compile, device))
+        if config.training.jit_compile is True and not model.jit_compile:
+            notes.append("training.jit_compile true -> false: Keras compiles this model without XLA "
+                         "(runtime.deterministic is on, or a layer does not support XLA)")
         shared = None
         if distribution.role is not None:  # every worker continues from the chief's saved state
             shared = cluster.share_point(distribution, run_dir, progress, batch, config)
@@ -163,7 +171,8 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
         if progress else []
     manifest = start_manifest(request, prepared, device.describe(), precision, model, now(), finetune_facts,
                               progress)
-    manifest["distribute"] = distribution.facts(batch, spe, requested=config.training.batch_size)
+    manifest["distribute"] = distribution.facts(batch, spe, requested=config.training.batch_size,
+                                                jit_compile=bool(model.jit_compile))
     manifest["class_weight"] = by_label(weights, prepared.classes)
     memory = training_memory(loaded, prepared.input_shape, finetune=request.parent is not None)
     manifest["cost"] = cost_summary(model, prepared.train.rows, memory.needed if memory is not None else None)

@@ -12,6 +12,11 @@ left to Keras (see TUNED_STEPS_PER_EXECUTION), and the same exit as mlcli's (`fa
     python bench/baseline_keras.py [--epochs 10] [--batch-size 32] [--validation 0.2]
                                    [--train CSV --test CSV --label label] [--tuned]
                                    [--steps-per-execution N] [--jit-compile auto|true|false] [--fast-exit]
+                                   [--hidden 64 64] [--learning-rate 0.01]
+
+`--hidden` gives the hidden layers' widths (the model-scale rows of bench/scale_bench.py: 1024 1024,
+3072 3072); `--jit-compile` given with `--tuned` overrides the tuned choice (the scale rows measure
+both).
 
 The throughput benchmark runs it on the generated 200,000-row set with `--validation 0`. The only
 addition to a plain script is a callback that reads the clock at each epoch's start and end
@@ -83,15 +88,19 @@ def main() -> None:
     parser.add_argument("--label", default="label")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--steps-per-execution", type=int, default=1, help="model.compile's (default 1)")
-    parser.add_argument("--jit-compile", choices=["auto", "true", "false"], default="auto",
-                        help="model.compile's (auto: XLA only where a GPU is present)")
+    parser.add_argument("--jit-compile", choices=["auto", "true", "false"], default=None,
+                        help="model.compile's (default auto: XLA only where a GPU is present)")
+    parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64], help="hidden Dense widths (relu)")
+    parser.add_argument("--learning-rate", type=float, default=0.01, help="Adam's")
     parser.add_argument("--fast-exit", action="store_true", help="end with os._exit, as mlcli does")
     parser.add_argument("--tuned", action="store_true",
                         help="the tuned baseline: TUNED_STEPS_PER_EXECUTION for the batch size, jit_compile auto, --fast-exit")
     args = parser.parse_args()
     if args.tuned:
-        args.steps_per_execution, args.jit_compile = tuned_settings(args.batch_size)
+        args.steps_per_execution, tuned_jit = tuned_settings(args.batch_size)
+        args.jit_compile = args.jit_compile or tuned_jit
         args.fast_exit = True
+    args.jit_compile = args.jit_compile or "auto"
 
     import keras
 
@@ -104,22 +113,23 @@ def main() -> None:
     classes = int(y_train.max()) + 1
     model = keras.Sequential([
         keras.Input((x_train.shape[1],)),
-        keras.layers.Dense(64, activation="relu"),
-        keras.layers.Dense(64, activation="relu"),
+        *[keras.layers.Dense(width, activation="relu") for width in args.hidden],
         keras.layers.Dense(classes, activation="softmax"),
     ])
-    model.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy", metrics=["accuracy"],
+    model.compile(keras.optimizers.Adam(args.learning_rate), "categorical_crossentropy", metrics=["accuracy"],
                   steps_per_execution=args.steps_per_execution,
                   jit_compile={"auto": "auto", "true": True, "false": False}[args.jit_compile])
 
     epoch_seconds: list[float] = []
+    epoch_ends: list[float] = []  # perf_counter at each epoch's end: periods between them (bench/scale_bench.py)
 
     class Clock(keras.callbacks.Callback):  # measurement only
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            epoch_seconds.append(time.perf_counter() - self.started)
+            epoch_ends.append(time.perf_counter())
+            epoch_seconds.append(epoch_ends[-1] - self.started)
 
     fit_started = time.perf_counter()
     history = model.fit(x_train, keras.utils.to_categorical(y_train, classes), batch_size=args.batch_size,
@@ -128,7 +138,7 @@ def main() -> None:
     _, accuracy = model.evaluate(x_test, keras.utils.to_categorical(y_test, classes), verbose=0)
     train_rows = len(x_train) - int(len(x_train) * args.validation)  # what validation_split leaves
     print(json.dumps({"test_accuracy": float(accuracy), "accuracy": float(history.history["accuracy"][-1]),
-                      "train_rows": train_rows, "epoch_seconds": epoch_seconds, "fit_seconds": fit_seconds,
+                      "train_rows": train_rows, "epoch_seconds": epoch_seconds, "epoch_ends": epoch_ends, "fit_seconds": fit_seconds,
                       "trainable_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
                       "steps_per_execution": args.steps_per_execution, "jit_compile": args.jit_compile,
                       "seconds": time.perf_counter() - STARTED}))

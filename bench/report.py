@@ -63,6 +63,19 @@ def targets(r: dict) -> dict[str, dict]:
     if "serve" in r:
         for name, entry in r["serve"]["targets"].items():
             check(f"serve_{name}", entry["met"], entry["value"], str(entry.get("target", "0 errors")))
+    if "scale" in r:
+        noise = r["scale"]["settings"]["noise"]
+        for name, e in r["scale"]["rows"].items():
+            for jit in ("true", "false"):
+                if f"speedup_jit_{jit}" in e:
+                    check(f"scale_{name}_jit_{jit}", e[f"speedup_jit_{jit}"] >= 1.0, e[f"speedup_jit_{jit}"],
+                          ">= 1.0x the tuned baseline with the same jit_compile")
+                if f"mlcli_jit_{jit}" in e:
+                    m = e[f"mlcli_jit_{jit}"]
+                    check(f"scale_{name}_jit_{jit}_peak", m["fraction_of_peak"] >= 0.70, m["fraction_of_peak"],
+                          ">= 70% of the matmul peak")
+                    check(f"scale_{name}_jit_{jit}_epochs", m["slowest_later_over_first"] <= 1 + noise,
+                          m["slowest_later_over_first"], f"no later epoch more than {noise:.0%} slower than the first")
     return out
 
 
@@ -212,6 +225,28 @@ def markdown(r: dict) -> str:
                      f"({settings['images']} images, batch {settings['batch_size']}, epochs 2-{settings['epochs']})",
                 f"{rates['mlcli']:.1f}", f"{rates['keras']:.1f} (image_dataset_from_directory)",
                 ratio=f"{entry['mlcli_over_keras']:.2f}x", target=">= 1.0x", met=_yes(f"backbone_{trainable}", t))
+    if "scale" in r:
+        sc = r["scale"]
+        peak = sc["matmul_peak"]["peak_flops"]
+        for name, e in sc["rows"].items():
+            what = (f"64-{'-'.join(map(str, e['hidden']))}-10 MLP ({e['parameters']:,} params), {e['train_rows']:,} rows, "
+                    f"batch {sc['settings']['batch_size']}")
+            for jit in ("false", "true"):
+                m, k = e.get(f"mlcli_jit_{jit}"), e.get(f"keras_jit_{jit}")
+                if m is None or k is None:
+                    continue
+                row("11", f"{what}, jit_compile {jit}: training samples/s (epoch periods after the first), "
+                          f"fraction of the {peak / 1e9:.0f} GFLOP/s matmul peak",
+                    f"{_rate(m['samples_per_second'])} = {_pct(m['fraction_of_peak'])}", "",
+                    f"{_rate(k['samples_per_second'])} = {_pct(k['fraction_of_peak'])}", "",
+                    f"{e[f'speedup_jit_{jit}']:.2f}x", ">= 1.0x, >= 70% of peak",
+                    "yes" if t.get(f"scale_{name}_jit_{jit}", {}).get("met")
+                    and t.get(f"scale_{name}_jit_{jit}_peak", {}).get("met") else "**no**")
+                row("11", f"{what}, jit_compile {jit}: peak RSS; epoch seconds (first, then periods)",
+                    f"{m['peak_rss_mb']:.0f} MB; {_epochs(m)}", "", f"{k['peak_rss_mb']:.0f} MB; {_epochs(k)}",
+                    "", f"{m['peak_rss_mb'] / k['peak_rss_mb']:.2f}x RSS",
+                    f"later epochs <= first +{100 * sc['settings']['noise']:.0f}%",
+                    _yes(f"scale_{name}_jit_{jit}_epochs", t))
     lines = ["| # | measure | mlcli | baseline | tuned baseline | ratio | ratio to tuned | target | met |",
              "|---|---|---|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]
@@ -242,6 +277,11 @@ def _tuned_note(r: dict) -> str:
             "Tuned baseline: the same script with `--tuned` — steps_per_execution and jit_compile as measured best"
             + (f" ({'; '.join(settings)})" if settings else "")
             + ", ending with os._exit as mlcli does. Targets against plain Keras are judged against the tuned one.")
+
+
+def _epochs(entry: dict) -> str:
+    """The first epoch's seconds, then the periods between later epoch ends (medians over runs)."""
+    return " / ".join(f"{s:.1f}" for s in [entry["epoch_seconds"][0], *entry["epoch_periods"]]) + " s"
 
 
 def update_readme(readme: Path, table: str) -> bool:

@@ -20,7 +20,9 @@ bench/typed_tables.py), stream_typed (peak RSS of a streamed epoch of a typed ta
 KerasTuner's RandomSearch),
 backbone (issue 17: MobileNetV3Small images/s, frozen and whole network, against image_dataset_from_directory;
 bench/backbone_bench.py), serve
-(bench/serve_load.py: mlcli serve against a naive FastAPI server, loopback only).
+(bench/serve_load.py: mlcli serve against a naive FastAPI server, loopback only), scale (issue 21: MLPs of
+about 1M and 10M parameters at batch 512 against the tuned Keras script, jit_compile true and false on
+both sides, with the fraction of the matmul peak, peak RSS and per-epoch times: bench/scale_bench.py).
 The generated data sets are cached in bench/results/data/ (gitignored).
 """
 
@@ -42,6 +44,7 @@ sys.path.insert(1, str(Path(__file__).absolute().parent.parent))  # mlcli, when 
 import backbone_bench
 import common
 import report
+import scale_bench
 import stream_memory
 import tune_overhead
 import typed_tables
@@ -428,22 +431,23 @@ def main() -> None:
     parser.add_argument("--loading-rounds", type=int, default=7)
     parser.add_argument("--only", nargs="+", choices=["startup", "seed", "throughput", "loading", "predict",
                                                       "utilisation", "images", "typed", "stream_typed", "tune", "backbone",
-                                                      "serve"])
+                                                      "serve", "scale"])
+    parser.add_argument("--scale-rounds", type=int, default=3, help="runs per side and jit_compile setting: scale")
     parser.add_argument("--tune-seeds", type=int, default=3, help="seeds per side of the sweep comparison")
     parser.add_argument("--backbone-images", type=int, default=900, help="images for the MobileNetV3Small runs")
     parser.add_argument("--no-readme", action="store_true", help="do not write the table into README.md")
     args = parser.parse_args()
     if min(args.rounds, args.rounds_256, args.startup_rounds, args.seed_rounds, args.loading_rounds,
-           args.tune_seeds) < 3:
+           args.tune_seeds, args.scale_rounds) < 3:
         parser.error("every figure is a median of at least three runs: rounds must be >= 3")
     everything = {"startup", "seed", "throughput", "loading", "predict", "utilisation", "images", "typed", "stream_typed",
-                  "tune", "backbone", "serve"}
+                  "tune", "backbone", "serve", "scale"}
     wanted = set(args.only or everything)
 
     started = time.perf_counter()
     results: dict = {"machine": machine(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     results["rounds"] = {"default": args.rounds, "batch_256": args.rounds_256, "startup": args.startup_rounds,
-                         "seed": args.seed_rounds, "loading": args.loading_rounds}
+                         "seed": args.seed_rounds, "loading": args.loading_rounds, "scale": args.scale_rounds}
     if "startup" in wanted:
         log("start-up")
         results["startup"] = bench_startup(args.startup_rounds)
@@ -459,6 +463,9 @@ def main() -> None:
         log("matmul peak")
         parameters = results["throughput"]["batch_32"]["runs"]["baseline"][0]["trainable_parameters"]
         results["utilisation"] = bench_utilisation(results["throughput"], parameters)
+    if "scale" in wanted:  # the matmul peak of this run, when row 6 measured it
+        results["scale"] = scale_bench.measure(rounds=args.scale_rounds, log=log,
+                                               peak=results.get("utilisation", {}).get("matmul_peak"))
     if "predict" in wanted:
         log("predict")
         results["predict"] = bench_predict(args.rounds, REPO / results["throughput"]["checkpoint"])

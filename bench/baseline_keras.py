@@ -92,6 +92,8 @@ def main() -> None:
                         help="model.compile's (default auto: XLA only where a GPU is present)")
     parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64], help="hidden Dense widths (relu)")
     parser.add_argument("--learning-rate", type=float, default=0.01, help="Adam's")
+    parser.add_argument("--precision", default="float32",
+                        help="Keras's global dtype policy: float32 | mixed_float16 | mixed_bfloat16 (bench/gpu_check.py)")
     parser.add_argument("--fast-exit", action="store_true", help="end with os._exit, as mlcli does")
     parser.add_argument("--tuned", action="store_true",
                         help="the tuned baseline: TUNED_STEPS_PER_EXECUTION for the batch size, jit_compile auto, --fast-exit")
@@ -105,6 +107,7 @@ def main() -> None:
     import keras
 
     keras.utils.set_random_seed(args.seed)
+    keras.mixed_precision.set_global_policy(args.precision)  # mixed: the last layer stays float32, below
     x_train, y_train = read_csv(args.train, args.label)
     x_test, y_test = read_csv(args.test, args.label)
     mean, std = x_train.mean(axis=0), x_train.std(axis=0)
@@ -114,7 +117,7 @@ def main() -> None:
     model = keras.Sequential([
         keras.Input((x_train.shape[1],)),
         *[keras.layers.Dense(width, activation="relu") for width in args.hidden],
-        keras.layers.Dense(classes, activation="softmax"),
+        keras.layers.Dense(classes, activation="softmax", dtype="float32"),
     ])
     model.compile(keras.optimizers.Adam(args.learning_rate), "categorical_crossentropy", metrics=["accuracy"],
                   steps_per_execution=args.steps_per_execution,

@@ -13,8 +13,14 @@
 6. issue 17's MobileNetV3Small runs (bench/backbone_bench.py: 96x96 images, backbone frozen and whole
    network trainable, mlcli against plain Keras) on the GPU with mixed precision (the capability's
    precision, set on both sides), images per second.
+7. issue 21's model-scale rows (bench/scale_bench.py: the 1M- and 10M-parameter MLPs at batch 512,
+   mlcli against the tuned plain Keras script) and the seed job (configs/digits.yaml, whole process),
+   each with `training.jit_compile` true and false, in float32 and in the capability's mixed precision
+   (mixed_float16 on GPUs before 8.0): samples/s, fraction of the GPU's measured matmul peak, and
+   whether `jit_compile: auto` (Keras's choice on a GPU) picked XLA.
 
     python bench/gpu_check.py [--rows 500000] [--epochs 3] [--batch-size 1024] [--images 2000] [--no-backbone]
+                              [--no-scale]
 
 Prints what it found and writes bench/results/gpu_check.json. Exit 0 when every check passes, 1 when
 one fails, 2 when there is no usable GPU (doctor's diagnosis is printed).
@@ -38,6 +44,7 @@ RESULTS = REPO / "bench" / "results" / "gpu_check.json"
 sys.path.insert(0, str(Path(__file__).absolute().parent))
 
 import backbone_bench  # noqa: E402  (bench/ is a folder of scripts, not a package)
+import scale_bench  # noqa: E402
 from stream_memory import write_shards  # noqa: E402
 
 CONFIG = """\
@@ -132,6 +139,29 @@ def image_checks(runs: dict[str, dict], precision: str) -> dict[str, bool]:
     }
 
 
+def scale_rows(precision: str) -> dict:
+    """Issue 21's rows on the GPU: the MLPs (mlcli and plain Keras, jit_compile true and false) and the
+    seed job, in float32 and in `precision`. One run each: a GPU machine is usually not shared."""
+    import common
+
+    peak = common.last_json(common.run([sys.executable, str(REPO / "bench" / "matmul_peak.py")])["stdout"])
+    rows: dict = {}
+    for policy in dict.fromkeys(["float32", precision]):
+        rows[policy] = scale_bench.measure(rounds=1, peak=peak, precision=policy, jits=("true", "false"))
+        seed = {}
+        for jit in ("true", "false", "auto"):
+            started = time.perf_counter()
+            done = mlcli("train", "configs/digits.yaml", "--output", str(common.WORK / "runs" / f"gpu-seed-{jit}"),
+                         "--force", "--json", "--quiet", "--set", f"training.jit_compile={jit}",
+                         "--set", f"runtime.precision={policy}")
+            seed[jit] = ({"seconds": round(time.perf_counter() - started, 2),
+                          "jit_compile": json.loads(done.stdout)["distribute"]["jit_compile"],
+                          "test_accuracy": json.loads(done.stdout)["metrics"]["test_accuracy"]}
+                         if done.returncode == 0 else {"exit_code": done.returncode, "error": done.stderr[-2000:]})
+        rows[policy]["seed_job"] = seed
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=500_000)
@@ -139,6 +169,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--images", type=int, default=2000, help="images for the MobileNetV3Small runs")
     parser.add_argument("--no-backbone", action="store_true", help="skip the MobileNetV3Small runs")
+    parser.add_argument("--no-scale", action="store_true", help="skip the model-scale MLP rows and the seed job")
     args = parser.parse_args()
 
     doctor = mlcli("doctor", "--json")
@@ -146,7 +177,8 @@ def main() -> None:
     gpus = report.get("gpus") or []
     print(f"doctor: {report.get('diagnosis', doctor.stderr.strip())}")
     if not gpus:
-        print("no usable GPU: nothing to check on this machine")
+        print("this check needs a GPU (an NVIDIA GPU and a CUDA build of TensorFlow), and this machine has no "
+              "usable one: nothing to check here")
         sys.exit(2)
     capabilities = [tuple(int(p) for p in (g["compute_capability"] or "0.0").split(".")) for g in gpus]
     for gpu in gpus:
@@ -182,6 +214,17 @@ def main() -> None:
         except SystemExit as exc:
             checks[f"MobileNetV3Small runs complete on the GPU with {precision}"] = False
             print(f"  MobileNetV3Small runs failed: {exc}")
+    scale = None
+    if not args.no_scale:
+        precision = expected_precision(capabilities[:1])
+        precision = precision if precision != "float32" else "mixed_float16"
+        try:
+            scale = scale_rows(precision)
+            checks[f"model-scale MLPs and the seed job complete on the GPU in float32 and {precision}"] = all(
+                "error" not in run for policy in scale.values() for run in policy["seed_job"].values())
+        except RuntimeError as exc:  # common.run: a run that exited non-zero
+            checks[f"model-scale MLPs and the seed job complete on the GPU in float32 and {precision}"] = False
+            print(f"  model-scale runs failed: {exc}")
     speedup = gpu_run.get("rows_per_second", 0) / max(cpu_run.get("rows_per_second", 1), 1)
     image_speedup = images["gpu:0"].get("images_per_second", 0) / max(images["cpu"].get("images_per_second", 1), 1)
     for name, ok in checks.items():
@@ -199,10 +242,21 @@ def main() -> None:
         rates = entry["images_per_second"]
         print(f"  MobileNetV3Small 96x96, backbone {trainable}: mlcli {rates['mlcli']:.0f} images/s, plain Keras "
               f"{rates['keras']:.0f} images/s ({entry['mlcli_over_keras']:.2f}x)")
+    for policy, result in (scale or {}).items():
+        for name, entry in result["rows"].items():
+            for jit in ("true", "false"):
+                m, k = entry[f"mlcli_jit_{jit}"], entry[f"keras_jit_{jit}"]
+                print(f"  {name} MLP, {policy}, jit_compile {jit}: mlcli {m['samples_per_second']:,.0f} samples/s "
+                      f"({100 * m['fraction_of_peak']:.0f}% of the float32 matmul peak), plain Keras "
+                      f"{k['samples_per_second']:,.0f} samples/s ({entry[f'speedup_jit_{jit}']:.2f}x)")
+        for jit, run in result["seed_job"].items():
+            print(f"  seed job, {policy}, jit_compile {jit}: " + (
+                f"{run['seconds']:.1f} s, XLA {'on' if run['jit_compile'] else 'off'}" if "seconds" in run
+                else f"exit {run['exit_code']}"))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "gpus": gpus, "checks": checks, "runs": runs, "gpu_over_cpu": round(speedup, 2),
-        "image_runs": images, "image_gpu_over_cpu": round(image_speedup, 2), "backbone": backbone,
+        "image_runs": images, "image_gpu_over_cpu": round(image_speedup, 2), "backbone": backbone, "scale": scale,
         "settings": {"rows": args.rows, "epochs": args.epochs, "batch_size": args.batch_size},
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "tensorflow": report.get("tensorflow"), "cpus": os.cpu_count()},

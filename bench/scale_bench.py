@@ -97,13 +97,13 @@ def _summary(epoch_seconds: list[float], ends: list[float], rows: int, peak_rss:
             "peak_rss_mb": peak_rss / 2**20, "process_seconds": process}
 
 
-def mlcli_job(name: str, train: Path, test: Path, epochs: int, jit: str, rows: int):
+def mlcli_job(name: str, train: Path, test: Path, epochs: int, jit: str, rows: int, precision: str = "float32"):
     config = config_for(name, train, test, epochs, jit, rows)
 
     def job(index: int) -> dict:
         out = WORK / "runs" / f"scale-{name}-jit-{jit}-{index}"
         done = run([*common.mlcli_command(), "train", str(config), "--output", str(out), "--force", "--json",
-                    "--quiet", "--seed", str(42 + index)], memory=True)
+                    "--quiet", "--seed", str(42 + index), "--set", f"runtime.precision={precision}"], memory=True)
         document = json.loads(done["stdout"])
         with open(out / "history.csv") as handle:
             header = handle.readline().strip().split(",")
@@ -116,13 +116,14 @@ def mlcli_job(name: str, train: Path, test: Path, epochs: int, jit: str, rows: i
     return job
 
 
-def keras_job(name: str, train: Path, test: Path, epochs: int, jit: str, rows: int):
+def keras_job(name: str, train: Path, test: Path, epochs: int, jit: str, rows: int, precision: str = "float32"):
     hidden = ROWS[name][0]
 
     def job(index: int) -> dict:
         done = run([sys.executable, BASELINE, "--tuned", "--jit-compile", jit, "--train", str(train),
                     "--test", str(test), "--validation", "0", "--epochs", str(epochs), "--batch-size", str(BATCH),
-                    "--hidden", *map(str, hidden), "--learning-rate", str(LEARNING_RATE), "--seed", str(42 + index)],
+                    "--hidden", *map(str, hidden), "--learning-rate", str(LEARNING_RATE), "--seed", str(42 + index),
+                    "--precision", precision],
                    memory=True)
         document = common.last_json(done["stdout"])
         assert document["trainable_parameters"] == parameters(hidden), document["trainable_parameters"]
@@ -144,10 +145,14 @@ def interleaved(rounds: int, jobs: dict) -> dict[str, list]:
 
 
 def measure(rows=tuple(ROWS), rounds: int = 3, epochs: int = 3, jits=("true", "false"),
-            sides=("mlcli", "keras"), peak: dict | None = None, log=print, train_rows: int | None = None) -> dict:
+            sides=("mlcli", "keras"), peak: dict | None = None, log=print, train_rows: int | None = None,
+            precision: str = "float32") -> dict:
+    """The rows' runs and medians; `precision` (runtime.precision, Keras's policy in the script) is for
+    bench/gpu_check.py's mixed-precision rows."""
     test = common.dataset(TEST_ROWS, seed=4)
     result: dict = {"settings": {"batch_size": BATCH, "epochs": epochs, "rounds": rounds, "learning_rate": LEARNING_RATE,
-                                 "noise": EPOCH_NOISE}, "rows": {}}
+                                 "noise": EPOCH_NOISE, "precision": precision},
+                    "rows": {}}
     if peak is None:
         peak = common.last_json(run([sys.executable, str(REPO / "bench" / "matmul_peak.py")])["stdout"])
     result["matmul_peak"] = peak
@@ -159,7 +164,7 @@ def measure(rows=tuple(ROWS), rounds: int = 3, epochs: int = 3, jits=("true", "f
         for jit in jits:
             for side in sides:
                 make = mlcli_job if side == "mlcli" else keras_job
-                jobs[f"{side}_jit_{jit}"] = make(name, train, test, epochs, jit, count)
+                jobs[f"{side}_jit_{jit}"] = make(name, train, test, epochs, jit, count, precision)
         runs = interleaved(rounds, jobs)
         entry: dict = {"hidden": list(hidden), "train_rows": count, "parameters": parameters(hidden), "runs": runs,
                        "load_average_at_end": list(os.getloadavg())}

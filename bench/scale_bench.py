@@ -45,7 +45,7 @@ RESULTS = WORK / "scale.json"
 BATCH = 512
 LEARNING_RATE = 1e-3
 # name -> (hidden widths, training rows). 64 -> 1024-1024 -> 10 is 1,126,410 parameters; 64 -> 3072-3072
-# -> 10 is 9,668,618. The 10M row trains on fewer rows: at the ~100 GFLOP/s this machine's matmuls
+# -> 10 is 9,670,666. The 10M row trains on fewer rows: at the ~100 GFLOP/s this machine's matmuls
 # reach, one 160k-row epoch would take about 90 s, and a row runs 4 settings x 3 rounds x 3 epochs.
 ROWS = {"1m": ((1024, 1024), 160_000), "10m": ((3072, 3072), 20_480)}
 TEST_ROWS = 2_000
@@ -146,7 +146,7 @@ def interleaved(rounds: int, jobs: dict) -> dict[str, list]:
 
 def measure(rows=tuple(ROWS), rounds: int = 3, epochs: int = 3, jits=("true", "false"),
             sides=("mlcli", "keras"), peak: dict | None = None, log=print, train_rows: int | None = None,
-            precision: str = "float32") -> dict:
+            precision: str = "float32", partial=None) -> dict:
     """The rows' runs and medians; `precision` (runtime.precision, Keras's policy in the script) is for
     bench/gpu_check.py's mixed-precision rows."""
     test = common.dataset(TEST_ROWS, seed=4)
@@ -181,8 +181,15 @@ def measure(rows=tuple(ROWS), rounds: int = 3, epochs: int = 3, jits=("true", "f
                 entry[f"speedup_jit_{jit}"] = (entry[f"mlcli_jit_{jit}"]["samples_per_second"]
                                                / entry[f"keras_jit_{jit}"]["samples_per_second"])
         result["rows"][name] = entry
+        if partial is not None:  # each row as it finishes: a long run stopped midway keeps what it measured
+            partial(result)
     result["load_average_at_end"] = list(os.getloadavg())
     return result
+
+
+def _write(result: dict) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
 
 
 def main() -> None:
@@ -196,10 +203,10 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     result = measure(args.rows, args.rounds, args.epochs, args.jit, args.sides,
-                     log=lambda m: print(m, file=sys.stderr, flush=True), train_rows=args.train_rows)
+                     log=lambda m: print(m, file=sys.stderr, flush=True), train_rows=args.train_rows,
+                     partial=_write)
     result["seconds"] = time.perf_counter() - started
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    _write(result)
     peak = result["matmul_peak"]["peak_flops"]
     for name, entry in result["rows"].items():
         for job in [k for k in entry if k.startswith(("mlcli_", "keras_"))]:

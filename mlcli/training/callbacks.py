@@ -127,6 +127,7 @@ class StateKeeper(keras.callbacks.Callback):
         self.epoch = 0
         self.step = first_step  # steps finished in the current epoch
         self._started = 0.0
+        self.points = resume.PointWriter(run_dir)  # resume points, written off the training thread
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -142,7 +143,7 @@ class StateKeeper(keras.callbacks.Callback):
             return
         if self.interrupt.interrupted:
             if self.step < self.steps:
-                self._save(step=self.step)
+                self._save(step=self.step, wait=True)
             self.model.stop_training = True
         elif self.every_steps and self.step // self.every_steps > previous // self.every_steps \
                 and self.step < self.steps:
@@ -170,7 +171,7 @@ class StateKeeper(keras.callbacks.Callback):
                 save_model(self.model, self.run_dir / files.BEST, self.facts)
         self._save(step=0, epochs_completed=epoch + 1)
 
-    def _save(self, step: int, epochs_completed: int | None = None) -> None:
+    def _save(self, step: int, epochs_completed: int | None = None, wait: bool = False) -> None:
         es = self.early_stopping
         progress = {
             "epochs_completed": self.epoch if epochs_completed is None else epochs_completed,
@@ -178,8 +179,12 @@ class StateKeeper(keras.callbacks.Callback):
             "best": self.best,
             "early_stopping": es.snapshot() if es is not None else None,
         }
-        resume.save_point(self.model, self.run_dir, progress, partial_metrics=step > 0,
-                          early_stopping_weights=es.best_weights if es is not None else None)
+        self.points.save(self.model, progress, partial_metrics=step > 0,
+                         early_stopping_weights=es.best_weights if es is not None else None, wait=wait)
+
+    def wait(self) -> None:
+        """Until the last resume point is on disk (before the run records how it ended)."""
+        self.points.wait()
 
 
 class SetEpoch(keras.callbacks.Callback):

@@ -3,6 +3,7 @@ resume state, progress, divergence and interrupt guards, early stopping that sur
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,9 +92,14 @@ def fit(request: TrainRequest, model, prepared, encoding: str, batch: int, progr
             first_epoch += 1
         if first_epoch < epochs and not model.stop_training:
             fit(first_epoch, epochs, 0, [])
+    except BaseException:
+        with contextlib.suppress(Exception):  # the error in flight is the one to report
+            keeper.wait()
+        raise
     finally:
         interrupt.restore()
         progress_bar.close()
         summaries.close()
+    keeper.wait()  # the last resume point is on disk before the run says how it ended
     status = "diverged" if guard.diverged else "interrupted" if interrupt.interrupted else "completed"
     return Fitted(status, keeper.best, early, guard, interrupt)

@@ -201,8 +201,9 @@ def choose_precision(requested: str, device: DeviceChoice) -> str:
 
 def jit_compile_for(requested: bool | str, device: DeviceChoice) -> bool | str:
     """training.jit_compile, as given to model.compile. auto: Keras's "auto" on a GPU (XLA when the model
-    supports it and no tf.distribute strategy is used); False on the CPU, where XLA was measured slower
-    or no faster on the bench's MLP rows and the seed job (docs/performance.md, "Model scale")."""
+    supports it and no tf.distribute strategy is used); False on the CPU, where XLA cost 40% more CPU
+    time on the seed job and saved about 3% per epoch on a 1M-parameter MLP after its compile
+    (docs/performance.md, "Model scale")."""
     if requested != "auto":
         return bool(requested)
     return "auto" if device.kind == "gpu" else False

@@ -84,6 +84,14 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
+def _mb(value: float) -> str:
+    return f"{value:,.0f} MB"
+
+
+def _epochs(seconds: list[float], process: float) -> str:
+    return " / ".join(f"{value:.2f}" for value in seconds) + f" s; process {process:.1f} s"
+
+
 def _points(value: float) -> str:
     return f"{value:+.2f} pts"
 
@@ -143,6 +151,14 @@ def markdown(r: dict) -> str:
         row("6", "test accuracy after 3 epochs, the same CNN", _pct(im["mlcli"]["test_accuracy"]),
             _pct(im["keras"]["test_accuracy"]),
             ratio=_points(100 * (im["mlcli"]["test_accuracy"] - im["keras"]["test_accuracy"])))
+        if "peak_rss_mb" in im["mlcli"]:
+            row("6", "the same CNN: seconds of each epoch (epoch 1 traces the step; Keras's also decodes the "
+                     "images, mlcli's were decoded before it), and the whole process",
+                _epochs(im["mlcli"]["epoch_seconds"], im["mlcli"]["process_seconds"]),
+                _epochs(im["keras"]["epoch_seconds"], im["keras"]["process_seconds"]),
+                ratio=f"{im['mlcli']['process_seconds'] / im['keras']['process_seconds']:.2f}x the time")
+            row("6", "the same CNN: peak RSS of the process", _mb(im["mlcli"]["peak_rss_mb"]),
+                _mb(im["keras"]["peak_rss_mb"]), ratio=f"{im['mlcli']['peak_rss_mb'] / im['keras']['peak_rss_mb']:.2f}x")
     if "predict" in r:
         p = r["predict"]
         small, large = p["100000"], p["1000000"]
@@ -212,6 +228,14 @@ def markdown(r: dict) -> str:
                      f"({settings['images']} images, batch {settings['batch_size']}, epochs 2-{settings['epochs']})",
                 f"{rates['mlcli']:.1f}", f"{rates['keras']:.1f} (image_dataset_from_directory)",
                 ratio=f"{entry['mlcli_over_keras']:.2f}x", target=">= 1.0x", met=_yes(f"backbone_{trainable}", t))
+            if "peak_rss_mb" in entry:
+                seconds, rss, process = entry["epoch_seconds"], entry["peak_rss_mb"], entry["process_seconds"]
+                row("9", f"the same, {what}: seconds of each epoch (history.csv / the Keras callback; epoch 1 "
+                         "traces the step), and the whole process", _epochs(seconds["mlcli"], process["mlcli"]),
+                    _epochs(seconds["keras"], process["keras"]),
+                    ratio=f"{process['mlcli'] / process['keras']:.2f}x the time")
+                row("9", f"the same, {what}: peak RSS of the process", _mb(rss["mlcli"]), _mb(rss["keras"]),
+                    ratio=f"{rss['mlcli'] / rss['keras']:.2f}x")
     lines = ["| # | measure | mlcli | baseline | tuned baseline | ratio | ratio to tuned | target | met |",
              "|---|---|---|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]

@@ -25,11 +25,12 @@ import csv
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import common  # bench/common.py: whole-process time and peak RSS (GNU time or psutil)
 
 REPO = Path(__file__).absolute().parent.parent
 RESULTS = REPO / "bench" / "results" / "backbone.json"
@@ -82,6 +83,11 @@ def make_images(root: Path, count: int, seed: int = 0) -> Path:
     return root
 
 
+def per_epoch(runs: list[dict]) -> list[float]:
+    """Each epoch's seconds (its history row / the callback's clock), the median over the rounds."""
+    return [statistics.median(run["epoch_seconds"][i] for run in runs) for i in range(len(runs[0]["epoch_seconds"]))]
+
+
 def _rate(periods: list[float], images: int) -> float:
     return images / statistics.median(periods)
 
@@ -112,33 +118,24 @@ def run_mlcli(work: Path, train: Path, images: int, trainable: str, args) -> dic
                                     epochs=args.epochs, batch=args.batch_size, precision=args.precision,
                                     freeze="[backbone]" if trainable == "frozen" else "[]"))
     out = work / f"run-{trainable}"
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "mlcli", "train", str(config), "--output", str(out), "--force",
-                           "--json", "--quiet"], capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"mlcli failed (exit {done.returncode}): {done.stderr[-2000:]}")
+    done = common.run([sys.executable, "-m", "mlcli", "train", str(config), "--output", str(out), "--force", "--json",
+                       "--quiet"], memory=True)
     with open(out / "history.csv", newline="") as handle:
         seconds = [float(row["seconds"]) for row in csv.DictReader(handle)]
     periods = _periods(_event_ends(out / "logs" / "train"))
     return {"epoch_seconds": seconds, "epoch_periods": periods, "images_per_second": _rate(periods, images),
-            "wall_seconds": wall, "metrics": json.loads(done.stdout)["metrics"]}
+            "wall_seconds": done["seconds"], "peak_rss_mb": done["peak_rss"] / 2**20,
+            "metrics": json.loads(done["stdout"])["metrics"]}
 
 
 def run_keras(work: Path, train: Path, images: int, trainable: str, args) -> dict:
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, __file__, "--keras", str(train), "--trainable", trainable,
-                           "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--seed",
-                           str(args.seed), "--precision", args.precision],
-                          capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"the Keras script failed (exit {done.returncode}): {done.stderr[-2000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    done = common.run([sys.executable, str(Path(__file__).absolute()), "--keras", str(train), "--trainable", trainable, "--epochs",
+                       str(args.epochs), "--batch-size", str(args.batch_size), "--seed", str(args.seed),
+                       "--precision", args.precision], memory=True)
+    result = json.loads(done["stdout"].strip().splitlines()[-1])
     periods = _periods(result.pop("epoch_ends"))
-    return {**result, "epoch_periods": periods, "images_per_second": _rate(periods, images), "wall_seconds": wall}
+    return {**result, "epoch_periods": periods, "images_per_second": _rate(periods, images),
+            "wall_seconds": done["seconds"], "peak_rss_mb": done["peak_rss"] / 2**20}
 
 
 def keras_script(args) -> None:
@@ -195,8 +192,12 @@ def measure(images: int = 900, epochs: int = 5, batch_size: int = 32, rounds: in
                     run = run_mlcli if side == "mlcli" else run_keras
                     runs[side].append(run(work, train, images, trainable, args))
             medians = {side: statistics.median(r["images_per_second"] for r in rs) for side, rs in runs.items()}
-            results["runs"][trainable] = {"runs": runs, "images_per_second": medians,
-                                          "mlcli_over_keras": medians["mlcli"] / medians["keras"]}
+            results["runs"][trainable] = {
+                "runs": runs, "images_per_second": medians, "mlcli_over_keras": medians["mlcli"] / medians["keras"],
+                "peak_rss_mb": {side: statistics.median(r["peak_rss_mb"] for r in rs) for side, rs in runs.items()},
+                "epoch_seconds": {side: per_epoch(rs) for side, rs in runs.items()},
+                "process_seconds": {side: statistics.median(r["wall_seconds"] for r in rs) for side, rs in runs.items()},
+            }
     results["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     results["load_average_at_end"] = list(os.getloadavg())
     return results

@@ -97,6 +97,14 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
+def _mb(value: float) -> str:
+    return f"{value:,.0f} MB"
+
+
+def _epochs(seconds: list[float], process: float) -> str:
+    return " / ".join(f"{value:.2f}" for value in seconds) + f" s; process {process:.1f} s"
+
+
 def _points(value: float) -> str:
     return f"{value:+.2f} pts"
 
@@ -156,6 +164,14 @@ def markdown(r: dict) -> str:
         row("6", "test accuracy after 3 epochs, the same CNN", _pct(im["mlcli"]["test_accuracy"]),
             _pct(im["keras"]["test_accuracy"]),
             ratio=_points(100 * (im["mlcli"]["test_accuracy"] - im["keras"]["test_accuracy"])))
+        if "peak_rss_mb" in im["mlcli"]:
+            row("6", "the same CNN: seconds of each epoch (epoch 1 traces the step; Keras's also decodes the "
+                     "images, mlcli's were decoded before it), and the whole process",
+                _epochs(im["mlcli"]["epoch_seconds"], im["mlcli"]["process_seconds"]),
+                _epochs(im["keras"]["epoch_seconds"], im["keras"]["process_seconds"]),
+                ratio=f"{im['mlcli']['process_seconds'] / im['keras']['process_seconds']:.2f}x the time")
+            row("6", "the same CNN: peak RSS of the process", _mb(im["mlcli"]["peak_rss_mb"]),
+                _mb(im["keras"]["peak_rss_mb"]), ratio=f"{im['mlcli']['peak_rss_mb'] / im['keras']['peak_rss_mb']:.2f}x")
     if "predict" in r:
         p = r["predict"]
         small, large = p["100000"], p["1000000"]
@@ -225,6 +241,14 @@ def markdown(r: dict) -> str:
                      f"({settings['images']} images, batch {settings['batch_size']}, epochs 2-{settings['epochs']})",
                 f"{rates['mlcli']:.1f}", f"{rates['keras']:.1f} (image_dataset_from_directory)",
                 ratio=f"{entry['mlcli_over_keras']:.2f}x", target=">= 1.0x", met=_yes(f"backbone_{trainable}", t))
+            if "peak_rss_mb" in entry:
+                seconds, rss, process = entry["epoch_seconds"], entry["peak_rss_mb"], entry["process_seconds"]
+                row("9", f"the same, {what}: seconds of each epoch (history.csv / the Keras callback; epoch 1 "
+                         "traces the step), and the whole process", _epochs(seconds["mlcli"], process["mlcli"]),
+                    _epochs(seconds["keras"], process["keras"]),
+                    ratio=f"{process['mlcli'] / process['keras']:.2f}x the time")
+                row("9", f"the same, {what}: peak RSS of the process", _mb(rss["mlcli"]), _mb(rss["keras"]),
+                    ratio=f"{rss['mlcli'] / rss['keras']:.2f}x")
     if "scale" in r:
         sc = r["scale"]
         peak = sc["matmul_peak"]["peak_flops"]
@@ -243,7 +267,7 @@ def markdown(r: dict) -> str:
                     "yes" if t.get(f"scale_{name}_jit_{jit}", {}).get("met")
                     and t.get(f"scale_{name}_jit_{jit}_peak", {}).get("met") else "**no**")
                 row("11", f"{what}, jit_compile {jit}: peak RSS; epoch seconds (first, then periods)",
-                    f"{m['peak_rss_mb']:.0f} MB; {_epochs(m)}", "", f"{k['peak_rss_mb']:.0f} MB; {_epochs(k)}",
+                    f"{m['peak_rss_mb']:.0f} MB; {_scale_epochs(m)}", "", f"{k['peak_rss_mb']:.0f} MB; {_scale_epochs(k)}",
                     "", f"{m['peak_rss_mb'] / k['peak_rss_mb']:.2f}x RSS",
                     f"later epochs <= first +{100 * sc['settings']['noise']:.0f}%",
                     _yes(f"scale_{name}_jit_{jit}_epochs", t))
@@ -279,7 +303,7 @@ def _tuned_note(r: dict) -> str:
             + ", ending with os._exit as mlcli does. Targets against plain Keras are judged against the tuned one.")
 
 
-def _epochs(entry: dict) -> str:
+def _scale_epochs(entry: dict) -> str:
     """The first epoch's seconds, then the periods between later epoch ends (medians over runs)."""
     return " / ".join(f"{s:.1f}" for s in [entry["epoch_seconds"][0], *entry["epoch_periods"]]) + " s"
 

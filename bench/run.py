@@ -153,27 +153,29 @@ def bench_images(rounds: int) -> dict:
     def mlcli_job(index: int) -> dict:
         out = WORK / "runs" / f"images-{index}"
         done = run([*mlcli, "train", "configs/shapes_cnn.yaml", "--output", str(out), "--force", "--json", *sets,
-                    "--seed", str(SEED + index)])
+                    "--seed", str(SEED + index)], memory=True)
         document = json.loads(done["stdout"])
         with open(out / "history.csv") as handle:
             header = handle.readline().strip().split(",")
             seconds = [float(line.split(",")[header.index("seconds")]) for line in handle if line.strip()]
         return {**_rates(seconds, rows), "test_accuracy": document["metrics"]["test_accuracy"],
-                "process_seconds": done["seconds"]}
+                "process_seconds": done["seconds"], "peak_rss_mb": done["peak_rss"] / 2**20}
 
     def keras_job(index: int) -> dict:
         done = run([PYTHON, IMAGE_BASELINE, "--train", str(train), "--test", str(test), "--epochs", str(IMAGE_EPOCHS),
-                    "--seed", str(SEED + index)])
+                    "--seed", str(SEED + index)], memory=True)
         document = common.last_json(done["stdout"])
         return {**_rates(document["epoch_seconds"], document["train_images"]),
-                "test_accuracy": document["test_accuracy"], "process_seconds": done["seconds"]}
+                "test_accuracy": document["test_accuracy"], "process_seconds": done["seconds"],
+                "peak_rss_mb": done["peak_rss"] / 2**20}
 
     runs = interleaved(rounds, {"mlcli": mlcli_job, "keras": keras_job})
     result: dict = {"runs": runs, "data": {"train_images": rows, "size": [32, 32], "epochs": IMAGE_EPOCHS}}
     for side in runs:
         result[side] = {key: median(r[key] for r in runs[side])
                         for key in ("samples_per_second", "samples_per_second_all_epochs", "test_accuracy",
-                                    "process_seconds")}
+                                    "process_seconds", "peak_rss_mb")}
+        result[side]["epoch_seconds"] = [median(r["epoch_seconds"][i] for r in runs[side]) for i in range(IMAGE_EPOCHS)]
     result["speedup"] = result["mlcli"]["samples_per_second"] / result["keras"]["samples_per_second"]
     result["speedup_all_epochs"] = (result["mlcli"]["samples_per_second_all_epochs"]
                                     / result["keras"]["samples_per_second_all_epochs"])

@@ -62,25 +62,35 @@ def decode_all(paths: tuple[Path, ...] | list[bytes], decoder, role: str, names:
     """Every image decoded, in order, as one float32 array (rows, height, width, channels); a file that
     does not decode is exit 3 naming it. `paths` may be files' bytes (a decoder made with from_bytes),
     then `names` names them in messages."""
+    out = list(_decoded_batches(paths, decoder, role, names))
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+
+def check_all(paths: tuple[Path, ...], decoder, role: str) -> None:
+    """Decode every image and keep none: exit 3 naming the first file that does not decode. For images
+    read from their files at every epoch, whose decoding error inside training names no file."""
+    for _ in _decoded_batches(paths, decoder, role, None):
+        pass
+
+
+def _decoded_batches(paths, decoder, role: str, names: list[str] | None):
     tf = import_tensorflow()
     items = [p if isinstance(p, bytes) else str(p) for p in paths]
     names = names or [str(p) for p in paths]
     dataset = tf.data.Dataset.from_tensor_slices(items).map(decoder, num_parallel_calls=tf.data.AUTOTUNE,
                                                             deterministic=True).batch(DECODE_BATCH)
-    out = []
     iterator = iter(dataset)
     start = 0
     while True:
         try:
             batch = next(iterator)
         except StopIteration:
-            break
+            return
         except tf.errors.InvalidArgumentError as exc:
             raise _which_failed(items[start:start + DECODE_BATCH], names[start:start + DECODE_BATCH], decoder, role,
                                 exc) from None
-        out.append(batch.numpy())
-        start += len(out[-1])
-    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+        yield batch.numpy()
+        start += len(batch)
 
 
 def _which_failed(items: list, names: list[str], decoder, role: str, error) -> DataError:

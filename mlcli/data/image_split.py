@@ -71,3 +71,26 @@ class ImageFileSplit:
                               deterministic=True).batch(batch_size)
         dataset = dataset.map(lambda x, labels: (x, encode(tf, labels, encoding, num_classes)))
         return dataset.prefetch(tf.data.AUTOTUNE)
+
+    def check_files(self) -> None:
+        """Exit 3 naming the first of this split's files that does not decode (a pass that keeps nothing)."""
+        from mlcli.data.image_decode import check_all  # deferred: imports TensorFlow
+
+        check_all(self.images.paths, self.decoder, f"data.{self.name}")
+
+
+def unreadable_image(prepared, error: BaseException):
+    """The DataError naming the image file behind a decoding `error` raised inside training (images read
+    from their files at every epoch: TensorFlow's message names no file), or None when `error` is not
+    one, or no file of the run's streamed image splits fails to decode."""
+    splits = [s for s in (prepared.train, prepared.validation, prepared.test) if isinstance(s, ImageFileSplit)]
+    if not splits or not isinstance(error, import_tensorflow().errors.InvalidArgumentError):
+        return None
+    from mlcli.errors import DataError  # deferred: only on this error path
+
+    for split in splits:
+        try:
+            split.check_files()
+        except DataError as found:
+            return found
+    return None

@@ -15,6 +15,7 @@ from mlcli.config import to_dict
 from mlcli.config.yamlio import dump_yaml
 from mlcli.data.feature_report import show_features
 from mlcli.data.formats.csv import Dialect, use_dialect
+from mlcli.data.image_split import unreadable_image
 from mlcli.data.labels import label_encoding
 from mlcli.data.load import prepare_data
 from mlcli.errors import ConfigError, Diverged, Interrupted, StorageError
@@ -206,6 +207,10 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
                                          "epochs_completed": len(history)})
             write_manifest(run_dir, manifest)
             raise lost from None
+        unreadable = unreadable_image(prepared, exc)  # data.stream: true met a file that does not decode
+        if unreadable is not None:
+            _record_failure(request, manifest, unreadable)
+            raise unreadable from None
         _record_failure(request, manifest, exc)
         raise
 

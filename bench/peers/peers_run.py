@@ -24,7 +24,9 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,8 +49,28 @@ OUT = WORK / "peers"
 
 
 def _measure(command: list[str]) -> dict:
-    done = common.run(command, memory=True)
-    return {"seconds": done["seconds"], "peak_rss_mb": done["peak_rss"] / 2**20, "stdout": done["stdout"]}
+    """Whole-process wall seconds, peak RSS and CPU seconds (user + system, every thread) of `command`,
+    from GNU time. CPU seconds move much less than wall seconds when other work shares the machine."""
+    handle, report = tempfile.mkstemp(suffix=".time")
+    os.close(handle)
+    try:
+        started = time.perf_counter()
+        done = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", report, *command], cwd=REPO,
+                              env=common.env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              check=False)
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr[-3000:]}")
+        with open(report) as handle_:
+            rss_kb, user, system = handle_.read().strip().splitlines()[-1].split()
+    finally:
+        os.unlink(report)
+    return {"seconds": seconds, "peak_rss_mb": int(rss_kb) / 1024, "cpu_seconds": float(user) + float(system),
+            "stdout": done.stdout}
+
+
+def _times(done: dict) -> dict:
+    return {key: done[key] for key in ("seconds", "cpu_seconds", "peak_rss_mb")}
 
 
 def _history_seconds(run_dir: Path) -> list[float]:
@@ -65,26 +87,23 @@ def bench_seed(rounds: int, peers_python: str) -> dict:
     def mlcli_job(index: int) -> dict:
         done = _measure([*mlcli, "train", SEED_CONFIG, "--output", str(OUT / "mlcli-seed"), "--force", "--json",
                          "--quiet"])
-        return {"seconds": done["seconds"], "peak_rss_mb": done["peak_rss_mb"],
-                "test_accuracy": json.loads(done["stdout"])["metrics"]["test_accuracy"]}
+        return {**_times(done), "test_accuracy": json.loads(done["stdout"])["metrics"]["test_accuracy"]}
 
     def keras_job(index: int) -> dict:
         done = _measure([PYTHON, KERAS, "--tuned"])
-        return {"seconds": done["seconds"], "peak_rss_mb": done["peak_rss_mb"],
-                "test_accuracy": common.last_json(done["stdout"])["test_accuracy"]}
+        return {**_times(done), "test_accuracy": common.last_json(done["stdout"])["test_accuracy"]}
 
     def lightning_job(index: int) -> dict:
         root = OUT / "lightning-seed"
         shutil.rmtree(root, ignore_errors=True)  # Lightning numbers its versions: each run starts clean
         done = _measure([peers_python, LIGHTNING, "--config", LIGHTNING_CONFIG, "--trainer.default_root_dir",
                          str(root)])
-        return {"seconds": done["seconds"], "peak_rss_mb": done["peak_rss_mb"],
-                "test_accuracy": common.last_json(done["stdout"])["test_accuracy"]}
+        return {**_times(done), "test_accuracy": common.last_json(done["stdout"])["test_accuracy"]}
 
     def importing(python: str, module: str):
         def job(index: int) -> dict:
             done = _measure([python, "-c", f"import {module}"])
-            return {"seconds": done["seconds"], "peak_rss_mb": done["peak_rss_mb"]}
+            return _times(done)
         return job
 
     runs = bench_run.interleaved(rounds, {"mlcli": mlcli_job, "import_tensorflow": importing(PYTHON, "tensorflow"),
@@ -94,14 +113,19 @@ def bench_seed(rounds: int, peers_python: str) -> dict:
     for name, values in runs.items():
         result[name] = {key: median(v[key] for v in values) for key in values[0]}
     result["overhead_seconds"] = overheads(result)
+    result["overhead_cpu_seconds"] = overheads_by(result, "cpu_seconds")
     return result
 
 
 def overheads(seed: dict) -> dict[str, float]:
     """Each side's whole seed-job process minus its framework's import, medians of the same run."""
-    tensorflow, lightning = seed["import_tensorflow"]["seconds"], seed["import_lightning"]["seconds"]
-    return {"mlcli": seed["mlcli"]["seconds"] - tensorflow, "keras": seed["keras"]["seconds"] - tensorflow,
-            "lightning": seed["lightning"]["seconds"] - lightning}
+    return overheads_by(seed, "seconds")
+
+
+def overheads_by(seed: dict, key: str) -> dict[str, float]:
+    tensorflow, lightning = seed["import_tensorflow"][key], seed["import_lightning"][key]
+    return {"mlcli": seed["mlcli"][key] - tensorflow, "keras": seed["keras"][key] - tensorflow,
+            "lightning": seed["lightning"][key] - lightning}
 
 
 # ---- 3: the 160k-row job -------------------------------------------------------------------------
@@ -212,6 +236,9 @@ def markdown(r: dict) -> str:
         met = "yes" if t["overhead"]["met"] else "**no**"
         row("own overhead: whole process - framework import", _s(o["mlcli"]), _s(o["keras"]), _s(o["lightning"]),
             "mlcli <= LightningCLI", met)
+        c = s["overhead_cpu_seconds"]
+        row("the same in CPU seconds (user + system, all threads; less moved by other work on the machine)",
+            _s(c["mlcli"]), _s(c["keras"]), _s(c["lightning"]))
         row("seed job: test accuracy", f"{100 * s['mlcli']['test_accuracy']:.2f}%",
             f"{100 * s['keras']['test_accuracy']:.2f}%", f"{100 * s['lightning']['test_accuracy']:.2f}%")
         row("seed job: peak RSS", _mb(s["mlcli"]["peak_rss_mb"]), _mb(s["keras"]["peak_rss_mb"]),

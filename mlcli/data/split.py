@@ -70,6 +70,7 @@ class Split:
         x = tf.nest.map_structure(tf.constant, self.x)
         y = tf.constant(self.y)
 
+        @tf.autograph.experimental.do_not_convert  # see the class docstring
         def epoch_batches(_):
             order = tf.range(rows, dtype=tf.int64)
             if shuffle:
@@ -77,6 +78,7 @@ class Split:
                     order, seed=tf.stack([tf.constant(seed, tf.int64), epoch.read_value()])
                 )
 
+            @tf.autograph.experimental.do_not_convert
             def gather(step):
                 index = order[step * batch_size: (step + 1) * batch_size]
                 return (tf.nest.map_structure(lambda values: tf.gather(values, index), x),
@@ -92,5 +94,6 @@ class Split:
     def evaluation_dataset(self, *, batch_size: int, encoding: str, num_classes: int):
         tf = import_tensorflow()
         dataset = tf.data.Dataset.from_tensor_slices((self.x, self.y)).batch(batch_size)
-        dataset = dataset.map(lambda x, y: (x, encode(tf, y, encoding, num_classes)))
+        dataset = dataset.map(tf.autograph.experimental.do_not_convert(
+            lambda x, y: (x, encode(tf, y, encoding, num_classes))))
         return dataset.cache().prefetch(tf.data.AUTOTUNE)

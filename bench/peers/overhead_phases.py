@@ -85,7 +85,22 @@ def profile(config: str) -> dict:
     timed(train_module, "fit", "fit (model.fit with mlcli's callbacks)")
     timed(train_module, "finish", "finish: model.keras, test evaluation, plots, metrics.json, run.json")
     timed(finish_module, "save_model", "  finish: save model.keras")
-    timed(finish_module, "start_run_plots", "  finish: start the plots")
+    start_plots = finish_module.start_run_plots
+
+    def start_run_plots(*args, **kwargs):
+        thread = start_plots(*args, **kwargs)
+        join = thread.join
+
+        def timed_join(*a, **k):
+            wall, cpu = time.perf_counter(), time.process_time()
+            join(*a, **k)
+            _add("  finish: waiting for the plots thread", time.perf_counter() - wall, time.process_time() - cpu)
+
+        thread.join = timed_join
+        return thread
+
+    finish_module.start_run_plots = start_run_plots
+    timed(finish_module, "evaluation_dataset", "  finish: tf.data test pipeline")
     timed(fit_module, "training_dataset", "  fit: tf.data training pipeline")
     timed(fit_module, "evaluation_dataset", "  fit: tf.data validation pipeline")
 

@@ -101,6 +101,11 @@ def profile(config: str) -> dict:
 
     finish_module.start_run_plots = start_run_plots
     timed(finish_module, "evaluation_dataset", "  finish: tf.data test pipeline")
+    from mlcli.training import callbacks
+
+    timed(callbacks.EpochSummaries, "on_train_begin", "  fit: TensorBoard logs (writers, scalars, flush)")
+    timed(callbacks.EpochSummaries, "on_epoch_end", "  fit: TensorBoard logs (writers, scalars, flush)")
+    timed(callbacks.StateKeeper, "on_epoch_end", "  fit: history.csv, best.keras, resume state (epoch ends)")
     timed(fit_module, "training_dataset", "  fit: tf.data training pipeline")
     timed(fit_module, "evaluation_dataset", "  fit: tf.data validation pipeline")
 

@@ -264,6 +264,17 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
+def write(results: dict, started: float) -> str:
+    """bench/results-peers.json and .md from what has been measured so far; returns the table."""
+    results["seconds"] = time.perf_counter() - started
+    results["machine"]["load_average_at_end"] = list(os.getloadavg())
+    results["targets"] = targets(results)
+    table = markdown(results)
+    (BENCH / "results-peers.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    (BENCH / "results-peers.md").write_text(table)
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peers-python", default=str(BENCH / ".peers-venv" / "bin" / "python"),
@@ -281,18 +292,13 @@ def main() -> None:
                         "torch.__version__, 'lightning': lightning.__version__, 'threads': torch.get_num_threads()}))"])
     results: dict = {"machine": bench_run.machine(), "peers": common.last_json(probe["stdout"]),
                      "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rounds": args.rounds}
-    if "seed" in wanted:
-        bench_run.log("seed job and framework imports")
-        results["seed"] = bench_seed(args.rounds, args.peers_python)
-    if "large" in wanted:
-        bench_run.log(f"{LARGE_ROWS:,}-row job")
-        results["large"] = bench_large(args.rounds, args.peers_python)
-    results["seconds"] = time.perf_counter() - started
-    results["machine"]["load_average_at_end"] = list(os.getloadavg())
-    results["targets"] = targets(results)
-    table = markdown(results)
-    (BENCH / "results-peers.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
-    (BENCH / "results-peers.md").write_text(table)
+    table = ""
+    for name, label, bench in (("seed", "seed job and framework imports", bench_seed),
+                               ("large", f"{LARGE_ROWS:,}-row job", bench_large)):
+        if name in wanted:
+            bench_run.log(label)
+            results[name] = bench(args.rounds, args.peers_python)
+            table = write(results, started)  # after each part: a run cut short keeps what it measured
     shutil.rmtree(OUT, ignore_errors=True)
     print(table)
     bench_run.log(f"done in {results['seconds'] / 60:.1f} min; wrote bench/results-peers.json and bench/results-peers.md")

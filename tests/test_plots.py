@@ -164,26 +164,3 @@ def test_confusion_figure_with_text_labels_and_many_classes():
     counts = np.diag(np.arange(1, many + 1))
     width, height = png_size(confusion_figure(counts, [f"class_{i}" for i in range(many)], "test split"))
     assert width > png_size(small)[0] and height <= 2500
-
-
-@pytest.mark.slow
-def test_the_pictures_import_starts_once_the_first_epoch_has_ended(tmp_path, monkeypatch):
-    """matplotlib is imported in a thread while the later epochs train, not on the run's ending path
-    (docs/performance.md): once, after epoch 1's history row — and the pictures are still drawn."""
-    from mlcli.training import fit
-    from mlcli.use import plots
-
-    calls = []
-
-    def record():
-        history = tmp_path / "run" / "history.csv"
-        calls.append(len(history.read_text().splitlines()) - 1 if history.is_file() else 0)
-        plots.import_matplotlib_in_background()
-
-    monkeypatch.setattr(fit, "import_matplotlib_in_background", record)
-    ran = run_cli("train", CONFIGS / "tiny.yaml", "--output", tmp_path / "run", "--set", "training.epochs=3",
-                  "--quiet")
-    assert ran.exit_code == 0, ran
-    assert calls == [1]
-    assert_curves_drawn(tmp_path / "run" / "plots" / "curves.png")
-    assert_confusion_drawn(tmp_path / "run" / "plots" / "confusion.png")

@@ -194,20 +194,6 @@ class SetEpoch(keras.callbacks.Callback):
         self.variable.assign(epoch)
 
 
-class AfterFirstEpoch(keras.callbacks.Callback):
-    """Runs `action` once, when the run's first epoch ends: the graph is traced by then, and the
-    epochs that follow run inside TensorFlow, leaving the interpreter free for work in a thread."""
-
-    def __init__(self, action):
-        super().__init__()
-        self.action = action
-
-    def on_epoch_end(self, epoch, logs=None):
-        action, self.action = self.action, None
-        if action is not None:
-            action()
-
-
 class RestoreMetrics(keras.callbacks.Callback):
     """Mid-epoch resume: after Keras resets the metrics at the epoch's start, put back the totals
     of the steps taken before the interruption, so the epoch's logged metrics are unchanged."""

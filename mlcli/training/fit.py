@@ -11,7 +11,6 @@ from mlcli.data.pipeline import evaluation_batch_size, evaluation_dataset, first
 from mlcli.model.augment import augmentation
 from mlcli.run import files, resume
 from mlcli.training.request import TrainRequest
-from mlcli.use.plots import import_matplotlib_in_background
 
 
 @dataclass
@@ -63,9 +62,6 @@ def fit(request: TrainRequest, model, prepared, encoding: str, batch: int, progr
     progress_bar = cb.Progress(epochs, steps, first_step, every=request.progress_every)
     summaries = cb.EpochSummaries(run_dir / files.LOGS)
     callbacks = [guard, interrupt] + ([early] if early is not None else []) + [keeper, summaries, progress_bar] + list(request.callbacks)
-    # The run's pictures are drawn at its end, which waits for them: their matplotlib import is done
-    # while the later epochs train instead (docs/performance.md, "Start-up and overhead").
-    callbacks.append(cb.AfterFirstEpoch(import_matplotlib_in_background))
     val_ds = None
     if prepared.validation is not None:
         val_ds = evaluation_dataset(prepared.validation, batch_size=evaluation_batch_size(batch), encoding=encoding,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextvars
 import io
 import math
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -34,30 +33,6 @@ _ANNOTATE_UP_TO = 30  # classes; beyond that the counts no longer fit their cell
 _TRAIN, _VALIDATION = "#1f77b4", "#ff7f0e"
 
 
-_importing: list[threading.Thread] = []  # the background import, when one was started
-
-
-def import_matplotlib_in_background() -> None:
-    """Import what the pictures use in a daemon thread, while training goes on: the import is about
-    half of the pictures' time, and a run's ending waits for them. The pictures' own thread joins it
-    before drawing, so the two never import the same modules at once; a failed import here shows up
-    there, where it is reported."""
-    if _importing or "matplotlib.figure" in sys.modules:
-        return
-    thread = threading.Thread(target=_import_matplotlib, name="mlcli-plots-import", daemon=True)
-    _importing.append(thread)
-    thread.start()
-
-
-def _import_matplotlib() -> None:
-    try:
-        import matplotlib.backends.backend_agg  # noqa: F401  # deferred: imports matplotlib
-        import matplotlib.figure  # noqa: F401  # deferred: imports matplotlib
-        import matplotlib.ticker  # noqa: F401  # deferred: imports matplotlib
-    except Exception:  # noqa: BLE001 — the pictures import it again and report the problem
-        pass
-
-
 def start_run_plots(run_dir: Path, history: list[dict], model=None, prepared=None, config=None):
     """write_run_plots in a background thread (matplotlib's import and rendering take about a second),
     so it overlaps with the rest of the run's ending; join the returned thread before finishing."""
@@ -72,8 +47,6 @@ def start_run_plots(run_dir: Path, history: list[dict], model=None, prepared=Non
 
 def write_run_plots(run_dir: Path, history: list[dict], model=None, prepared=None, config=None) -> list[Path]:
     """Both pictures, each on its own; a failure becomes one line on stderr, never an error."""
-    for thread in _importing:
-        thread.join()
     written = []
     jobs = [(CURVES, lambda: curves_png(history, title=_run_title(run_dir, config), loss=_loss_name(config)))]
     if model is not None and prepared is not None and prepared.task == "classification":

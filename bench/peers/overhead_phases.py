@@ -72,9 +72,14 @@ def profile(config: str) -> dict:
         tf = original_import()
         _add("import tensorflow", time.perf_counter() - wall, time.process_time() - cpu)
         wall, cpu = time.perf_counter(), time.process_time()
-        import keras  # noqa: F401  (the training code imports it next; timed apart from TensorFlow)
+        import keras  # noqa: F401  (the training code imports it next; in Keras 3.15 `import tensorflow` has)
 
         _add("import keras", time.perf_counter() - wall, time.process_time() - cpu)
+        from mlcli.training import callbacks  # imports keras: only once TensorFlow is in, as the run does
+
+        timed(callbacks.EpochSummaries, "on_train_begin", "  fit: TensorBoard logs (writers, scalars, flush)")
+        timed(callbacks.EpochSummaries, "on_epoch_end", "  fit: TensorBoard logs (writers, scalars, flush)")
+        timed(callbacks.StateKeeper, "on_epoch_end", "  fit: history.csv, best.keras, resume state (epoch ends)")
         return tf
 
     runtime.import_tensorflow = import_tensorflow
@@ -101,11 +106,6 @@ def profile(config: str) -> dict:
 
     finish_module.start_run_plots = start_run_plots
     timed(finish_module, "evaluation_dataset", "  finish: tf.data test pipeline")
-    from mlcli.training import callbacks
-
-    timed(callbacks.EpochSummaries, "on_train_begin", "  fit: TensorBoard logs (writers, scalars, flush)")
-    timed(callbacks.EpochSummaries, "on_epoch_end", "  fit: TensorBoard logs (writers, scalars, flush)")
-    timed(callbacks.StateKeeper, "on_epoch_end", "  fit: history.csv, best.keras, resume state (epoch ends)")
     timed(fit_module, "training_dataset", "  fit: tf.data training pipeline")
     timed(fit_module, "evaluation_dataset", "  fit: tf.data validation pipeline")
 

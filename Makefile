@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench lint keras-index clean
+.PHONY: install demo test test-fast bench bench-peers lint keras-index clean
 
 install: $(STAMP)
 
@@ -29,6 +29,16 @@ test-fast: install
 bench: install
 	$(BIN)/python bench/run.py
 
+# Optional, not part of `make bench`: mlcli beside plain Keras and LightningCLI (CPU torch), which is
+# installed into its own environment, bench/.peers-venv, the first time (bench/peers/install.sh).
+PEERS_VENV := bench/.peers-venv
+$(PEERS_VENV)/.installed: bench/peers/install.sh
+	PYTHON=$(PYTHON) sh bench/peers/install.sh $(PEERS_VENV)
+	touch $@
+
+bench-peers: install $(PEERS_VENV)/.installed
+	$(BIN)/python bench/peers/peers_run.py --peers-python $(PEERS_VENV)/bin/python
+
 lint: install
 	$(BIN)/ruff check mlcli tests bench
 
@@ -38,4 +48,4 @@ keras-index: install
 	$(BIN)/python -m mlcli.config.keras_index_build
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(PEERS_VENV) runs .pytest_cache

@@ -8,6 +8,7 @@ TensorFlow, which must happen before TensorFlow creates its first tensor.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import shutil
@@ -55,12 +56,24 @@ def import_tensorflow():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         warnings.filterwarnings("ignore", module="tensorflow")
         warnings.filterwarnings("ignore", module="keras")
-    with quiet_native_stderr():
-        import tensorflow as tf  # deferred: 3-4 s, only for the commands that compute
+    # The import makes well over a million objects and almost no garbage, yet each of them is
+    # traversed by the several full collections it triggers: a fifth or more of the import's time
+    # (docs/performance.md, "Start-up and overhead"). So no collection runs during it, and what it
+    # made is then frozen (gc.freeze): later full collections skip those objects, which live as long
+    # as the process anyway.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        with quiet_native_stderr():
+            import tensorflow as tf  # deferred: 3-4 s, only for the commands that compute
 
-        if not verbose:
-            tf.get_logger().setLevel(logging.ERROR)
-            logging.getLogger("absl").setLevel(logging.ERROR)
+            if not verbose:
+                tf.get_logger().setLevel(logging.ERROR)
+                logging.getLogger("absl").setLevel(logging.ERROR)
+    finally:
+        if collecting:
+            gc.enable()
+    gc.freeze()
     return tf
 
 

@@ -70,6 +70,7 @@ class Split:
         x = tf.nest.map_structure(tf.constant, self.x)
         y = tf.constant(self.y)
 
+        @tf.autograph.experimental.do_not_convert  # branches only on Python values: AutoGraph would only add start-up time
         def epoch_indices(_):
             order = tf.range(rows, dtype=tf.int64)
             if shuffle:
@@ -83,6 +84,7 @@ class Split:
                 batches = batches.concatenate(tf.data.Dataset.from_tensors(order[full * batch_size:]))
             return batches
 
+        @tf.autograph.experimental.do_not_convert
         def gather(index):
             return (tf.nest.map_structure(lambda values: tf.gather(values, index), x),
                     encode(tf, tf.gather(y, index), encoding, num_classes))
@@ -98,5 +100,6 @@ class Split:
     def evaluation_dataset(self, *, batch_size: int, encoding: str, num_classes: int):
         tf = import_tensorflow()
         dataset = tf.data.Dataset.from_tensor_slices((self.x, self.y)).batch(batch_size)
-        dataset = dataset.map(lambda x, y: (x, encode(tf, y, encoding, num_classes)))
+        dataset = dataset.map(tf.autograph.experimental.do_not_convert(
+            lambda x, y: (x, encode(tf, y, encoding, num_classes))))
         return dataset.cache().prefetch(tf.data.AUTOTUNE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import signal
+import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -260,8 +261,10 @@ class EpochSummaries(keras.callbacks.Callback):
     """TensorBoard logs, one point per epoch: DIR/logs/train and DIR/logs/validation with
     `epoch_<metric>` scalars and the learning rate, the layout Keras's TensorBoard callback uses.
 
-    Written directly with tf.summary: Keras's callback also hooks every batch and imports TensorFlow's
-    legacy Keras package, which costs more than the rest of a small run's logging together.
+    Written by TensorBoard's own event-file writer, each scalar the event `tf.summary.scalar` writes
+    (a float32 scalar tensor under the "scalars" plugin): Keras's callback also hooks every batch and
+    imports TensorFlow's legacy Keras package, and tf.summary's first eager write costs more than the
+    rest of a small run's logging together (docs/performance.md, "Start-up and overhead").
     """
 
     def __init__(self, log_dir: Path):
@@ -271,22 +274,20 @@ class EpochSummaries(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if not self._writers:  # once, though a mid-epoch resume calls fit twice
-            import tensorflow as tf  # deferred: imports TensorFlow
+            # deferred: TensorBoard's writer, only for a run that trains
+            from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
             with files.writing(self.log_dir):
-                self._writers = {name: tf.summary.create_file_writer(str(self.log_dir / name))
+                self._writers = {name: EventFileWriter(str(self.log_dir / name), filename_suffix=".v2")
                                  for name in ("train", "validation")}
 
     def on_epoch_end(self, epoch, logs=None):
-        import tensorflow as tf  # deferred: imports TensorFlow
-
         logs = dict(logs or {})
         logs.setdefault("learning_rate", current_learning_rate(self.model))
         with files.writing(self.log_dir):
             for key, value in logs.items():
                 side, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
-                with self._writers[side].as_default():
-                    tf.summary.scalar(f"epoch_{name}", float(value), step=epoch)
+                self._writers[side].add_event(_scalar_event(f"epoch_{name}", float(value), epoch))
             for writer in self._writers.values():
                 writer.flush()
 
@@ -295,6 +296,23 @@ class EpochSummaries(keras.callbacks.Callback):
             for writer in self._writers.values():
                 writer.close()
         self._writers = {}
+
+
+def _scalar_event(tag: str, value: float, step: int):
+    """The event tf.summary.scalar(tag, value, step=step) writes."""
+    # deferred: TensorBoard's protocol buffers, only for a run that trains
+    from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+    from tensorboard.plugins.scalar import metadata  # deferred: as above
+
+    try:
+        content = struct.pack("<f", value)
+    except OverflowError:  # beyond float32's range: what a cast to float32 gives
+        content = struct.pack("<f", math.copysign(math.inf, value))
+    tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=tensor_shape_pb2.TensorShapeProto(),
+                                    tensor_content=content)
+    summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(
+        tag=tag, tensor=tensor, metadata=metadata.create_summary_metadata(display_name=None, description=None))])
+    return event_pb2.Event(wall_time=time.time(), step=step, summary=summary)
 
 
 class Progress(keras.callbacks.Callback):

@@ -61,7 +61,7 @@ def _progress(run: Path) -> dict:
         return {}
 
 
-def _wait(process: subprocess.Popen, run: Path, condition, timeout: float = 120) -> None:
+def _wait(process: subprocess.Popen, run: Path, condition, timeout: float = 600) -> None:  # a hang guard only
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition(_progress(run)):

@@ -19,12 +19,19 @@ demo: install
 	$(BIN)/mlcli train configs/digits.yaml --force --output runs/demo
 	$(BIN)/mlcli evaluate runs/demo
 
+# The suite runs in PYTEST_WORKERS processes (pytest-xdist; CI's machine has 2 cores), one test file
+# per process at a time (--dist loadfile: a file's module-scoped fixtures, such as a model trained once,
+# are built once). `make test PYTEST_WORKERS=0` runs it serially in one process; PYTEST_ARGS adds
+# pytest options, e.g. `make test PYTEST_ARGS="--durations=40"`.
+PYTEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+
 test: install
-	$(BIN)/python -m pytest
+	$(PYTEST) $(PYTEST_ARGS)
 
 # Everything but the slow end-to-end tests, for a quick local loop.
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python bench/run.py

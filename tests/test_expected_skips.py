@@ -1,6 +1,7 @@
 """A skip that tests/conftest.py does not expect fails the test run (`make test` exits non-zero) and is
 listed; the expected ones (EXPECTED_SKIPS, each with its reason) do not. Run on tiny test files in a
-fresh pytest process, with tests/conftest.py loaded as a plugin."""
+fresh pytest process, with tests/conftest.py loaded as a plugin: serially, and in two pytest-xdist
+workers as `make test` runs the suite (the skips are then reported to the controlling process)."""
 
 from __future__ import annotations
 
@@ -10,21 +11,26 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from conftest import REPO
 
+# How the suite is run: serially, and as `make test` runs it (see PYTEST in the Makefile).
+RUNS = pytest.mark.parametrize("run_args", [[], ["-n", "2", "--dist", "loadfile"]], ids=["serial", "xdist"])
 
-def _pytest(folder: Path, files: dict[str, str]) -> subprocess.CompletedProcess:
+
+def _pytest(folder: Path, files: dict[str, str], run_args: list[str]) -> subprocess.CompletedProcess:
     (folder / "pytest.ini").write_text("[pytest]\n")  # the rootdir: node ids read tests/<file>::<test>
     for name, text in files.items():
         (folder / "tests").mkdir(exist_ok=True)
         (folder / "tests" / name).write_text(textwrap.dedent(text))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "tests"), str(REPO)]))
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider", "-q",
-                           "--rootdir", str(folder), "tests"],
+                           "--rootdir", str(folder), *run_args, "tests"],
                           cwd=folder, env=env, capture_output=True, text=True, timeout=120)
 
 
-def test_an_expected_skip_with_its_reason_passes(tmp_path):
+@RUNS
+def test_an_expected_skip_with_its_reason_passes(tmp_path, run_args):
     done = _pytest(tmp_path, {"test_corpus.py": """
         import pytest
 
@@ -33,12 +39,13 @@ def test_an_expected_skip_with_its_reason_passes(tmp_path):
 
         def test_something_else():
             pass
-        """})
+        """}, run_args)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed, 1 skipped" in done.stdout and "unexpected skips" not in done.stdout
 
 
-def test_any_other_skip_fails_the_run_and_is_listed(tmp_path):
+@RUNS
+def test_any_other_skip_fails_the_run_and_is_listed(tmp_path, run_args):
     done = _pytest(tmp_path, {
         "test_corpus.py": """
             import pytest
@@ -65,7 +72,7 @@ def test_any_other_skip_fails_the_run_and_is_listed(tmp_path):
                 if n == 2:
                     pytest.skip("the converter reproduced the outputs bit for bit")
             """,
-    })
+    }, run_args)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "unexpected skips (the run fails: see EXPECTED_SKIPS in tests/conftest.py)" in done.stdout
     for line in ("tests/test_corpus.py::test_unreadable_file: no time today",

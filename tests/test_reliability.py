@@ -61,7 +61,7 @@ def _progress(run: Path) -> dict:
         return {}
 
 
-def _wait(process: subprocess.Popen, run: Path, condition, timeout: float = 120) -> None:
+def _wait(process: subprocess.Popen, run: Path, condition, timeout: float = 600) -> None:  # a hang guard only
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition(_progress(run)):
@@ -112,22 +112,42 @@ def reference(config, tmp_path_factory) -> Path:
     return run
 
 
+def _temporaries(run: Path) -> set[Path]:
+    return {path for path in run.rglob(".*") if path.is_file() and path.name != ".lock"}
+
+
+def _died_writing(run: Path, before: set[Path]) -> str:
+    """The file a process killed by a fault point was writing: the one whose temporary file it left
+    (.NAME.RANDOM.tmp), or, killed between a resume point's arrays and its progress.json, "progress.json"."""
+    left = sorted(_temporaries(run) - before)
+    if left:
+        return ", ".join(str(path.parent.relative_to(run) / path.name[1:].rsplit(".", 2)[0]) for path in left)
+    progress = _progress(run).get("arrays")
+    arrays = {path.name for path in (run / "state").glob("*.npz")}
+    return "progress.json" if arrays - {progress} else "nothing"
+
+
 def _kill_and_resume(config: Path, run: Path, plan: list[tuple], retry: str = "by-dir") -> list[int]:
     """Run the plan: each step starts (or resumes) the run and ends it one way; returns exit codes.
+    A fault step ("fault", point, file) kills the process at MLCLI_TEST_KILL_AT=point, which must be
+    while it writes `file` (a path in the run directory; "progress.json" after the resume point's arrays).
 
     retry "by-dir" continues with `mlcli train --resume DIR`; "idempotent" reruns the same command
     with --resume, as a CI retry does (it also starts the run if the first attempt wrote nothing).
     """
     codes = []
     kept: list[str] = []  # history rows a resume point has covered: no later process may rewrite them
-    for index, (how, arg) in enumerate(plan):
+    for index, (how, arg, *writing) in enumerate(plan):
         if retry == "idempotent":
             args = ("train", config, "--output", run, "--resume")
         else:
             args = ("train", config, "--output", run) if index == 0 else ("train", "--resume", run)
         if how == "fault":  # crash inside the code path named by arg, e.g. between temp write and rename
+            before = _temporaries(run) if run.exists() else set()
             process = _start(*args, env={"MLCLI_TEST_KILL_AT": arg})
             process.communicate(timeout=300)
+            died = _died_writing(run, before)
+            assert died == writing[0], f"step {index} ({arg}) was to die writing {writing[0]}, died writing {died}"
         else:
             process = _start(*args)
             _wait(process, run, arg)
@@ -156,13 +176,15 @@ def _assert_same_as_reference(run: Path, reference: Path) -> None:
 
 
 def test_sigkill_at_many_points_resumes_bit_identical(config, reference, tmp_path):
+    """SIGKILL from outside wherever the run happens to be (the crash points inside writes are the next
+    test's), each retry resuming by directory."""
     run = tmp_path / "run"
     plan = [
-        ("fault", "before-rename:6"),  # inside the first mid-epoch save: model written, not yet renamed
+        # the first resume point's arrays written, its progress.json not: the next resume point is a
+        # complete file that progress.json does not name yet
+        ("fault", "state-before-progress:2", "progress.json"),
         (signal.SIGKILL, lambda p: p.get("step", 0) >= 21),  # in the middle of epoch 1
-        ("fault", "state-before-progress:2"),  # checkpoint files written, progress.json not yet
         (signal.SIGKILL, lambda p: p.get("epochs_completed", 0) >= 1),  # just after an epoch boundary
-        ("fault", "before-rename:9"),  # inside a later save (history, best.keras or state)
         (signal.SIGKILL, lambda p: p.get("epochs_completed", 0) >= 2 and p.get("step", 0) >= 14),
     ]
     codes = _kill_and_resume(config, run, plan)
@@ -171,12 +193,25 @@ def test_sigkill_at_many_points_resumes_bit_identical(config, reference, tmp_pat
 
 
 def test_a_crash_inside_every_kind_of_write_resumes_bit_identical(config, reference, tmp_path):
-    """Each process of the chain dies at its Nth atomic write (config, run.json, history, best.keras,
-    resume points...) or between a resume point's files and its progress.json; the chain still ends
-    exactly where an uninterrupted run ends."""
+    """Each process of the chain dies inside a different kind of atomic write (between the temporary
+    file and its rename), or between a resume point's arrays and its progress.json; each is retried with
+    the same command and --resume, and the chain still ends exactly where an uninterrupted run ends.
+    N counts the writes of one process: a fresh one writes config.yaml, labels.json, run.json, then a
+    resume point (arrays, progress.json) every 7 steps; a resumed one run.json first; an epoch's end
+    history.csv and best.keras; the run's end model.keras, metrics.json, plots and run.json."""
     run = tmp_path / "run"
-    plan = [("fault", f"before-rename:{n}") for n in (1, 2, 3, 4, 5, 7, 8, 10, 11, 13)]
-    plan += [("fault", "state-before-progress:1"), ("fault", "state-before-progress:4")]
+    plan = [
+        ("fault", "before-rename:1", "config.yaml"),  # nothing but the lock and a temporary file left
+        ("fault", "before-rename:2", "labels.json"),
+        ("fault", "before-rename:3", "run.json"),  # the config written, the run not recorded yet
+        ("fault", "before-rename:5", "state/progress.json"),  # the first resume point half written
+        ("fault", "state-before-progress:2", "progress.json"),  # resume point 2's arrays, not its progress
+        ("fault", "before-rename:1", "run.json"),  # a resumed process recording its start
+        ("fault", "before-rename:20", "history.csv"),  # epoch 1's end: its row
+        ("fault", "before-rename:3", "best.keras"),  # its row written, not its best checkpoint
+        ("fault", "before-rename:54", "model.keras"),  # the last epoch ended: the final model
+        ("fault", "before-rename:6", "run.json"),  # everything written but the run's status
+    ]
     codes = _kill_and_resume(config, run, plan, retry="idempotent")
     assert all(code == -signal.SIGKILL for code in codes), codes
     _assert_same_as_reference(run, reference)

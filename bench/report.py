@@ -40,6 +40,10 @@ def targets(r: dict) -> dict[str, dict]:
                   "within 1 point of the tuned baseline")
     if "loading" in r:
         check("loading", r["loading"]["speedup"] >= 2.0, r["loading"]["speedup"], ">= 2x pandas")
+    if "memory" in r:
+        for name in ("seed", "rows_160k"):
+            check(f"memory_{name}", r["memory"][name]["ratio"] <= 1.0, r["memory"][name]["ratio"],
+                  "<= 1.00x the tuned baseline's peak RSS")
     if "images" in r:
         check("images_cnn", r["images"]["speedup"] >= 1.0, r["images"]["speedup"],
               ">= 1.0x image_dataset_from_directory")
@@ -155,6 +159,14 @@ def markdown(r: dict) -> str:
             row("4", "the same parse on one core (`use_threads=False`): with 2 cores, 2x pandas needs at least 1.0x "
                      "here", _s(lo["median_seconds"]["pyarrow_one_thread"]), pandas,
                 ratio=f"{lo['pyarrow_one_thread_speedup']:.2f}x")
+    if "memory" in r:
+        me = r["memory"]
+        for name, what in (("seed", "seed job (`mlcli train configs/digits.yaml`)"),
+                           ("rows_160k", "160,000 x 64 rows, 64-64-10, batch 256, 3 epochs")):
+            entry = me[name]
+            row("11", f"peak RSS, whole process: {what}", f"{entry['median_mb']['mlcli']:.0f} MB",
+                tuned=f"{entry['median_mb']['tuned']:.0f} MB", ratio_tuned=f"{entry['ratio']:.2f}x",
+                target="<= 1.00x", met=_yes(f"memory_{name}", t))
     if "images" in r:
         im = r["images"]
         row("6", f"training images/s, from-scratch CNN (configs/shapes_cnn.yaml, {im['data']['train_images']:,} "
@@ -280,7 +292,8 @@ def markdown(r: dict) -> str:
     lines += ["", _tuned_note(r), "",
               (f"Medians of {rounds['startup']} (start-up), {rounds['seed']} (seed job), "
                f"{rounds['loading']} (loading), {rounds['default']} (batch-32 throughput, predict) and "
-               f"{rounds['batch_256']} (batch-256 throughput) runs; seeds 42, 43, … for the training runs, "
+               f"{rounds['batch_256']} (batch-256 throughput)"
+               + (f", {rounds['memory']} (peak RSS)" if "memory" in r else "") + " runs; seeds 42, 43, … for the training runs, "
                "the sides interleaved in one `make bench` invocation; "
                f"{m['cpu']}, {m['cores']} cores, load average {m['load_average_at_start'][0]:.1f} at the start; "
                f"TensorFlow {v.get('tensorflow')}, Keras {v.get('keras')}, pandas {v.get('pandas')}, "

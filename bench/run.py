@@ -11,7 +11,7 @@ shared machine slows them alike. Writes bench/results.json (every run's raw numb
 (the table) and the table into README.md between its bench markers.
 
     python bench/run.py [--rounds 3] [--rounds-256 5] [--startup-rounds 7] [--seed-rounds 7]
-                        [--loading-rounds 7] [--only NAME ...] [--no-readme]
+                        [--loading-rounds 7] [--memory-rounds 3] [--only NAME ...] [--no-readme]
 
 Benchmarks: startup, seed, throughput, loading, predict, utilisation (needs throughput), images, typed (real
 public tables with typed features against HistGradientBoosting, and typed vs pre-encoded training time:
@@ -22,7 +22,9 @@ backbone (issue 17: MobileNetV3Small images/s, frozen and whole network, against
 bench/backbone_bench.py), serve
 (bench/serve_load.py: mlcli serve against a naive FastAPI server, loopback only), scale (issue 21: MLPs of
 about 1M and 10M parameters at batch 512 against the tuned Keras script, jit_compile true and false on
-both sides, with the fraction of the matmul peak, peak RSS and per-epoch times: bench/scale_bench.py).
+both sides, with the fraction of the matmul peak, peak RSS and per-epoch times: bench/scale_bench.py),
+memory (peak RSS of the whole process, mlcli against the tuned plain Keras script: the seed job, and
+160,000 x 64 rows at batch 256).
 The generated data sets are cached in bench/results/data/ (gitignored).
 """
 
@@ -276,6 +278,41 @@ def bench_throughput(rounds: int, rounds_256: int) -> dict:
     return result
 
 
+# ---- 11. memory -----------------------------------------------------------------------------------
+
+MEMORY_ROWS, MEMORY_TEST_ROWS, MEMORY_BATCH, MEMORY_EPOCHS = 160_000, 20_000, 256, 3
+
+
+def bench_memory(rounds: int) -> dict:
+    """Peak RSS of the whole process (GNU time's maxrss), mlcli against the tuned plain Keras script on
+    the same data in memory: the seed job, and 160,000 x 64 rows (64-64-10, batch 256, 3 epochs)."""
+    train, test = common.dataset(MEMORY_ROWS, seed=1), common.dataset(MEMORY_TEST_ROWS, seed=2)
+    config = throughput_config(train, test)
+    mlcli = common.mlcli_command()
+    jobs = {
+        "seed": ([*mlcli, "train", SEED_CONFIG, "--force", "--json"], [PYTHON, BASELINE, "--tuned"]),
+        "rows_160k": ([*mlcli, "train", str(config), "--force", "--json", "--set", f"training.batch_size={MEMORY_BATCH}",
+                       "--set", f"training.epochs={MEMORY_EPOCHS}"],
+                      [PYTHON, BASELINE, "--tuned", "--train", str(train), "--test", str(test), "--validation", "0",
+                       "--epochs", str(MEMORY_EPOCHS), "--batch-size", str(MEMORY_BATCH)]),
+    }
+    result: dict = {"data": {"rows_160k": {"train": str(train.relative_to(REPO)), "rows": MEMORY_ROWS,
+                                           "batch_size": MEMORY_BATCH, "epochs": MEMORY_EPOCHS}}}
+    for name, (mlcli_command, keras_command) in jobs.items():
+        log(f"memory: {name}")
+
+        def measure(command: list[str], side: str, job_name: str = name):
+            def job(index: int) -> float:
+                extra = ["--output", str(WORK / "runs" / f"memory-{job_name}-{index}")] if side == "mlcli" else []
+                return run([*command, *extra, "--seed", str(SEED + index)], memory=True)["peak_rss"] / 2**20
+            return job
+
+        runs = interleaved(rounds, {"mlcli": measure(mlcli_command, "mlcli"), "tuned": measure(keras_command, "tuned")})
+        medians = {side: median(values) for side, values in runs.items()}
+        result[name] = {"runs_mb": runs, "median_mb": medians, "ratio": medians["mlcli"] / medians["tuned"]}
+    return result
+
+
 # ---- 4. data loading -----------------------------------------------------------------------------
 
 def bench_loading(rounds: int) -> dict:
@@ -431,31 +468,35 @@ def main() -> None:
     parser.add_argument("--startup-rounds", type=int, default=7)
     parser.add_argument("--seed-rounds", type=int, default=7)
     parser.add_argument("--loading-rounds", type=int, default=7)
+    parser.add_argument("--memory-rounds", type=int, default=3, help="runs per side: peak RSS")
     parser.add_argument("--only", nargs="+", choices=["startup", "seed", "throughput", "loading", "predict",
                                                       "utilisation", "images", "typed", "stream_typed", "tune", "backbone",
-                                                      "serve", "scale"])
+                                                      "serve", "scale", "memory"])
     parser.add_argument("--scale-rounds", type=int, default=3, help="runs per side and jit_compile setting: scale")
     parser.add_argument("--tune-seeds", type=int, default=3, help="seeds per side of the sweep comparison")
     parser.add_argument("--backbone-images", type=int, default=900, help="images for the MobileNetV3Small runs")
     parser.add_argument("--no-readme", action="store_true", help="do not write the table into README.md")
     args = parser.parse_args()
     if min(args.rounds, args.rounds_256, args.startup_rounds, args.seed_rounds, args.loading_rounds,
-           args.tune_seeds, args.scale_rounds) < 3:
+           args.tune_seeds, args.scale_rounds, args.memory_rounds) < 3:
         parser.error("every figure is a median of at least three runs: rounds must be >= 3")
     everything = {"startup", "seed", "throughput", "loading", "predict", "utilisation", "images", "typed", "stream_typed",
-                  "tune", "backbone", "serve", "scale"}
+                  "tune", "backbone", "serve", "scale", "memory"}
     wanted = set(args.only or everything)
 
     started = time.perf_counter()
     results: dict = {"machine": machine(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     results["rounds"] = {"default": args.rounds, "batch_256": args.rounds_256, "startup": args.startup_rounds,
-                         "seed": args.seed_rounds, "loading": args.loading_rounds, "scale": args.scale_rounds}
+                         "seed": args.seed_rounds, "loading": args.loading_rounds,
+                         "scale": args.scale_rounds, "memory": args.memory_rounds}
     if "startup" in wanted:
         log("start-up")
         results["startup"] = bench_startup(args.startup_rounds)
     if "seed" in wanted:
         log("seed job")
         results["seed"] = bench_seed(args.seed_rounds)
+    if "memory" in wanted:
+        results["memory"] = bench_memory(args.memory_rounds)
     if "loading" in wanted:
         log("data loading")
         results["loading"] = bench_loading(args.loading_rounds)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib.abc
 import logging
 import os
 import shutil
@@ -64,7 +65,7 @@ def import_tensorflow():
     collecting = gc.isenabled()
     gc.disable()
     try:
-        with quiet_native_stderr():
+        with quiet_native_stderr(), _without(KERAS_EXTRAS):
             import tensorflow as tf  # deferred: 3-4 s, only for the commands that compute
 
             if not verbose:
@@ -75,6 +76,39 @@ def import_tensorflow():
             gc.enable()
     gc.freeze()
     return tf
+
+
+# What `import tensorflow` loads (through Keras) only for features mlcli never uses, and does without
+# when absent: scikit-learn (Keras's sklearn wrappers; it brings scipy), pandas (DataFrames passed to
+# `fit`), matplotlib (keras.visualization's pyplot galleries; mlcli's plots import matplotlib themselves
+# when they draw) and scipy (tf.keras v1's sparse inputs). About 130 MB of the process's memory and a
+# second of start-up (docs/performance.md, Memory). Hidden during that import only: imported later
+# (optuna, a plot), each loads as usual.
+KERAS_EXTRAS = ("sklearn", "pandas", "matplotlib", "scipy")
+
+
+class _Hidden(importlib.abc.MetaPathFinder):
+    """An import finder that says these top-level packages (and their modules) are not installed."""
+
+    def __init__(self, names: tuple[str, ...]):
+        self.names = names
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"No module named {fullname!r} (hidden while TensorFlow imports)",
+                                      name=fullname)
+        return None
+
+
+@contextlib.contextmanager
+def _without(names: tuple[str, ...]):
+    """Import with `names` hidden, unless one is already loaded (then whoever imports it shares it)."""
+    hidden = _Hidden(tuple(n for n in names if n not in sys.modules))
+    sys.meta_path.insert(0, hidden)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(hidden)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from mlcli.data.feature_types import FeaturePlan
 from mlcli.data.labels import label_array
 from mlcli.data.sources import Source, resolve, sha256
 from mlcli.data.typed_values import check_missing, model_input, row_count, rows_to_drop, take_rows
-from mlcli.data.values import check_finite, check_labels_present, check_text, label_missing, numeric_column
+from mlcli.data.values import as_numpy, check_finite, check_labels_present, check_text, float_matrix, label_missing
 from mlcli.errors import DataError
 
 
@@ -91,13 +91,20 @@ def load_frame(
     rows = kept
     if kept is not None:
         table = table.take(kept)
-    x = np.empty((table.num_rows, len(plan.features)), dtype=np.float32)
-    with np.errstate(over="ignore"):  # values beyond float32 become inf, reported by check_finite
-        for j, name in enumerate(plan.features):
-            x[:, j] = numeric_column(table.column(name), name, source, role, rows=rows)
+    x = float_matrix(table, plan.features, source, role, rows=rows)
     check_finite(x, plan.features, source, role, rows=rows)
     y = _label_values(table, plan.labels, source, role) if plan.labels else None
+    del table
+    _release_arrow_memory()
     return Frame(x, y, plan.features, plan.labels, source, plan.extra, dropped=dropped)
+
+
+def _release_arrow_memory() -> None:
+    """Give back to the system what Arrow's allocator keeps of the tables read so far (its pool holds
+    freed memory for reuse: after a CSV read, about as much as the file again)."""
+    import pyarrow as pa  # deferred: imports pyarrow
+
+    pa.default_memory_pool().release_unused()
 
 
 def _typed_frame(table, plan, plans: list[FeaturePlan], source: Source, role: str, kept: np.ndarray | None,
@@ -172,7 +179,7 @@ def _label_values(table, label_names: list[str], source: Source, role: str) -> n
                 raise DataError(f"{role}: {source.spec}: label column {name!r}, row {row + 1}: missing label")
             values = np.asarray(column.to_pylist(), dtype=object)
         else:
-            values = column.to_numpy()
+            values = as_numpy(column)
         out.append(values)
     return label_array(out)
 

@@ -113,17 +113,47 @@ def class_indices(y: np.ndarray, classes: list, role: str, spec: str, row_offset
 
     `row_offset`: rows before this batch, so a batch-wise reader names the row in the whole file.
     """
+    def unknown(row: int, value) -> DataError:
+        return DataError(
+            f"{role}: {spec}: row {row + 1 + row_offset}: label {value!r} was not among the training classes "
+            f"({', '.join(map(repr, classes[:20]))}{', …' if len(classes) > 20 else ''})"
+        )
+
+    found = _number_indices(y, classes)
+    if found is not None:
+        out, missing = found
+        if missing is not None:
+            raise unknown(missing, y[missing].item())
+        return out
     lookup = {c: i for i, c in enumerate(classes)}
     out = np.empty(len(y), dtype=np.int32)
     for row, value in enumerate(y.tolist()):
         index = lookup.get(value)
         if index is None:
-            raise DataError(
-                f"{role}: {spec}: row {row + 1 + row_offset}: label {value!r} was not among the training classes "
-                f"({', '.join(map(repr, classes[:20]))}{', …' if len(classes) > 20 else ''})"
-            )
+            raise unknown(row, value)
         out[row] = index
     return out
+
+
+def _number_indices(y: np.ndarray, classes: list) -> tuple[np.ndarray, int | None] | None:
+    """class_indices for integer labels and integer classes, or float labels and float classes, by
+    sorted search instead of a lookup a row at a time: (indices, the first row whose label is not a
+    class, or None). None for any other pairing (bools, text, mixed kinds): the lookup decides those."""
+    if not classes or y.ndim != 1:
+        return None
+    if y.dtype.kind == "i" and all(type(c) is int and -2**63 <= c < 2**63 for c in classes):
+        keys = np.array(classes, dtype=np.int64)
+    elif y.dtype.kind == "f" and all(type(c) is float for c in classes):
+        keys = np.array(classes, dtype=np.float64)
+    else:
+        return None
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    position = np.minimum(np.searchsorted(ordered, y), len(ordered) - 1)
+    hit = ordered[position] == y
+    if not hit.all():
+        return np.empty(0, dtype=np.int32), int(np.flatnonzero(~hit)[0])
+    return order[position].astype(np.int32), None
 
 
 def regression_targets(y: np.ndarray, role: str, spec: str, names: list[str], row_offset: int = 0) -> np.ndarray:

@@ -67,8 +67,10 @@ class Split:
         tf = import_tensorflow()
         rows = self.rows
         steps = steps_per_epoch(rows, batch_size)
-        x = tf.nest.map_structure(tf.constant, self.x)
-        y = tf.constant(self.y)
+        if isinstance(self.x, np.ndarray):
+            self.x = aligned(self.x)  # the unaligned array is dropped: one copy of the rows stays
+        x = tf.nest.map_structure(lambda values: constant(tf, values), self.x)
+        y = constant(tf, self.y)
 
         @tf.autograph.experimental.do_not_convert  # branches only on Python values: AutoGraph would only add start-up time
         def epoch_indices(_):
@@ -103,3 +105,27 @@ class Split:
         dataset = dataset.map(tf.autograph.experimental.do_not_convert(
             lambda x, y: (x, encode(tf, y, encoding, num_classes))))
         return dataset.cache().prefetch(tf.data.AUTOTUNE)
+
+
+ALIGNMENT = 64  # bytes: what TensorFlow's CPU kernels assume of a tensor's memory (Eigen's widest vectors)
+
+
+def aligned(values: np.ndarray) -> np.ndarray:
+    """`values`, or a C-contiguous copy of it whose memory starts on an ALIGNMENT-byte boundary."""
+    if values.flags.c_contiguous and values.ctypes.data % ALIGNMENT == 0:
+        return values
+    buffer = np.empty(values.nbytes + ALIGNMENT, dtype=np.uint8)
+    start = -buffer.ctypes.data % ALIGNMENT
+    out = buffer[start:start + values.nbytes].view(values.dtype).reshape(values.shape)
+    out[...] = values
+    return out
+
+
+def constant(tf, values):
+    """`values` as a constant tensor. An aligned, C-contiguous array of numbers is handed to TensorFlow
+    through DLPack, sharing its memory (the array stays alive as long as the tensor): tf.constant
+    would copy it, and its allocator keeps a second copy's worth after the conversion."""
+    if (isinstance(values, np.ndarray) and values.dtype.kind in "fiu" and values.size
+            and values.flags.c_contiguous and values.ctypes.data % ALIGNMENT == 0):
+        return tf.experimental.dlpack.from_dlpack(values.__dlpack__())
+    return tf.constant(values)

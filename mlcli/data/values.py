@@ -40,7 +40,7 @@ def numeric_column(column, name: str, source: Source, role: str, row_offset: int
     if pa.types.is_boolean(kind):  # True/False as 1/0, the same in every reader (Arrow has no zero-copy view)
         return pc.cast(column, pa.float64()).to_numpy()
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-        return column.to_numpy().astype(np.float64, copy=False)
+        return as_numpy(column).astype(np.float64, copy=False)
     if pa.types.is_decimal(kind):
         return pc.cast(column, pa.float64()).to_numpy()
     values = column.to_pylist()
@@ -55,6 +55,67 @@ def numeric_column(column, name: str, source: Source, role: str, row_offset: int
                 "features must be numeric (encode categories as numbers, or list data.features without this column)"
             ) from None
     return out
+
+
+def float_matrix(table, names: list[str], source: Source, role: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """The `names` columns of `table` as one float32 matrix (rows, features), every value checked as
+    numeric_column checks it (values beyond float32 become inf: check_finite reports them).
+
+    Columns of plain numbers (integers, floats; no missing value) are copied block by block: a block of
+    rows gathered as float64 in a small buffer, then cast into its rows of the matrix, so no column is
+    ever concatenated or written with a stride across the whole matrix. Other columns go through
+    numeric_column one by one. Either way a value is float64 before it is float32 (int64 -> float64 ->
+    float32), as numeric_column makes it."""
+    x = np.empty((table.num_rows, len(names)), dtype=np.float32)
+    columns = [table.column(name) for name in names]
+    with np.errstate(over="ignore"):
+        if columns and _aligned_numbers(columns):
+            start = 0
+            for index in range(columns[0].num_chunks):
+                length = len(columns[0].chunk(index))
+                if not length:
+                    continue
+                block = np.empty((length, len(columns)), dtype=np.float64)
+                for j, column in enumerate(columns):
+                    block[:, j] = _values(column.chunk(index))
+                x[start:start + length] = block
+                start += length
+            return x
+        for j, name in enumerate(names):
+            x[:, j] = numeric_column(columns[j], name, source, role, rows=rows)
+    return x
+
+
+def _aligned_numbers(columns) -> bool:
+    """Every column integers or floats without a missing value, all cut into the same chunks (as one
+    file's columns are)."""
+    import pyarrow as pa  # deferred: imports pyarrow
+
+    lengths = [len(chunk) for chunk in columns[0].chunks]
+    return all((pa.types.is_integer(c.type) or pa.types.is_floating(c.type)) and c.null_count == 0
+               and [len(chunk) for chunk in c.chunks] == lengths for c in columns)
+
+
+def as_numpy(column) -> np.ndarray:
+    """An Arrow array or chunked array as NumPy. Plain numbers without a missing value are read from
+    their buffers: pyarrow's own to_numpy imports pandas (about 50 MB), which nothing here needs."""
+    import pyarrow as pa  # deferred: imports pyarrow
+
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    kind = column.type
+    if column.null_count or not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+        return column.to_numpy(zero_copy_only=False) if isinstance(column, pa.Array) else column.to_numpy()
+    if len(chunks) == 1:
+        return _values(chunks[0])
+    if not chunks:
+        return np.empty(0, dtype=np.dtype(kind.to_pandas_dtype()))
+    return np.concatenate([_values(chunk) for chunk in chunks])
+
+
+def _values(chunk) -> np.ndarray:
+    """A fixed-width Arrow array without nulls: its values buffer viewed as NumPy (no copy)."""
+    dtype = np.dtype(chunk.type.to_pandas_dtype())
+    return np.frombuffer(chunk.buffers()[1], dtype=dtype, count=len(chunk), offset=chunk.offset * dtype.itemsize)
 
 
 def _file_row(position: int, rows: np.ndarray | None) -> int:

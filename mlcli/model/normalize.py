@@ -10,13 +10,35 @@ from mlcli.errors import DataError
 NORMALIZE_LAYER = "mlcli_normalize"  # the preprocessing layer mlcli adds; not counted by selectors
 
 
+MOMENT_ROWS = 8192  # rows converted to float64 at a time: 4 MB for 64 features
+
+
 def feature_moments(kind: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, variance) that Normalization needs: standard, or minmax as (min, (max - min)^2)."""
-    flat = x.reshape(-1, x.shape[-1]).astype(np.float64)
+    """(mean, variance) that Normalization needs: standard, or minmax as (min, (max - min)^2).
+
+    In float64, as NumPy's mean and var of the features as float64 compute them, to the bit — without
+    a float64 copy of the features and its deviations (2 x 8 bytes a value): the rows are taken a
+    block at a time, each block's column sums continuing the previous ones in row order."""
+    flat = x.reshape(-1, x.shape[-1])
+    if kind == "standard" and (flat.shape[1] == 1 or not flat.flags.c_contiguous):
+        # NumPy sums a column stored contiguously pairwise, not row by row: blocks would not match it.
+        whole = flat.astype(np.float64)
+        return whole.mean(axis=0), whole.var(axis=0)
     if kind == "standard":
-        return flat.mean(axis=0), flat.var(axis=0)
-    low, high = flat.min(axis=0), flat.max(axis=0)
+        mean = _column_sums(flat, lambda rows: rows.astype(np.float64)) / len(flat)
+        return mean, _column_sums(flat, lambda rows: np.square(rows.astype(np.float64) - mean)) / len(flat)
+    low, high = flat.min(axis=0).astype(np.float64), flat.max(axis=0).astype(np.float64)
     return low, (high - low) ** 2
+
+
+def _column_sums(flat: np.ndarray, values) -> np.ndarray:
+    """np.add.reduce(values(flat), axis=0), a block of rows at a time, adding in the same order: each
+    block is reduced together with the sums so far, as its first row."""
+    total = None
+    for start in range(0, len(flat), MOMENT_ROWS):
+        block = values(flat[start:start + MOMENT_ROWS])
+        total = np.add.reduce(block if total is None else np.concatenate([total[None], block]), axis=0)
+    return total
 
 
 def normalization_layer(kind: str, x, feature_names: list[str] | None = None, source: str = ""):

@@ -92,10 +92,46 @@ def read_table(path: Path, role: str):
     if _gzipped(path):
         return read_whole(path, role, "CSV", lambda: _read_gzipped(path, role), lambda exc: _explain(path, exc))
     limits.fits(declared(path, role, 0), f"{role}: {path}")
+    table = _read_in_pieces(path)
+    if table is not None:
+        return table
     return read_whole(path, role, "CSV", lambda: pacsv.read_csv(path, read_options=_read_options(),
                                                                  parse_options=_parse_options(),
                                                                  convert_options=_inferring_options()),
                       lambda exc: _explain(path, exc))
+
+
+def _read_in_pieces(path: Path):
+    """The whole file as read_table reads it, parsed a few blocks at a time (_parallel_csv), or None
+    where that could differ from one read of the whole file: then read_table reads it whole.
+
+    Arrow's reader of a whole file holds the file's parsed text and its converted columns at once:
+    about 2.4 times the file at its peak. A piece at a time, the text held is a few blocks. Each
+    piece infers its own types: where they disagree, the column is what the whole file's inference
+    makes it only for integers, floats and empty pieces (float64 if any piece is, else int64);
+    any other disagreement, any problem (a bad row, an encoding: named by the whole-file read) or
+    no data row at all, and this returns None."""
+    import pyarrow as pa  # deferred: imports pyarrow
+
+    try:
+        pieces = list(_parallel_csv(path, None, (), convert=_inferring_options()))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError, UnicodeDecodeError,
+            DataError):
+        return None
+    if not pieces or any(piece.column_names != pieces[0].column_names for piece in pieces):
+        return None
+    for index in range(pieces[0].num_columns):
+        kinds = {piece.schema.types[index] for piece in pieces}
+        if len(kinds) == 1:
+            continue
+        numbers = kinds - {pa.null()}
+        if not numbers or not numbers <= {pa.int64(), pa.float64()}:
+            return None
+        target = pa.float64() if pa.float64() in numbers else pa.int64()
+        pieces = [piece if piece.schema.types[index] == target else
+                  piece.set_column(index, piece.schema.names[index], piece.column(index).cast(target))
+                  for piece in pieces]
+    return pa.concat_tables(pieces)
 
 
 def declared(path: Path, role: str, up_to: int) -> limits.Declared:
@@ -255,10 +291,11 @@ def _convert_options(needed: list[str], numeric):
                                 decimal_point=_ACTIVE.decimal)
 
 
-def _parallel_csv(path: Path, needed: list[str], numeric):
+def _parallel_csv(path: Path, needed: list[str] | None, numeric, convert=None):
     """Arrow's multi-threaded reader over chunks of ~4 blocks: the streaming reader parses on one
     core only. Chunks end at a row end outside quotes, so each parses on its own, as Arrow's own
-    reader splits a file into blocks."""
+    reader splits a file into blocks. `convert`: Arrow's conversion options, instead of `needed`
+    as text and `numeric` as float64."""
     import pyarrow as pa  # deferred: imports pyarrow
     import pyarrow.csv as pacsv  # deferred: imports pyarrow
 
@@ -266,7 +303,7 @@ def _parallel_csv(path: Path, needed: list[str], numeric):
         names = read_header(handle, str(path), "input")
         options = _read_options(column_names=names, block_size=CSV_BLOCK_BYTES, use_threads=True)
         parse = _parse_options()
-        convert = _convert_options(needed, numeric)
+        convert = convert or _convert_options(needed, numeric)
         rest = b""
         while True:
             data = handle.read(4 * CSV_BLOCK_BYTES)

@@ -31,11 +31,14 @@ class Ran:
 
 def run_cli(*args: str, input: str | None = None, env: dict | None = None) -> Ran:
     """Run mlcli in this process (fast: TensorFlow is imported once per test session)."""
+    from mlcli import console
     from mlcli.cli import app
 
     runner = CliRunner()
     argv = ["mlcli", *map(str, args)]
-    with mock.patch.object(sys, "argv", argv):  # run.json records the command line as a process would
+    # A process makes its stderr console once, sizing it from COLUMNS then: each run here gets a new one,
+    # as a new process would, whatever the tests this pytest(-xdist) worker ran before.
+    with mock.patch.object(sys, "argv", argv), mock.patch.object(console, "_stderr", None):
         result = runner.invoke(app, argv[1:], input=input, env=env, catch_exceptions=True)
     exception = result.exception if not isinstance(result.exception, SystemExit) else None
     return Ran(result.exit_code, result.stdout, result.stderr, exception)

@@ -167,7 +167,7 @@ def test_frozen_backbone_then_finetune_the_top_blocks(tmp_path):
                   env={"COLUMNS": "200"})
     assert ran.exit_code == 0, ran
     assert "mobile_net_v3_small" in ran.stderr and " trainable, " in ran.stderr and " frozen" in ran.stderr
-    assert "backbone/expanded_conv_10_project" in ran.stderr  # --verbose: every layer inside
+    assert "backbone/expanded_conv_10_project" in ran.stderr, ran  # --verbose: every layer inside
     after = _weights(tmp_path / "run2" / "model.keras")
     opened = [name for name in after if name.startswith("expanded_conv_10")]
     assert opened

@@ -11,6 +11,7 @@ traceback, and no run directory claiming success.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
@@ -172,7 +173,7 @@ def test_unreadable_file(tmp_path: Path):
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="the real chmod 000 test runs instead")
 def test_unreadable_file_as_root(tmp_path: Path, monkeypatch):
-    # Root reads any file, so the kernel's refusal is faked at the boundary: pyarrow's open of this one file.
+    # Root reads any file, so the kernel's refusal is faked at the boundaries: pyarrow's and Python's open of this file.
     import pyarrow.csv as pacsv
 
     unreadable = tmp_path / "secret.csv"
@@ -185,6 +186,14 @@ def test_unreadable_file_as_root(tmp_path: Path, monkeypatch):
         return real_read_csv(source, *args, **kwargs)
 
     monkeypatch.setattr(pacsv, "read_csv", refusing_read_csv)
+    real_open = builtins.open
+
+    def refusing_open(file, *args, **kwargs):  # the CSV reader's own open (it parses a few blocks at a time)
+        if isinstance(file, (str, os.PathLike)) and Path(file) == unreadable:
+            raise PermissionError(13, "Permission denied", str(unreadable))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
     ran, run_dir = _train_data(tmp_path, unreadable, {})
     _assert_failed_cleanly(ran, 3, "secret.csv: permission denied — the file is not readable", run_dir)
 

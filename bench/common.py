@@ -170,3 +170,35 @@ def _write(path: Path, rows: int, seed: int, labels: bool, chunk: int = 100_000)
     finally:
         if writer is not None:
             writer.close()
+
+
+def mlp_config(path: Path, *, writer: str, name: str, train: Path, test: Path, epochs: int, batch_size: int,
+               hidden: tuple[int, ...] = (64, 64), learning_rate: float = 0.01, extra_training: str = "") -> Path:
+    """A config training an MLP (relu layers of `hidden` widths, then a CLASSES-way softmax) on a
+    generated set without validation (the plain Keras script does none either): the seed network
+    with the defaults. `writer` names the bench script in the file's first line."""
+    layers = "\n".join(f"    - {{type: Dense, units: {width}, activation: relu}}" for width in hidden)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"""# written by {writer}: a 64-{'-'.join(map(str, hidden))}-{CLASSES} MLP on a generated set
+name: {name}
+seed: 42
+data:
+  train: {train}
+  validation: null
+  test: {test}
+  label: label
+  normalize: standard
+model:
+  layers:
+{layers}
+    - {{type: Dense, units: {CLASSES}, activation: softmax}}
+optimizer:
+  type: adam
+  learning_rate: {learning_rate}
+loss: categorical_crossentropy
+metrics: [accuracy]
+training:
+  epochs: {epochs}
+  batch_size: {batch_size}
+{extra_training}""")
+    return path

@@ -188,32 +188,8 @@ def bench_images(rounds: int) -> dict:
 
 def throughput_config(train: Path, test: Path) -> Path:
     """The seed network on the generated set, without validation (the baseline does none either)."""
-    path = WORK / "configs" / "throughput.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"""# written by bench/run.py: the seed network on the generated {TRAIN_ROWS:,} x 64 set
-name: throughput
-seed: 42
-data:
-  train: {train}
-  validation: null
-  test: {test}
-  label: label
-  normalize: standard
-model:
-  layers:
-    - {{type: Dense, units: 64, activation: relu}}
-    - {{type: Dense, units: 64, activation: relu}}
-    - {{type: Dense, units: 10, activation: softmax}}
-optimizer:
-  type: adam
-  learning_rate: 0.01
-loss: categorical_crossentropy
-metrics: [accuracy]
-training:
-  epochs: {THROUGHPUT_EPOCHS}
-  batch_size: 32
-""")
-    return path
+    return common.mlp_config(WORK / "configs" / "throughput.yaml", writer="bench/run.py", name="throughput",
+                             train=train, test=test, epochs=THROUGHPUT_EPOCHS, batch_size=32)
 
 
 def _rates(epoch_seconds: list[float], rows: int) -> dict:

@@ -60,34 +60,9 @@ def parameters(hidden: tuple[int, ...], features: int = common.FEATURES, classes
 
 
 def config_for(name: str, train: Path, test: Path, epochs: int, jit: str, rows: int) -> Path:
-    hidden = ROWS[name][0]
-    layers = "\n".join(f"    - {{type: Dense, units: {width}, activation: relu}}" for width in hidden)
-    path = WORK / "configs" / f"scale-{name}-jit-{jit}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"""# written by bench/scale_bench.py: a {parameters(hidden):,}-parameter MLP on {rows:,} x 64 rows
-name: scale-{name}
-seed: 42
-data:
-  train: {train}
-  validation: null
-  test: {test}
-  label: label
-  normalize: standard
-model:
-  layers:
-{layers}
-    - {{type: Dense, units: {common.CLASSES}, activation: softmax}}
-optimizer:
-  type: adam
-  learning_rate: {LEARNING_RATE}
-loss: categorical_crossentropy
-metrics: [accuracy]
-training:
-  epochs: {epochs}
-  batch_size: {BATCH}
-  jit_compile: {jit}
-""")
-    return path
+    return common.mlp_config(WORK / "configs" / f"scale-{name}-jit-{jit}.yaml", writer="bench/scale_bench.py",
+                             name=f"scale-{name}", train=train, test=test, epochs=epochs, batch_size=BATCH,
+                             hidden=ROWS[name][0], learning_rate=LEARNING_RATE, extra_training=f"  jit_compile: {jit}\n")
 
 
 def _summary(epoch_seconds: list[float], ends: list[float], rows: int, peak_rss: int, process: float) -> dict:

@@ -131,32 +131,8 @@ def overheads_by(seed: dict, key: str) -> dict[str, float]:
 # ---- 3: the 160k-row job -------------------------------------------------------------------------
 
 def large_config(train: Path, test: Path) -> Path:
-    path = OUT / "large.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"""# written by bench/peers/peers_run.py: the seed network on the generated {LARGE_ROWS:,} x 64 set
-name: peers-large
-seed: 42
-data:
-  train: {train}
-  validation: null
-  test: {test}
-  label: label
-  normalize: standard
-model:
-  layers:
-    - {{type: Dense, units: 64, activation: relu}}
-    - {{type: Dense, units: 64, activation: relu}}
-    - {{type: Dense, units: 10, activation: softmax}}
-optimizer:
-  type: adam
-  learning_rate: 0.01
-loss: categorical_crossentropy
-metrics: [accuracy]
-training:
-  epochs: {LARGE_EPOCHS}
-  batch_size: {LARGE_BATCH}
-""")
-    return path
+    return common.mlp_config(OUT / "large.yaml", writer="bench/peers/peers_run.py", name="peers-large",
+                             train=train, test=test, epochs=LARGE_EPOCHS, batch_size=LARGE_BATCH)
 
 
 def bench_large(rounds: int, peers_python: str) -> dict:

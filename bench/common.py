@@ -172,6 +172,17 @@ def _write(path: Path, rows: int, seed: int, labels: bool, chunk: int = 100_000)
             writer.close()
 
 
+def interleaved(rounds: int, jobs: dict) -> dict[str, list]:
+    """Run every job once per round, the order reversed every other round (A B C, C B A, ...), so that
+    a noisy, shared machine slows the sides alike; results by job name."""
+    names = list(jobs)
+    results: dict[str, list] = {name: [] for name in names}
+    for index in range(rounds):
+        for name in names if index % 2 == 0 else reversed(names):
+            results[name].append(jobs[name](index))
+    return results
+
+
 def mlp_config(path: Path, *, writer: str, name: str, train: Path, test: Path, epochs: int, batch_size: int,
                hidden: tuple[int, ...] = (64, 64), learning_rate: float = 0.01, extra_training: str = "") -> Path:
     """A config training an MLP (relu layers of `hidden` widths, then a CLASSES-way softmax) on a

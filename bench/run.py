@@ -50,7 +50,7 @@ import scale_bench
 import stream_memory
 import tune_overhead
 import typed_tables
-from common import REPO, WORK, median, run
+from common import REPO, WORK, interleaved, median, run
 
 PYTHON = sys.executable
 BASELINE = str(REPO / "bench" / "baseline_keras.py")
@@ -68,16 +68,6 @@ SEED = 42
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def interleaved(rounds: int, jobs: dict) -> dict[str, list]:
-    """Run every job once per round, the order reversed every other round; results by job name."""
-    names = list(jobs)
-    results: dict[str, list] = {name: [] for name in names}
-    for index in range(rounds):
-        for name in names if index % 2 == 0 else reversed(names):
-            results[name].append(jobs[name](index))
-    return results
 
 
 # ---- 1. start-up ---------------------------------------------------------------------------------

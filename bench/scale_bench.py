@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).absolute().parent))
 
 import common
 from backbone_bench import _event_ends, _periods
-from common import REPO, WORK, run
+from common import REPO, WORK, interleaved, run
 
 BASELINE = str(REPO / "bench" / "baseline_keras.py")
 RESULTS = WORK / "scale.json"
@@ -107,16 +107,6 @@ def keras_job(name: str, train: Path, test: Path, epochs: int, jit: str, rows: i
                       steps_per_execution=document["steps_per_execution"])
         return result
     return job
-
-
-def interleaved(rounds: int, jobs: dict) -> dict[str, list]:
-    """Every job once per round, the order reversed every other round (as bench/run.py does)."""
-    names = list(jobs)
-    results: dict[str, list] = {name: [] for name in names}
-    for index in range(rounds):
-        for job in names if index % 2 == 0 else reversed(names):
-            results[job].append(jobs[job](index))
-    return results
 
 
 def measure(rows=tuple(ROWS), rounds: int = 3, epochs: int = 3, jits=("true", "false"),

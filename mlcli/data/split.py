@@ -110,9 +110,13 @@ class Split:
 ALIGNMENT = 64  # bytes: what TensorFlow's CPU kernels assume of a tensor's memory (Eigen's widest vectors)
 
 
+def _is_aligned(values: np.ndarray) -> bool:
+    return values.flags.c_contiguous and values.ctypes.data % ALIGNMENT == 0
+
+
 def aligned(values: np.ndarray) -> np.ndarray:
     """`values`, or a C-contiguous copy of it whose memory starts on an ALIGNMENT-byte boundary."""
-    if values.flags.c_contiguous and values.ctypes.data % ALIGNMENT == 0:
+    if _is_aligned(values):
         return values
     buffer = np.empty(values.nbytes + ALIGNMENT, dtype=np.uint8)
     start = -buffer.ctypes.data % ALIGNMENT
@@ -125,7 +129,6 @@ def constant(tf, values):
     """`values` as a constant tensor. An aligned, C-contiguous array of numbers is handed to TensorFlow
     through DLPack, sharing its memory (the array stays alive as long as the tensor): tf.constant
     would copy it, and its allocator keeps a second copy's worth after the conversion."""
-    if (isinstance(values, np.ndarray) and values.dtype.kind in "fiu" and values.size
-            and values.flags.c_contiguous and values.ctypes.data % ALIGNMENT == 0):
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu" and values.size and _is_aligned(values):
         return tf.experimental.dlpack.from_dlpack(values.__dlpack__())
     return tf.constant(values)

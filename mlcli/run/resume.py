@@ -22,23 +22,16 @@ from mlcli.errors import UsageError
 from mlcli.run import files
 
 
-def save_point(model, run_dir: Path, progress: dict, *, partial_metrics: bool,
-               early_stopping_weights: list | None) -> None:
-    """Save the resume point described by `progress` ({"epochs_completed", "step", ...})."""
-    write_point(run_dir, progress, snapshot_point(model, partial_metrics=partial_metrics,
-                                                  early_stopping_weights=early_stopping_weights))
-
-
 def snapshot_point(model, *, partial_metrics: bool, early_stopping_weights: list | None) -> dict[str, np.ndarray]:
     """A resume point's values, copied now: training may go on while they are written."""
     arrays: dict[str, np.ndarray] = {}
     groups = [("model", list(model.variables)), ("optimizer", list(model.optimizer.variables))]
     if partial_metrics:
         groups.append(("metric", list(model.metrics_variables)))
-    values = _read_all(model, [variable for _, variables in groups for variable in variables])
+    values = iter(_read_all(model, [variable for _, variables in groups for variable in variables]))
     for prefix, variables in groups:
         for index in range(len(variables)):
-            arrays[f"{prefix}_{index}"] = _owned(values.pop(0))
+            arrays[f"{prefix}_{index}"] = _owned(next(values))
     for index, weight in enumerate(early_stopping_weights or []):
         arrays[f"best_{index}"] = np.asarray(weight)  # EarlyStopping replaces its list, never changes it
     return arrays

@@ -177,14 +177,14 @@ def keras_script(args) -> None:
 
 
 def measure(images: int = 900, epochs: int = 5, batch_size: int = 32, rounds: int = 1, seed: int = 42,
-            precision: str = "float32") -> dict:
+            precision: str = "float32", only: tuple[str, ...] = ("frozen", "full")) -> dict:
     args = argparse.Namespace(epochs=epochs, batch_size=batch_size, seed=seed, precision=precision)
     results: dict = {"settings": {"images": images, "size": SIZE, "epochs": epochs, "batch_size": batch_size,
                                   "rounds": rounds, "precision": precision, "weights": None}, "runs": {}}
     with tempfile.TemporaryDirectory(prefix="mlcli-bench-backbone-") as temp:
         work = Path(temp)
         train = make_images(work / "images", images)
-        for trainable in ("frozen", "full"):
+        for trainable in only:
             runs: dict[str, list] = {"mlcli": [], "keras": []}
             for round_ in range(rounds):  # interleaved, the order reversed every other round
                 order = ("mlcli", "keras") if round_ % 2 == 0 else ("keras", "mlcli")
@@ -211,13 +211,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--precision", default="float32", help="float32 | mixed_float16 | mixed_bfloat16")
+    parser.add_argument("--only", nargs="+", choices=["frozen", "full"], default=["frozen", "full"],
+                        help="which of the two trainings to run (default: both)")
     parser.add_argument("--keras", help=argparse.SUPPRESS)
     parser.add_argument("--trainable", choices=["frozen", "full"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.keras:
         keras_script(args)
         return
-    results = measure(args.images, args.epochs, args.batch_size, args.rounds, args.seed, args.precision)
+    results = measure(args.images, args.epochs, args.batch_size, args.rounds, args.seed, args.precision, tuple(args.only))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     for trainable, entry in results["runs"].items():

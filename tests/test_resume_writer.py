@@ -26,3 +26,26 @@ def test_a_resume_point_that_cannot_be_written_fails_the_run_with_exit_7(tmp_pat
     assert "Traceback" not in ran.stderr
     manifest = json.loads((run / "run.json").read_text())
     assert manifest["status"] == "failed" and manifest["failure"]["exit_code"] == 7
+
+
+def test_each_point_holds_the_values_of_its_own_moment_though_its_arrays_are_reused(tmp_path):
+    """The writer copies a point's values into the last point's arrays (no new memory each epoch): the
+    file of every point must still hold the values at its own save, never those of an earlier one."""
+    import keras
+    import numpy as np
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    writer = resume.PointWriter(tmp_path)
+    (tmp_path / files.STATE).mkdir()
+    saved = []
+    for epoch in (1, 2, 3):
+        kernel = np.full((3, 2), float(epoch), dtype=np.float32)
+        model.layers[0].kernel.assign(kernel)
+        writer.save(model, {"epochs_completed": epoch, "step": 0}, partial_metrics=False, early_stopping_weights=None)
+        saved.append(writer._last["model_0"])
+        writer.wait()
+        point = resume.load_point(tmp_path, resume.read_progress(tmp_path))
+        np.testing.assert_array_equal(point["model_0"], kernel)
+    assert saved[0] is saved[1] is saved[2]  # one set of arrays for the whole run

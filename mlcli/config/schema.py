@@ -553,6 +553,14 @@ class TrainingConfig(_Section):
         "1M-parameter MLP after its compile time (docs/performance.md). true/false: as given.",
     )
 
+    cache_frozen_backbone: bool = Field(
+        True,
+        description="With model.backbone (a keras.applications model) wholly frozen, no data.augment and no layer "
+        "in it that acts differently in training (Dropout, noise), compute its outputs for the images once and "
+        "train the layers after it on them: the same math, each epoch without the backbone's pass. Images in "
+        "memory only. false: run the whole model at every step.",
+    )
+
     @field_validator("class_weight", mode="before")
     @classmethod
     def _class_weight_kind(cls, value: Any) -> Any:

@@ -4,13 +4,14 @@ resume state, progress, divergence and interrupt guards, early stopping that sur
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlcli.checkpoint.archive import model_facts
 from mlcli.data.pipeline import evaluation_batch_size, evaluation_dataset, first_rows, steps_per_epoch, training_dataset
 from mlcli.model.augment import augmentation
 from mlcli.run import files, resume
+from mlcli.training import frozen_backbone
 from mlcli.training.request import TrainRequest
 
 
@@ -21,6 +22,7 @@ class Fitted:
     early: Any  # ResumableEarlyStopping or None
     guard: Any
     interrupt: Any
+    notes: list[str] = field(default_factory=list)
 
 
 def fit(request: TrainRequest, model, prepared, encoding: str, batch: int, progress: dict | None, extras: dict,
@@ -63,23 +65,35 @@ def fit(request: TrainRequest, model, prepared, encoding: str, batch: int, progr
     progress_bar = cb.Progress(epochs, steps, first_step, every=request.progress_every)
     summaries = cb.EpochSummaries(run_dir / files.LOGS)
     callbacks = [guard, interrupt] + ([early] if early is not None else []) + [keeper, summaries, progress_bar] + list(request.callbacks)
+    augment = augmentation(request.loaded)  # data.augment: training batches only
+    # A frozen backbone's outputs computed once: the layers after it train on them (same math).
+    train_split, validation_split, fitted_model, notes = prepared.train, prepared.validation, model, []
+    backbone = frozen_backbone.cacheable_backbone(config, model, prepared, augment)
+    if backbone is not None:
+        train_split = frozen_backbone.feature_split(backbone, prepared.train, evaluation_batch_size(batch))
+        if validation_split is not None:
+            validation_split = frozen_backbone.feature_split(backbone, validation_split, evaluation_batch_size(batch))
+        fitted_model = frozen_backbone.head_model(model, backbone)
+        notes.append(frozen_backbone.note(backbone, prepared.train.rows))
+
     val_ds = None
-    if prepared.validation is not None:
-        val_ds = evaluation_dataset(prepared.validation, batch_size=evaluation_batch_size(batch), encoding=encoding,
+    if validation_split is not None:
+        val_ds = evaluation_dataset(validation_split, batch_size=evaluation_batch_size(batch), encoding=encoding,
                                     num_classes=num_classes)
 
     epoch_variable = tf.Variable(first_epoch, dtype=tf.int64, trainable=False)
     callbacks.insert(0, cb.SetEpoch(epoch_variable))
 
-    augment = augmentation(request.loaded)  # data.augment: training batches only
-
     def fit(start_epoch: int, end_epoch: int, start_step: int, extra_callbacks: list) -> None:
         dataset = training_dataset(
-            prepared.train, batch_size=batch, seed=config.seed, shuffle=config.data.shuffle, epoch=epoch_variable,
+            train_split, batch_size=batch, seed=config.seed, shuffle=config.data.shuffle, epoch=epoch_variable,
             encoding=encoding, num_classes=num_classes, first_step=start_step, augment=augment,
         )
-        model.fit(dataset, validation_data=val_ds, epochs=end_epoch, initial_epoch=start_epoch,
-                  callbacks=callbacks + extra_callbacks, verbose=0, shuffle=False, class_weight=weights)
+        every = callbacks + extra_callbacks
+        if fitted_model is not model:
+            every = frozen_backbone.callbacks_of(model, fitted_model, every)
+        fitted_model.fit(dataset, validation_data=val_ds, epochs=end_epoch, initial_epoch=start_epoch,
+                         callbacks=every, verbose=0, shuffle=False, class_weight=weights)
 
     interrupt.install()
     try:
@@ -102,4 +116,4 @@ def fit(request: TrainRequest, model, prepared, encoding: str, batch: int, progr
         summaries.close()
     keeper.wait()  # the last resume point is on disk before the run says how it ended
     status = "diverged" if guard.diverged else "interrupted" if interrupt.interrupted else "completed"
-    return Fitted(status, keeper.best, early, guard, interrupt)
+    return Fitted(status, keeper.best, early, guard, interrupt, notes)

@@ -189,6 +189,7 @@ def _train_locked(request: TrainRequest, prepared, device, precision: str, distr
             files.write_json(run_dir / files.LABELS, prepared.classes)
         write_manifest(run_dir, manifest)
         fitted = fit(request, model, prepared, encoding, batch, progress, extras, history, weights)
+        notes += fitted.notes
         return finish(request, model, prepared, encoding, batch, fitted, manifest, history,
                        device.describe(), precision, notes, finetune_facts)
     except (Diverged, Interrupted):

@@ -224,8 +224,10 @@ def main() -> None:
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     for trainable, entry in results["runs"].items():
         rates = entry["images_per_second"]
+        process = entry["process_seconds"]
         print(f"MobileNetV3Small {SIZE}x{SIZE}, backbone {trainable}: mlcli {rates['mlcli']:.1f} images/s, "
-              f"plain Keras {rates['keras']:.1f} images/s, mlcli/Keras {entry['mlcli_over_keras']:.2f}x")
+              f"plain Keras {rates['keras']:.1f} images/s, mlcli/Keras {entry['mlcli_over_keras']:.2f}x; "
+              f"whole process {process['mlcli']:.2f} s vs {process['keras']:.2f} s")
 
 
 if __name__ == "__main__":

@@ -49,3 +49,20 @@ def test_each_point_holds_the_values_of_its_own_moment_though_its_arrays_are_reu
         point = resume.load_point(tmp_path, resume.read_progress(tmp_path))
         np.testing.assert_array_equal(point["model_0"], kernel)
     assert saved[0] is saved[1] is saved[2]  # one set of arrays for the whole run
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64", "uint8", "bool", "float16"])
+def test_a_point_file_reads_back_as_np_savez_would(tmp_path, dtype):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arrays = {"model_0": rng.normal(size=(3, 5)).astype(dtype), "model_1": np.asarray(7, dtype=dtype),
+              "optimizer_0": np.zeros((0, 4), dtype=dtype), "best_0": rng.normal(size=(2, 3, 4)).astype(dtype)[:, ::2]}
+    with open(tmp_path / "ours.npz", "wb") as handle:
+        resume.write_npz(handle, arrays)
+    np.savez(tmp_path / "numpys.npz", **arrays)
+    with np.load(tmp_path / "ours.npz", allow_pickle=False) as ours, np.load(tmp_path / "numpys.npz") as theirs:
+        assert ours.files == theirs.files == list(arrays)
+        for name in arrays:
+            assert ours[name].dtype == arrays[name].dtype and ours[name].shape == arrays[name].shape
+            np.testing.assert_array_equal(ours[name], theirs[name])

@@ -63,12 +63,28 @@ def write_point(run_dir: Path, progress: dict, arrays: dict[str, np.ndarray]) ->
     state = run_dir / files.STATE
     name = f"epoch{progress['epochs_completed']:05d}-step{progress.get('step', 0):07d}.npz"
     with files.replacing(state / name) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)  # straight into the temporary file: no second in-memory copy of the state
+        write_npz(handle, arrays)  # straight into the temporary file: no second in-memory copy of the state
     files.fault_point("state-before-progress")
     files.write_json(state / files.STATE_PROGRESS, {**progress, "arrays": name})
     for stale in state.iterdir():
         if stale.name not in (name, files.STATE_PROGRESS) and not stale.name.startswith("."):
             stale.unlink(missing_ok=True)
+
+
+def write_npz(handle, arrays: dict[str, np.ndarray]) -> None:
+    """The file np.savez writes (np.load reads it), each array written from its own memory: np.savez
+    first copies an array into 16 MB byte strings when the file is a zip member, and new memory costs
+    more than the copy on some machines (snapshot_point)."""
+    import zipfile  # deferred: only a run that saves its state writes one
+
+    with zipfile.ZipFile(handle, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, array in arrays.items():
+            array = array if array.flags.c_contiguous else np.array(array, order="C")
+            if array.dtype.hasobject:
+                raise TypeError(f"{name}: a resume point holds numbers only, not {array.dtype}")
+            with archive.open(f"{name}.npy", mode="w", force_zip64=True) as member:
+                np.lib.format.write_array_header_1_0(member, np.lib.format.header_data_from_array_1_0(array))
+                member.write(array.reshape(-1).view(np.uint8).data)
 
 
 class PointWriter:

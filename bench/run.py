@@ -441,6 +441,8 @@ def main() -> None:
     parser.add_argument("--scale-rounds", type=int, default=3, help="runs per side and jit_compile setting: scale")
     parser.add_argument("--tune-seeds", type=int, default=3, help="seeds per side of the sweep comparison")
     parser.add_argument("--backbone-images", type=int, default=900, help="images for the MobileNetV3Small runs")
+    parser.add_argument("--backbone-epochs", type=int, default=8,
+                        help="epochs of each MobileNetV3Small run: 7 periods per run after the first epoch")
     parser.add_argument("--no-readme", action="store_true", help="do not write the table into README.md")
     args = parser.parse_args()
     if min(args.rounds, args.rounds_256, args.startup_rounds, args.seed_rounds, args.loading_rounds,
@@ -492,7 +494,8 @@ def main() -> None:
         results["stream_typed"] = stream_memory.peak_memory(list(stream_memory.TYPED_ROWS), typed=True, echo=False)
     if "backbone" in wanted:
         log("MobileNetV3Small images/s")
-        results["backbone"] = backbone_bench.measure(images=args.backbone_images, rounds=args.rounds)
+        results["backbone"] = backbone_bench.measure(images=args.backbone_images, epochs=args.backbone_epochs,
+                                                     rounds=args.rounds)
     if "serve" in wanted:
         log("serve")
         import serve_load

@@ -501,15 +501,25 @@ def test_a_lost_worker_stops_the_others_and_the_restarted_cluster_ends_as_if_nev
 
 @pytest.mark.slow
 @pytest.mark.multiworker
-def test_resuming_on_replicas_that_cannot_split_the_global_batch_is_exit_2_on_every_worker(tmp_path):
+@pytest.mark.parametrize("late", [0, 3])
+def test_resuming_on_replicas_that_cannot_split_the_global_batch_is_exit_2_on_every_worker(tmp_path, late):
     """A run trained in one process with a global batch of 33 rows, stopped after its first epoch, then
-    resumed on two workers: 33 rows do not split in two, so the chief refuses, and so does worker 1."""
+    resumed on two workers: 33 rows do not split in two, so the chief refuses, and so does worker 1 —
+    also when worker 1 comes to read the chief's answer `late` seconds after the chief has given it (the
+    chief's process holds the cluster's key-value store: it waits until the answer is read)."""
     run = tmp_path / "run"
     args = ["train", REPO / "configs" / "tiny.yaml", "--output", run, "--set", "training.batch_size=33"]
     stopped = run_process(*args, "--quiet", env={"MLCLI_TEST_KILL_AT": "state-before-progress:2"})
     assert stopped.returncode == -signal.SIGKILL and saved_point(run) == {"epochs_completed": 1, "step": 0}
     ports = _free_ports(2)
-    workers = [_worker([*args, "--resume"], _tf_config(ports, i), tmp_path) for i in range(2)]
+    slow = tmp_path / "slow"  # worker 1 only: a sitecustomize that delays its reading of the chief's answer
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(
+        "import time\nfrom mlcli.training import cluster\n_share = cluster.share_point\n"
+        f"def share_point(*args, **kwargs):\n    time.sleep({late})\n    return _share(*args, **kwargs)\n"
+        "cluster.share_point = share_point\n")
+    workers = [_worker([*args, "--resume"], _tf_config(ports, i), tmp_path,
+                       env={"PYTHONPATH": str(slow)} if i == 1 else None) for i in range(2)]
     errors = [w.communicate(timeout=600)[1] for w in workers]
     refusal = (f"{run} was trained with a global batch of 33 rows on 1 replica; a resumed run keeps its global "
                "batch, and 2 replicas cannot split 33 rows evenly")

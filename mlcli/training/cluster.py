@@ -80,11 +80,14 @@ def share_point(distribution, run_dir: Path, progress: dict | None, batch: int, 
             header["config_hash"] = config_hash(config)
         except UsageError as exc:  # the others stop with the same words instead of waiting for a step
             ctx.set_config_key_value(_KEY, json.dumps({"refused": exc.message, "hint": exc.hint}))
+            _await_readers(ctx, distribution.role, config.runtime.cluster_timeout)
             raise
         ctx.set_config_key_value(_KEY, files.json_text(header))
     else:
         header = json.loads(ctx.get_config_key_value(_KEY, timeout_in_ms=config.runtime.cluster_timeout * 1000))
         if "refused" in header:
+            # read: the chief (whose process holds the cluster's key-value store) may now stop
+            ctx.set_config_key_value(_read_key(distribution.role.task_type, distribution.role.index), "1")
             raise UsageError(f"the chief refused to continue the run: {header['refused']}", hint=header["hint"])
         if header["config_hash"] != config_hash(config):
             raise UsageError(f"multi-worker run, {distribution.role.describe()}: this worker's resolved config differs "
@@ -95,6 +98,32 @@ def share_point(distribution, run_dir: Path, progress: dict | None, batch: int, 
     if header["progress"] is not None:
         arrays = _from_chief(distribution, arrays, header["arrays"])
     return SharedPoint(header["progress"], header["history"], arrays, header["batch"], header.get("note"))
+
+
+def _read_key(job: str, index: int) -> str:
+    return f"{_KEY}/read/{job}/{index}"
+
+
+def _await_readers(ctx, role, timeout_seconds: int) -> None:
+    """Until every other worker has read the chief's refusal, or `timeout_seconds` pass: the key-value
+    store lives in the chief's process, and a worker still on its way to read it when the chief
+    stops would meet a closed connection (exit 4) instead of the refusal (exit 2)."""
+    import time
+
+    import tensorflow as tf  # deferred: imports TensorFlow
+
+    deadline = time.monotonic() + timeout_seconds
+    for job, count in role.addresses.items():
+        for index in range(len(count)):
+            if (job, index) == (role.task_type, role.index):
+                continue
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                return
+            try:
+                ctx.get_config_key_value(_read_key(job, index), timeout_in_ms=left_ms)
+            except tf.errors.OpError:  # that worker is gone or never came: nothing more to wait for
+                continue
 
 
 def _chief_point(run_dir: Path, progress: dict | None, batch: int, replicas: int) -> tuple[dict, dict]:

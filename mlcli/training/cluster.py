@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,8 +109,6 @@ def _await_readers(ctx, role, timeout_seconds: int) -> None:
     """Until every other worker has read the chief's refusal, or `timeout_seconds` pass: the key-value
     store lives in the chief's process, and a worker still on its way to read it when the chief
     stops would meet a closed connection (exit 4) instead of the refusal (exit 2)."""
-    import time
-
     import tensorflow as tf  # deferred: imports TensorFlow
 
     deadline = time.monotonic() + timeout_seconds

@@ -112,8 +112,8 @@ def _await_readers(ctx, role, timeout_seconds: int) -> None:
     import tensorflow as tf  # deferred: imports TensorFlow
 
     deadline = time.monotonic() + timeout_seconds
-    for job, count in role.addresses.items():
-        for index in range(len(count)):
+    for job, addresses in role.addresses.items():
+        for index in range(len(addresses)):
             if (job, index) == (role.task_type, role.index):
                 continue
             left_ms = int((deadline - time.monotonic()) * 1000)

@@ -70,11 +70,12 @@ def fit(request: TrainRequest, model, prepared, encoding: str, batch: int, progr
     train_split, validation_split, fitted_model, notes = prepared.train, prepared.validation, model, []
     backbone = frozen_backbone.cacheable_backbone(config, model, prepared, augment)
     if backbone is not None:
-        train_split = frozen_backbone.feature_split(backbone, prepared.train, evaluation_batch_size(batch))
+        pass_batch = evaluation_batch_size(batch)  # no gradients: the batch evaluation runs in
+        train_split = frozen_backbone.feature_split(backbone, prepared.train, pass_batch)
         if validation_split is not None:
-            validation_split = frozen_backbone.feature_split(backbone, validation_split, evaluation_batch_size(batch))
+            validation_split = frozen_backbone.feature_split(backbone, validation_split, pass_batch)
         fitted_model = frozen_backbone.head_model(model, backbone)
-        notes.append(frozen_backbone.note(backbone, prepared.train.rows))
+        notes.append(frozen_backbone.note(prepared.train.rows))
 
     val_ds = None
     if validation_split is not None:

@@ -63,9 +63,8 @@ def feature_split(backbone, split: Split, batch_size: int) -> Split:
     images, rows = constant(tf, split.x), split.rows
     batches = tf.data.Dataset.range(0, rows, batch_size).map(
         lambda start: images[start:tf.minimum(start + batch_size, rows)])
-    features = backbone.predict(batches, verbose=0)
-    return Split(x=aligned(np.ascontiguousarray(features, dtype=np.float32)), y=split.y, name=split.name,
-                 notes=list(split.notes))
+    features = np.asarray(backbone.predict(batches, verbose=0), dtype=np.float32)
+    return Split(x=aligned(features), y=split.y, name=split.name, notes=list(split.notes))
 
 
 def head_model(model, backbone):
@@ -94,14 +93,13 @@ def callbacks_of(model, head, callbacks: list):
         def on_train_batch_end(self, batch, logs=None):
             head.stop_training = head.stop_training or model.stop_training
 
-        def on_epoch_end(self, epoch, logs=None):
-            head.stop_training = head.stop_training or model.stop_training
+        on_epoch_end = on_train_batch_end
 
     model.stop_training = False
     return keras.callbacks.CallbackList(list(callbacks) + [PassStop()], add_history=False, add_progbar=False,
                                         model=model)
 
 
-def note(backbone, rows: int) -> str:
+def note(rows: int) -> str:
     return (f"model.backbone frozen: its outputs for the {rows:,} training images computed once, then only the "
             f"layers after it train on them (the same math; training.cache_frozen_backbone: false turns this off)")

@@ -4,10 +4,12 @@ different types for a column (integers first, decimals later; numbers first, tex
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow.csv as pacsv
 import pytest
 from conftest import run_cli
 
@@ -42,7 +44,7 @@ def table(path: Path, rows: int, labels: list[str]) -> Path:
 
 def train(tmp_path: Path, name: str, labels: list[str], block: int | None, monkeypatch) -> dict:
     if block is not None:
-        monkeypatch.setattr(csv_format, "CSV_BLOCK_BYTES", block)  # pieces of 4 blocks: ~25 rows each
+        monkeypatch.setattr(csv_format, "CSV_BLOCK_BYTES", block)  # pieces of 8 blocks: ~60 rows each
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
     config = tmp_path / f"{name}.yaml"
@@ -67,3 +69,32 @@ def test_a_csv_read_in_pieces_trains_exactly_as_read_whole(tmp_path, monkeypatch
     assert pieces["labels"] == whole["labels"] == ([0, 1, 2] if labels[0] == "0" else ["7", "8", "cat"])
     assert pieces["metrics"] == whole["metrics"]
     assert pieces["files"] == whole["files"]
+
+
+def quoted_table(rows: int, newline: str, last_newline: bool) -> str:
+    """Text cells with the delimiter and quotes inside quotes ("" escapes), numbers beside."""
+    lines = ['id,note,x']
+    for row in range(rows):
+        note = f'"row {row}, ""quoted"", {{x}}"' if row % 3 == 0 else f"plain {row}"
+        lines.append(f"{row},{note},{row / 7:.3f}")
+    return newline.join(lines) + (newline if last_newline else "")
+
+
+@pytest.mark.parametrize("block", [64, 150, 4000])
+@pytest.mark.parametrize("newline,last_newline", [("\n", True), ("\r\n", False)], ids=["lf", "crlf-no-last"])
+def test_pieces_cut_only_between_rows(tmp_path, monkeypatch, block, newline, last_newline):
+    """Each piece ends at a row end outside quotes, for a file mapped into memory and for a gzip
+    stream alike: the pieces together are the table one whole-file read makes, row for row."""
+    text = quoted_table(90, newline, last_newline) + newline * 3  # blank lines at the end
+    plain = tmp_path / "q.csv"
+    plain.write_bytes(text.encode())
+    packed = tmp_path / "q.csv.gz"
+    packed.write_bytes(gzip.compress(text.encode()))
+    whole = pacsv.read_csv(plain)
+    monkeypatch.setattr(csv_format, "CSV_BLOCK_BYTES", block)
+    for path in (plain, packed):
+        pieces = list(csv_format._parallel_csv(path, None, (), convert=csv_format._inferring_options()))
+        assert len(pieces) > (1 if block < 4000 else 0)
+        assert sum(piece.num_rows for piece in pieces) == whole.num_rows == 90
+        for name in whole.column_names:
+            assert [v for piece in pieces for v in piece.column(name).to_pylist()] == whole.column(name).to_pylist()

@@ -106,8 +106,11 @@ def test_kept_csv_columns_are_typed_in_jsonl_and_parquet(digits, tmp_path):
     assert csv_text[0].startswith("n,score,name,prediction") and csv_text[4].startswith("3,0.75,r3,")
 
 
-def test_a_kept_column_that_changes_type_after_the_first_batch(digits, tmp_path):
+def test_a_kept_column_that_changes_type_after_the_first_batch(digits, tmp_path, monkeypatch):
     rows = 70_000  # more than one read batch (65,536 rows)
+    # Arrow infers a column's type chunk by chunk (mlcli.data.formats.csv): with 4 blocks a chunk (8 MB,
+    # about 40,000 of these rows) the text value lands in the second chunk, its first rows integers.
+    monkeypatch.setattr("mlcli.data.formats.csv.CHUNK_BLOCKS", 4)
     test_rows = digits_table()
     table = test_rows.take(pa.array(np.arange(rows) % test_rows.num_rows))
     ids = [str(i) for i in range(rows)]

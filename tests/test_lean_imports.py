@@ -42,3 +42,17 @@ def test_the_hidden_packages_import_normally_once_tensorflow_is_in():
     import pandas
 
     assert pandas.DataFrame({"a": [1]}).shape == (1, 1)
+
+
+@pytest.mark.parametrize("chosen,expected", [(None, "system"), ("jemalloc", "jemalloc")])
+def test_arrow_uses_the_system_allocator_unless_the_user_chose_one(chosen, expected):
+    """mlcli picks Arrow's allocator before pyarrow is imported (mlcli/__init__.py): the system one,
+    or what ARROW_DEFAULT_MEMORY_POOL names."""
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    if chosen:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
+    done = subprocess.run([sys.executable, "-c", "import mlcli.cli, pyarrow; print(pyarrow.default_memory_pool().backend_name)"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == expected

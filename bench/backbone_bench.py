@@ -10,7 +10,8 @@ per TensorFlow call as mlcli's steps_per_execution: auto does.
     python bench/backbone_bench.py [--images 900] [--epochs 5] [--batch-size 32] [--rounds 1]
     python bench/backbone_bench.py --keras DIR --trainable frozen|full ...   # one plain Keras run (used by the above)
 
-A figure is train images / the median epoch period: the seconds from one epoch's end to the next's,
+A figure is train images / the median epoch period over all of a side's rounds (pooled): a period is
+the seconds from one epoch's end to the next's,
 so that everything a run does per epoch counts — for mlcli also what it writes after each epoch
 (history.csv, the resume state, TensorBoard logs), which history.csv's `seconds` column leaves out;
 mlcli's periods are read from the wall times of its TensorBoard events, written after the resume
@@ -191,7 +192,10 @@ def measure(images: int = 900, epochs: int = 5, batch_size: int = 32, rounds: in
                 for side in order:
                     run = run_mlcli if side == "mlcli" else run_keras
                     runs[side].append(run(work, train, images, trainable, args))
-            medians = {side: statistics.median(r["images_per_second"] for r in rs) for side, rs in runs.items()}
+            # Every later epoch of a side's rounds pooled: on this machine a whole epoch now and then runs
+            # at half speed, both processors idle half its time (docs/performance.md, "Images and
+            # backbones"), and the median of one run's few periods moves with how many such epochs it met.
+            medians = {side: _rate([p for r in rs for p in r["epoch_periods"]], images) for side, rs in runs.items()}
             results["runs"][trainable] = {
                 "runs": runs, "images_per_second": medians, "mlcli_over_keras": medians["mlcli"] / medians["keras"],
                 "peak_rss_mb": {side: statistics.median(r["peak_rss_mb"] for r in rs) for side, rs in runs.items()},

@@ -193,11 +193,11 @@ def measure(images: int = 900, epochs: int = 5, batch_size: int = 32, rounds: in
                     run = run_mlcli if side == "mlcli" else run_keras
                     runs[side].append(run(work, train, images, trainable, args))
             # Every later epoch of a side's rounds pooled: on this machine a whole epoch now and then runs
-            # at half speed, both processors idle half its time (docs/performance.md, "Images and
-            # backbones"), and the median of one run's few periods moves with how many such epochs it met.
-            medians = {side: _rate([p for r in rs for p in r["epoch_periods"]], images) for side, rs in runs.items()}
+            # at half speed, both processors idle half its time (docs/performance.md, "Whole epochs at half
+            # speed"), and the median of one run's few periods moves with how many such epochs it met.
+            rates = {side: _rate([p for r in rs for p in r["epoch_periods"]], images) for side, rs in runs.items()}
             results["runs"][trainable] = {
-                "runs": runs, "images_per_second": medians, "mlcli_over_keras": medians["mlcli"] / medians["keras"],
+                "runs": runs, "images_per_second": rates, "mlcli_over_keras": rates["mlcli"] / rates["keras"],
                 "peak_rss_mb": {side: statistics.median(r["peak_rss_mb"] for r in rs) for side, rs in runs.items()},
                 "epoch_seconds": {side: per_epoch(rs) for side, rs in runs.items()},
                 "process_seconds": {side: statistics.median(r["wall_seconds"] for r in rs) for side, rs in runs.items()},

@@ -68,18 +68,18 @@ def fit(request: TrainRequest, model, prepared, encoding: str, batch: int, progr
     augment = augmentation(request.loaded)  # data.augment: training batches only
     # A frozen backbone's outputs computed once: the layers after it train on them (same math).
     train_split, validation_split, fitted_model, notes = prepared.train, prepared.validation, model, []
+    eval_batch = evaluation_batch_size(batch)  # no gradients: validation, and the backbone's one pass
     backbone = frozen_backbone.cacheable_backbone(config, model, prepared, augment)
     if backbone is not None:
-        pass_batch = evaluation_batch_size(batch)  # no gradients: the batch evaluation runs in
-        train_split = frozen_backbone.feature_split(backbone, prepared.train, pass_batch)
+        train_split = frozen_backbone.feature_split(backbone, prepared.train, eval_batch)
         if validation_split is not None:
-            validation_split = frozen_backbone.feature_split(backbone, validation_split, pass_batch)
+            validation_split = frozen_backbone.feature_split(backbone, validation_split, eval_batch)
         fitted_model = frozen_backbone.head_model(model, backbone)
         notes.append(frozen_backbone.note(prepared.train.rows))
 
     val_ds = None
     if validation_split is not None:
-        val_ds = evaluation_dataset(validation_split, batch_size=evaluation_batch_size(batch), encoding=encoding,
+        val_ds = evaluation_dataset(validation_split, batch_size=eval_batch, encoding=encoding,
                                     num_classes=num_classes)
 
     epoch_variable = tf.Variable(first_epoch, dtype=tf.int64, trainable=False)

@@ -374,14 +374,20 @@ def _row_end(data, start: int, stop: int) -> int:
     cut = data.rfind(b"\n", start, stop)
     if cut < 0 or data.find(b'"', start, cut) < 0:
         return cut
-    quotes = data[start:cut].count(b'"')
+    quotes = _quotes(data, start, cut)
     while quotes % 2:
         previous = cut
         cut = data.rfind(b"\n", start, previous)
         if cut < 0:
             return -1
-        quotes -= data[cut:previous].count(b'"')
+        quotes -= _quotes(data, cut, previous)
     return cut
+
+
+def _quotes(data, start: int, stop: int) -> int:
+    """Quote characters in data[start:stop]: counted in place in bytes; a memory map has no count, so
+    that range is copied (only for a file with quotes)."""
+    return data.count(b'"', start, stop) if isinstance(data, bytes) else data[start:stop].count(b'"')
 
 
 def _csv_reader(path: Path | None, header: list[str] | None, needed: list[str], numeric):
